@@ -1,0 +1,1 @@
+"""The ``echosynth`` command line."""

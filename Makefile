@@ -1,0 +1,28 @@
+# EchoSynth: `make demo` and `make test` build .venv on first use (Python 3.11 + pip only).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean-venv
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	# torch first, on its own, so that the local CPU build is the one that satisfies every later pin.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c requirements.lock -r requirements.lock
+	$(BIN)/pip install --quiet -c requirements.lock --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/echosynth demo --out out/demo
+
+test: $(STAMP)
+	$(BIN)/ruff check EchoSynthLib EchoSynth Testing bench
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/simulator_speed.py
+
+clean-venv:
+	rm -rf $(VENV)
