@@ -41,8 +41,13 @@ def run_demo(
             write_image(image, staging / f"{stem}_image{image_suffix}")
             panels += panels_for(f"{view} {phase}", image, phantom.labels)
             manifest["cases"].append(
-                {"view": view, "phase": phase, "image": f"{stem}_image{image_suffix}",
-                 "labels": f"{stem}_labels{label_suffix}", "heart": phantom.heart.at_phase(phase).as_dict()}
+                {
+                    "view": view,
+                    "phase": phase,
+                    "image": f"{stem}_image{image_suffix}",
+                    "labels": f"{stem}_labels{label_suffix}",
+                    "heart": phantom.heart.at_phase(phase).as_dict(),
+                }
             )
             if progress:
                 progress(f"{view} {phase}")

@@ -39,11 +39,17 @@ class PhantomGrid:
         dims = 3 if view.upper() == "3D" else 2
         side = size or (128 if dims == 3 else 256)
         if dims == 3:
-            return cls(size=(side,) * 3, depth_mm=overrides.get("depth_mm", 140.0),
-                       angle_deg=overrides.get("angle_deg", 70.0),
-                       elevation_angle_deg=overrides.get("elevation_angle_deg", 70.0))
-        return cls(size=(side, side), depth_mm=overrides.get("depth_mm", 150.0),
-                   angle_deg=overrides.get("angle_deg", 75.0))
+            return cls(
+                size=(side,) * 3,
+                depth_mm=overrides.get("depth_mm", 140.0),
+                angle_deg=overrides.get("angle_deg", 70.0),
+                elevation_angle_deg=overrides.get("elevation_angle_deg", 70.0),
+            )
+        return cls(
+            size=(side, side),
+            depth_mm=overrides.get("depth_mm", 150.0),
+            angle_deg=overrides.get("angle_deg", 75.0),
+        )
 
     def volume_and_sector(self) -> tuple[Volume, SectorGeometry]:
         """An empty label volume with isotropic spacing fitting the sector, apex at (0, 0, 0) mm."""
@@ -58,12 +64,15 @@ class PhantomGrid:
         half = math.radians(self.angle_deg / 2)
         extents = [self.depth_mm / (rows - 1), 2 * self.depth_mm * math.sin(half) / (cols - 1)]
         if slices > 1:
-            extents.append(2 * self.depth_mm * math.sin(math.radians(self.elevation_angle_deg / 2)) / (slices - 1))
+            extents.append(
+                2 * self.depth_mm * math.sin(math.radians(self.elevation_angle_deg / 2)) / (slices - 1)
+            )
         spacing = max(extents)
         origin = (-(cols - 1) / 2 * spacing, 0.0, -(slices - 1) / 2 * spacing if slices > 1 else 0.0)
         volume = Volume(np.zeros((slices, rows, cols), np.uint8), (spacing,) * 3, origin)
-        sector = SectorGeometry.centred(volume, self.depth_mm, self.angle_deg,
-                                        self.elevation_angle_deg if slices > 1 else 0.0)
+        sector = SectorGeometry.centred(
+            volume, self.depth_mm, self.angle_deg, self.elevation_angle_deg if slices > 1 else 0.0
+        )
         return volume, sector
 
 
@@ -101,7 +110,9 @@ def phantom_label_map(
     rng = np.random.default_rng(seed)
     for _ in range(MAX_DRAWS):
         heart = sample_heart(view, rng, **fixed)
-        both = {p: render_heart(heart.at_phase(p), empty, sector, with_atrium=view != "3D") for p in ("ED", "ES")}
+        both = {
+            p: render_heart(heart.at_phase(p), empty, sector, with_atrium=view != "3D") for p in ("ED", "ES")
+        }
         if all(fits for _, fits in both.values()):
             return Phantom(both[phase][0], heart, sector, view, phase)
     raise InputError(
@@ -142,7 +153,7 @@ def render_heart(
 
 def _shell(mask: np.ndarray, thickness_mm: float, spacing_kji: tuple[float, ...]) -> np.ndarray:
     """Voxels outside ``mask`` within ``thickness_mm`` of it (distance transform on its bounding box)."""
-    margin = [int(math.ceil(thickness_mm / s)) + 1 for s in spacing_kji]
+    margin = [math.ceil(thickness_mm / s) + 1 for s in spacing_kji]
     box = tuple(
         slice(max(int(idx.min()) - m, 0), int(idx.max()) + m + 1)
         for idx, m in zip(np.nonzero(mask), margin, strict=True)
@@ -161,7 +172,9 @@ def _long_axis_coordinates(heart: HeartParameters, grid: Volume, sector: SectorG
     y = (np.arange(j_size) - sector.apex_index[1]) * sy - heart.apex_depth_mm
     z = (np.arange(k_size) - sector.apex_index[2]) * sz
     zz, yy, xx = np.meshgrid(z, y, x, indexing="ij", sparse=True)
-    axis = np.array([math.tan(math.radians(heart.tilt_deg)), 1.0, math.tan(math.radians(heart.elevation_tilt_deg))])
+    axis = np.array(
+        [math.tan(math.radians(heart.tilt_deg)), 1.0, math.tan(math.radians(heart.elevation_tilt_deg))]
+    )
     axis /= np.linalg.norm(axis)
     across = np.array([1.0, 0.0, 0.0]) - axis[0] * axis
     across /= np.linalg.norm(across)

@@ -23,41 +23,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    phantom = commands.add_parser("phantom", help="generate a phantom label map (2D apical view or 3D LV)",
-                                  description="Generate a seeded phantom label map.")
+    phantom = commands.add_parser(
+        "phantom",
+        help="generate a phantom label map (2D apical view or 3D LV)",
+        description="Generate a seeded phantom label map.",
+    )
     phantom.add_argument("--view", default="4CH", choices=["4CH", "2CH", "3D"], type=str.upper)
     phantom.add_argument("--phase", default="ED", choices=["ED", "ES"], type=str.upper)
     phantom.add_argument("--seed", type=int, default=0)
     phantom.add_argument("--size", type=int, help="grid side in voxels (default 256 for 2D, 128 for 3D)")
     phantom.add_argument("--depth", type=float, help="sector depth in mm (default 150 for 2D, 140 for 3D)")
     phantom.add_argument("--angle", type=float, help="sector opening angle in degrees (default 75 / 70)")
-    phantom.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                         help="fix an anatomy parameter, e.g. --set lv_length_mm=85 (repeatable)")
-    phantom.add_argument("--out", required=True, type=Path, help="output label file (.nii.gz, .nrrd, .seg.nrrd, ...)")
+    phantom.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix an anatomy parameter, e.g. --set lv_length_mm=85 (repeatable)",
+    )
+    phantom.add_argument(
+        "--out", required=True, type=Path, help="output label file (.nii.gz, .nrrd, .seg.nrrd, ...)"
+    )
     phantom.set_defaults(run=_run_phantom)
 
-    simulate = commands.add_parser("simulate", help="simulate a B-mode echo image from a label map",
-                                   description="Simulate B-mode echo images from a label map.")
+    simulate = commands.add_parser(
+        "simulate",
+        help="simulate a B-mode echo image from a label map",
+        description="Simulate B-mode echo images from a label map.",
+    )
     simulate.add_argument("labels", type=Path, help="label map (.seg.nrrd, .nii.gz, .nrrd, .mha, .mhd, .png)")
     simulate.add_argument("--out", required=True, type=Path, help="output image file")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--n", type=int, default=1, help="number of images (seeds seed..seed+n-1)")
-    simulate.add_argument("--schema", default="echosynth",
-                          help="label values of a label image: echosynth, camus, mitea, echonet, echo-from-noise")
+    simulate.add_argument(
+        "--schema",
+        default="echosynth",
+        help="label values of a label image: echosynth, camus, mitea, echonet, echo-from-noise",
+    )
     simulate.add_argument("--no-tgc", action="store_true", help="do not compensate attenuation with depth")
     simulate.add_argument("--dynamic-range", type=float, default=None, metavar="DB")
     simulate.add_argument("--gain", type=float, default=None, metavar="DB")
     simulate.add_argument("--frequency", type=float, default=None, metavar="MHZ")
     simulate.set_defaults(run=_run_simulate)
 
-    info = commands.add_parser("info", help="show geometry, value range and labels of a file",
-                               description="Show a file's geometry, value range and labels.")
+    info = commands.add_parser(
+        "info",
+        help="show geometry, value range and labels of a file",
+        description="Show a file's geometry, value range and labels.",
+    )
     info.add_argument("path", type=Path)
     info.add_argument("--schema", default="echosynth", help="schema used to name label values")
     info.set_defaults(run=_run_info)
 
-    demo = commands.add_parser("demo", help="phantoms + simulated echo + PNG montage",
-                               description="Write phantom label maps, simulated images and a montage.")
+    demo = commands.add_parser(
+        "demo",
+        help="phantoms + simulated echo + PNG montage",
+        description="Write phantom label maps, simulated images and a montage.",
+    )
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_run_demo)
@@ -73,8 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"echosynth {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as error:
-        print(f"echosynth {args.command}: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "),
-              file=sys.stderr)
+        print(
+            f"echosynth {args.command}: error: {error.strerror or error}: {error.filename or ''}".rstrip(
+                ": "
+            ),
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"echosynth {args.command}: interrupted", file=sys.stderr)
@@ -132,13 +158,19 @@ def _run_simulate(args: argparse.Namespace) -> None:
     if file_kind(args.out) != "image":
         raise InputError(f"{args.out}: simulated images are written as .nii.gz, .nrrd, .mha, .mhd or .png")
     settings = SimulatorSettings()
-    changes = {"tgc": not args.no_tgc, "dynamic_range_db": args.dynamic_range, "gain_db": args.gain,
-               "frequency_mhz": args.frequency}
+    changes = {
+        "tgc": not args.no_tgc,
+        "dynamic_range_db": args.dynamic_range,
+        "gain_db": args.gain,
+        "frequency_mhz": args.frequency,
+    }
     settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
     labels = read_label_map(args.labels, schema_named(args.schema))
     seeds = range(args.seed, args.seed + args.n)
-    images = [simulate_bmode(labels, seed, settings) for seed in tqdm(seeds, desc="simulate", unit="image",
-                                                                      disable=len(seeds) == 1)]
+    images = [
+        simulate_bmode(labels, seed, settings)
+        for seed in tqdm(seeds, desc="simulate", unit="image", disable=len(seeds) == 1)
+    ]
     for image, path in zip(images, _output_paths(args.out, seeds), strict=True):
         write_image(image, path)
         print(f"wrote {path}")
@@ -170,8 +202,13 @@ def _run_info(args: argparse.Namespace) -> None:
     if is_integer and values.size <= 16:
         schema = schema_named(args.schema)
         counts = {int(v): int((array == v).sum()) for v in values}
-        names = {int(v): schema.values[int(v)].value if int(v) in schema.values else "not in schema" for v in values}
-        print(f"  labels ({schema.name} schema): " + ", ".join(f"{v}={names[v]} ({counts[v]})" for v in counts))
+        names = {
+            int(v): schema.values[int(v)].value if int(v) in schema.values else "not in schema"
+            for v in values
+        }
+        print(
+            f"  labels ({schema.name} schema): " + ", ".join(f"{v}={names[v]} ({counts[v]})" for v in counts)
+        )
 
 
 def _run_demo(args: argparse.Namespace) -> None:

@@ -59,7 +59,13 @@ class SimulatorSettings:
                 continue
             if not (math.isfinite(value) and value >= 0):
                 raise InputError(f"simulator setting {item.name} must be a non-negative number, got {value}")
-        for name in ("frequency_mhz", "dynamic_range_db", "axial_psf_mm", "lateral_psf_deg", "samples_per_psf"):
+        for name in (
+            "frequency_mhz",
+            "dynamic_range_db",
+            "axial_psf_mm",
+            "lateral_psf_deg",
+            "samples_per_psf",
+        ):
             if getattr(self, name) <= 0:
                 raise InputError(f"simulator setting {name} must be positive")
 
@@ -142,7 +148,10 @@ def simulate_stages(
         envelope *= (10.0 ** (attenuation_db / 20.0)).astype(np.float32)
     decibels = 20.0 * np.log10(envelope / reference + 1e-12) + settings.gain_db
     bmode = np.clip(1.0 + decibels / settings.dynamic_range_db, 0.0, 1.0).astype(np.float32)
-    image = _scan_convert(bmode, beams, labels, sector)
+    inside = sector.mask(labels)
+    if (labels.array == Structure.SECTOR.label).any():
+        inside &= labels.array != Structure.BACKGROUND.label  # the map draws its own sector: keep to it
+    image = _scan_convert(bmode, beams, labels, sector, inside)
     return SimulationStages(beams, beam_labels, envelope, bmode, image)
 
 
@@ -170,7 +179,7 @@ def _beam_grid(labels: Volume, sector: SectorGeometry, settings: SimulatorSettin
     per = settings.samples_per_psf
 
     def axis(low: float, high: float, sigma: float) -> np.ndarray:
-        count = max(int(math.ceil((high - low) / (sigma / per))) + 1, 2)
+        count = max(math.ceil((high - low) / (sigma / per)) + 1, 2)
         return np.linspace(low, high, count)
 
     radius = axis(0.0, sector.depth_mm, axial_sigma)
@@ -261,9 +270,10 @@ def _noise_and_clutter(
     return (noise * scale).astype(np.complex64)
 
 
-def _scan_convert(bmode: np.ndarray, beams: BeamGrid, labels: Volume, sector: SectorGeometry) -> Volume:
-    """Resample the beam-grid image onto the label map's grid; zero outside the sector."""
-    inside = sector.mask(labels)
+def _scan_convert(
+    bmode: np.ndarray, beams: BeamGrid, labels: Volume, sector: SectorGeometry, inside: np.ndarray
+) -> Volume:
+    """Resample the beam-grid image onto the label map's grid; zero outside ``inside``."""
     radius, azimuth, elevation = (c[inside] for c in sector.beam_coordinates(labels))
     r_index = radius / BeamGrid._step(beams.radius)
     a_index = (azimuth - beams.azimuth[0]) / BeamGrid._step(beams.azimuth)
