@@ -48,7 +48,7 @@ class SimulatorSettings:
     samples_per_psf: float = 1.6  # beam-grid samples per PSF sigma
     specular_gain: float = 3.0
     heterogeneity_mm: float = 5.0  # correlation length of the smooth echogenicity variation
-    noise_db: float = -70.0  # electronic noise before TGC, relative to myocardium at the probe
+    noise_db: float = -80.0  # electronic noise before TGC, relative to myocardium at the probe
     clutter: float = 0.12  # near-field haze amplitude, relative to myocardium
     clutter_depth_mm: float = 25.0
 
