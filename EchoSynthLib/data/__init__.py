@@ -1,0 +1,1 @@
+"""Data in: the image type, file IO, label schema and ultrasound sector geometry."""

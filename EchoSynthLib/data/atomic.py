@@ -1,0 +1,60 @@
+"""Atomic file writing: write beside the target under a temporary name, then rename into place."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _temporary_sibling(path: Path) -> Path:
+    # Keep the full suffix (".nii.gz", ".seg.nrrd") so writers that pick a format by extension still work.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _default_mode(directory: bool) -> int:
+    """Permissions a plain open()/mkdir() would give under the current umask (mkstemp uses 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temp_path)`` then rename the result onto ``path``; on failure nothing is left behind."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_sibling(path)
+    try:
+        write(temporary)
+        os.chmod(temporary, _default_mode(directory=False))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+@contextmanager
+def staged_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty staging folder; on success it replaces ``target`` whole, on error it is removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield staging
+        os.chmod(staging, _default_mode(directory=True))
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, retired / target.name)
+            os.replace(staging, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

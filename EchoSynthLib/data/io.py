@@ -1,0 +1,230 @@
+"""Reading and writing images (SimpleITK) and Slicer segmentations (slicerio), keeping geometry exactly.
+
+Formats: NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd + .raw) and PNG. 2D files become
+single-slice volumes; single-slice volumes are written as 3D files (exact geometry) except to PNG, which
+holds one 2D slice and its pixel spacing but no origin or direction. ``.seg.nrrd`` files are Slicer
+segmentations: segment names and colours survive a round trip. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from EchoSynthLib.data.atomic import write_atomically
+from EchoSynthLib.data.labels import (
+    ECHOSYNTH,
+    LabelSchema,
+    Structure,
+    check_label_values,
+    structure_for_segment_name,
+)
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.errors import InputError
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png")
+SEGMENTATION_SUFFIX = ".seg.nrrd"
+_PNG_DTYPES = (np.uint8, np.uint16)
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """'segmentation' for .seg.nrrd, 'image' for the image formats; an InputError for anything else."""
+    name = Path(path).name.lower()
+    if name.endswith(SEGMENTATION_SUFFIX):
+        return "segmentation"
+    if name.endswith(IMAGE_SUFFIXES):
+        return "image"
+    raise InputError(
+        f"{path}: unsupported file type (use one of {', '.join((SEGMENTATION_SUFFIX, *IMAGE_SUFFIXES))})"
+    )
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+
+
+def read_image(path: str | os.PathLike) -> Volume:
+    """Read an image file into a Volume (2D files become single-slice volumes)."""
+    path = Path(path)
+    file_kind(path)
+    _require_file(path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise InputError(f"{path}: cannot be read as an image ({_error_summary(error)})") from None
+    if image.GetNumberOfComponentsPerPixel() in (3, 4):
+        image = _luminance(image)
+    elif image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per pixel; expected 1")
+    dimension = image.GetDimension()
+    array = sitk.GetArrayFromImage(image)
+    if dimension == 2:
+        direction2 = np.array(image.GetDirection()).reshape(2, 2)
+        direction = np.eye(3)
+        direction[:2, :2] = direction2
+        return Volume(array[np.newaxis], (*image.GetSpacing(), 1.0), (*image.GetOrigin(), 0.0), direction.ravel())
+    if dimension == 3:
+        return Volume(array, image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    raise InputError(f"{path}: has {dimension} dimensions; expected a 2D or 3D image")
+
+
+def _luminance(image: sitk.Image) -> sitk.Image:
+    """Grey levels from an RGB(A) image (ITU-R BT.601 weights), keeping geometry."""
+    rgb = sitk.GetArrayFromImage(image).astype(np.float64)[..., :3]
+    grey = np.rint(rgb @ np.array([0.299, 0.587, 0.114])).astype(sitk.GetArrayViewFromImage(image).dtype)
+    out = sitk.GetImageFromArray(grey)
+    out.CopyInformation(image)
+    return out
+
+
+def _to_sitk(volume: Volume, as_2d: bool) -> sitk.Image:
+    if as_2d:
+        image = sitk.GetImageFromArray(volume.array[0])
+        image.SetSpacing(volume.spacing[:2])
+        image.SetOrigin(volume.origin[:2])
+        image.SetDirection(volume.direction_matrix[:2, :2].ravel().tolist())
+        return image
+    image = sitk.GetImageFromArray(volume.array)
+    image.SetSpacing(volume.spacing)
+    image.SetOrigin(volume.origin)
+    image.SetDirection(volume.direction)
+    return image
+
+
+def write_image(volume: Volume, path: str | os.PathLike) -> Path:
+    """Write a Volume; the format follows the file extension. Returns the path written."""
+    path = Path(path)
+    if file_kind(path) != "image":
+        raise InputError(f"{path}: use write_segmentation for .seg.nrrd files")
+    if np.issubdtype(volume.array.dtype, np.floating) and not np.all(np.isfinite(volume.array)):
+        raise InputError(f"{path}: refusing to write an image that contains NaN or infinite values")
+    is_png = path.name.lower().endswith(".png")
+    if is_png and (not volume.is_2d or volume.array.dtype not in _PNG_DTYPES):
+        raise InputError(
+            f"{path}: PNG holds one 8- or 16-bit slice; got {volume.array.shape[0]} slice(s) of {volume.array.dtype}"
+        )
+    image = _to_sitk(volume, as_2d=is_png)
+    compress = not is_png
+    if path.name.lower().endswith(".mhd"):
+        return _write_metaimage_pair(image, path, compress)
+    return write_atomically(path, lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=compress))
+
+
+def _write_metaimage_pair(image: sitk.Image, path: Path, compress: bool) -> Path:
+    """A .mhd header names its data file, so write both under their final names in a temporary folder,
+    then move the data file first and the header last (the header appearing is the commit)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        sitk.WriteImage(image, str(staging / path.name), useCompression=compress)
+        for written in sorted(staging.iterdir(), key=lambda p: p.suffix.lower() == ".mhd"):
+            os.replace(written, path.parent / written.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment of a label map: its label value, name and colour."""
+
+    value: int
+    name: str
+    color: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+def read_segmentation(path: str | os.PathLike) -> tuple[Volume, list[Segment]]:
+    """Read a Slicer ``.seg.nrrd`` into a label Volume and its segments (names, values, colours)."""
+    import slicerio
+
+    path = Path(path)
+    if file_kind(path) != "segmentation":
+        raise InputError(f"{path}: not a Slicer segmentation (.seg.nrrd)")
+    _require_file(path)
+    try:
+        segmentation = slicerio.read_segmentation(str(path))
+    except Exception as error:  # slicerio/pynrrd raise many types for corrupt files
+        raise InputError(f"{path}: cannot be read as a Slicer segmentation ({_error_summary(error)})") from None
+    voxels = np.asarray(segmentation["voxels"])
+    if voxels.ndim == 4:
+        raise InputError(
+            f"{path}: has overlapping segments ({voxels.shape[0]} layers), which cannot form one label map"
+        )
+    if voxels.ndim != 3:
+        raise InputError(f"{path}: segmentation voxels have {voxels.ndim} axes; expected 3")
+    # slicerio gives voxels in (i, j, k) order; Volume arrays are (k, j, i).
+    labels = Volume.from_ijk_to_lps(np.ascontiguousarray(voxels.transpose(2, 1, 0)), segmentation["ijkToLPS"])
+    segments = [
+        Segment(int(s["labelValue"]), str(s.get("name", s.get("id", ""))), tuple(s.get("color", (0.5, 0.5, 0.5))))
+        for s in segmentation.get("segments", [])
+    ]
+    return labels, segments
+
+
+def write_segmentation(labels: Volume, segments: list[Segment], path: str | os.PathLike) -> Path:
+    """Write a label Volume with named segments as a Slicer ``.seg.nrrd``."""
+    import slicerio
+
+    path = Path(path)
+    if file_kind(path) != "segmentation":
+        raise InputError(f"{path}: segmentations are written as .seg.nrrd")
+    check_label_values(labels.array, [0] + [s.value for s in segments], "segments given")
+    if 0 in {s.value for s in segments}:
+        raise InputError("segment label value 0 is reserved for 'no segment'")
+    voxels = np.ascontiguousarray(labels.array.transpose(2, 1, 0)).astype(np.uint8)
+    segmentation = {
+        "voxels": voxels,
+        "ijkToLPS": labels.ijk_to_lps(),
+        "encoding": "gzip",
+        "containedRepresentationNames": ["Binary labelmap"],
+        "masterRepresentation": "Binary labelmap",
+        "referenceImageExtentOffset": [0, 0, 0],
+        "segments": [
+            {
+                "id": f"Segment_{segment.value}",
+                "name": segment.name,
+                "labelValue": segment.value,
+                "layer": 0,
+                "color": list(segment.color),
+            }
+            for segment in segments
+        ],
+    }
+    return write_atomically(path, lambda tmp: slicerio.write_segmentation(str(tmp), segmentation))
+
+
+def read_label_map(path: str | os.PathLike, schema: LabelSchema = ECHOSYNTH) -> Volume:
+    """Read labels as a canonical label map: segments are matched by name, label images by ``schema``."""
+    if file_kind(path) == "segmentation":
+        labels, segments = read_segmentation(path)
+        canonical = np.zeros(labels.array.shape, dtype=np.uint8)
+        check_label_values(labels.array, [0] + [s.value for s in segments], f"segments of {Path(path).name}")
+        for segment in segments:
+            canonical[labels.array == segment.value] = structure_for_segment_name(segment.name).label
+        return labels.with_array(canonical)
+    labels = read_image(path)
+    return labels.with_array(schema.to_canonical(labels.array))
+
+
+def write_label_map(labels: Volume, path: str | os.PathLike) -> Path:
+    """Write a canonical label map: as named segments for .seg.nrrd, as label values otherwise."""
+    values = check_label_values(labels.array, [s.label for s in Structure], ECHOSYNTH.name)
+    if file_kind(path) == "segmentation":
+        present = [ECHOSYNTH.values[int(v)] for v in values if v != 0]
+        segments = [Segment(s.label, s.display_name, s.color) for s in present]
+        return write_segmentation(labels.with_array(labels.array.astype(np.uint8)), segments, path)
+    return write_image(labels.with_array(labels.array.astype(np.uint8)), path)
+
+
+def _error_summary(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[-1].strip() if text else type(error).__name__
