@@ -12,7 +12,9 @@ from pathlib import Path
 
 def _temporary_sibling(path: Path) -> Path:
     # Keep the full suffix (".nii.gz", ".seg.nrrd") so writers that pick a format by extension still work.
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent
+    )
     os.close(fd)
     return Path(name)
 

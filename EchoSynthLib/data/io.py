@@ -64,14 +64,18 @@ def read_image(path: str | os.PathLike) -> Volume:
     if image.GetNumberOfComponentsPerPixel() in (3, 4):
         image = _luminance(image)
     elif image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per pixel; expected 1")
+        raise InputError(
+            f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per pixel; expected 1"
+        )
     dimension = image.GetDimension()
     array = sitk.GetArrayFromImage(image)
     if dimension == 2:
         direction2 = np.array(image.GetDirection()).reshape(2, 2)
         direction = np.eye(3)
         direction[:2, :2] = direction2
-        return Volume(array[np.newaxis], (*image.GetSpacing(), 1.0), (*image.GetOrigin(), 0.0), direction.ravel())
+        return Volume(
+            array[np.newaxis], (*image.GetSpacing(), 1.0), (*image.GetOrigin(), 0.0), direction.ravel()
+        )
     if dimension == 3:
         return Volume(array, image.GetSpacing(), image.GetOrigin(), image.GetDirection())
     raise InputError(f"{path}: has {dimension} dimensions; expected a 2D or 3D image")
@@ -110,7 +114,8 @@ def write_image(volume: Volume, path: str | os.PathLike) -> Path:
     is_png = path.name.lower().endswith(".png")
     if is_png and (not volume.is_2d or volume.array.dtype not in _PNG_DTYPES):
         raise InputError(
-            f"{path}: PNG holds one 8- or 16-bit slice; got {volume.array.shape[0]} slice(s) of {volume.array.dtype}"
+            f"{path}: PNG holds one 8- or 16-bit slice; "
+            f"got {volume.array.shape[0]} slice(s) of {volume.array.dtype}"
         )
     image = _to_sitk(volume, as_2d=is_png)
     compress = not is_png
@@ -153,7 +158,9 @@ def read_segmentation(path: str | os.PathLike) -> tuple[Volume, list[Segment]]:
     try:
         segmentation = slicerio.read_segmentation(str(path))
     except Exception as error:  # slicerio/pynrrd raise many types for corrupt files
-        raise InputError(f"{path}: cannot be read as a Slicer segmentation ({_error_summary(error)})") from None
+        raise InputError(
+            f"{path}: cannot be read as a Slicer segmentation ({_error_summary(error)})"
+        ) from None
     voxels = np.asarray(segmentation["voxels"])
     if voxels.ndim == 4:
         raise InputError(
@@ -164,7 +171,9 @@ def read_segmentation(path: str | os.PathLike) -> tuple[Volume, list[Segment]]:
     # slicerio gives voxels in (i, j, k) order; Volume arrays are (k, j, i).
     labels = Volume.from_ijk_to_lps(np.ascontiguousarray(voxels.transpose(2, 1, 0)), segmentation["ijkToLPS"])
     segments = [
-        Segment(int(s["labelValue"]), str(s.get("name", s.get("id", ""))), tuple(s.get("color", (0.5, 0.5, 0.5))))
+        Segment(
+            int(s["labelValue"]), str(s.get("name", s.get("id", ""))), tuple(s.get("color", (0.5, 0.5, 0.5)))
+        )
         for s in segmentation.get("segments", [])
     ]
     return labels, segments

@@ -68,15 +68,38 @@ _COLOR = {
 _ALIASES: dict[Structure, tuple[str, ...]] = {
     Structure.BACKGROUND: ("background", "bg", "outside"),
     Structure.LV_CAVITY: (
-        "lv cavity", "lv", "left ventricle", "left ventricular cavity", "lv endo", "lv endocardium",
-        "endocardium", "lv blood pool", "lv bloodpool", "cavity", "lv lumen", "lumen",
+        "lv cavity",
+        "lv",
+        "left ventricle",
+        "left ventricular cavity",
+        "lv endo",
+        "lv endocardium",
+        "endocardium",
+        "lv blood pool",
+        "lv bloodpool",
+        "cavity",
+        "lv lumen",
+        "lumen",
     ),
     Structure.LV_MYOCARDIUM: (
-        "lv myocardium", "myo", "myocardium", "lv myo", "lv wall", "left ventricular myocardium",
+        "lv myocardium",
+        "myo",
+        "myocardium",
+        "lv myo",
+        "lv wall",
+        "left ventricular myocardium",
         "lv muscle",
     ),
     Structure.LEFT_ATRIUM: ("left atrium", "la", "atrium", "left atrial cavity", "la cavity"),
-    Structure.SECTOR: ("ultrasound sector", "sector", "cone", "us sector", "fov", "field of view", "scan sector"),
+    Structure.SECTOR: (
+        "ultrasound sector",
+        "sector",
+        "cone",
+        "us sector",
+        "fov",
+        "field of view",
+        "scan sector",
+    ),
 }
 _ALIAS_LOOKUP = {alias: structure for structure, aliases in _ALIASES.items() for alias in aliases}
 

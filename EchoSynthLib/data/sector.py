@@ -45,7 +45,9 @@ class SectorGeometry:
         """A symmetric sector with its apex at the centre of the first row (and middle slice in 3D)."""
         i_size, _, k_size = volume.size
         half, half_el = angle_deg / 2.0, elevation_angle_deg / 2.0
-        return cls(((i_size - 1) / 2.0, 0.0, (k_size - 1) / 2.0), depth_mm, (-half, half), (-half_el, half_el))
+        return cls(
+            ((i_size - 1) / 2.0, 0.0, (k_size - 1) / 2.0), depth_mm, (-half, half), (-half_el, half_el)
+        )
 
     @classmethod
     def default_for(cls, volume: Volume, max_angle_deg: float = 80.0) -> SectorGeometry:
@@ -54,7 +56,11 @@ class SectorGeometry:
         i_size, j_size, k_size = volume.size
         depth = (j_size - 1) * sy
         azimuth = min(max_angle_deg, 2 * math.degrees(math.atan2((i_size - 1) * sx / 2, depth)))
-        elevation = 0.0 if volume.is_2d else min(max_angle_deg, 2 * math.degrees(math.atan2((k_size - 1) * sz / 2, depth)))
+        elevation = (
+            0.0
+            if volume.is_2d
+            else min(max_angle_deg, 2 * math.degrees(math.atan2((k_size - 1) * sz / 2, depth)))
+        )
         return cls.centred(volume, depth, azimuth, elevation)
 
     def beam_coordinates(self, volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,7 +133,9 @@ def _fit_plane(mask: np.ndarray, col_spacing: float, row_spacing: float) -> tupl
         right.append((cols[-1] + 0.5) * col_spacing)
         depth.append(row * row_spacing)
     if len(depth) < 3:
-        raise InputError("cannot fit a sector: the mask has too few rows with both side edges inside the image")
+        raise InputError(
+            "cannot fit a sector: the mask has too few rows with both side edges inside the image"
+        )
     y = np.asarray(depth)
     slope_l, icpt_l = np.polyfit(y, left, 1)
     slope_r, icpt_r = np.polyfit(y, right, 1)
