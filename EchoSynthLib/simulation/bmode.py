@@ -82,10 +82,6 @@ class BeamGrid:
     def shape(self) -> tuple[int, int, int]:
         return (self.elevation.size, self.azimuth.size, self.radius.size)
 
-    @staticmethod
-    def _step(values: np.ndarray) -> float:
-        return float(values[1] - values[0]) if values.size > 1 else 1.0
-
 
 @dataclass(frozen=True)
 class SimulationStages:
@@ -270,15 +266,20 @@ def _noise_and_clutter(
     return (noise * scale).astype(np.complex64)
 
 
+def _step(values: np.ndarray) -> float:
+    """Spacing of an evenly sampled axis (1 for a single sample)."""
+    return float(values[1] - values[0]) if values.size > 1 else 1.0
+
+
 def _scan_convert(
     bmode: np.ndarray, beams: BeamGrid, labels: Volume, sector: SectorGeometry, inside: np.ndarray
 ) -> Volume:
     """Resample the beam-grid image onto the label map's grid; zero outside ``inside``."""
     radius, azimuth, elevation = (c[inside] for c in sector.beam_coordinates(labels))
-    r_index = radius / BeamGrid._step(beams.radius)
-    a_index = (azimuth - beams.azimuth[0]) / BeamGrid._step(beams.azimuth)
+    r_index = radius / _step(beams.radius)
+    a_index = (azimuth - beams.azimuth[0]) / _step(beams.azimuth)
     if beams.elevation.size > 1:
-        e_index = (elevation - beams.elevation[0]) / BeamGrid._step(beams.elevation)
+        e_index = (elevation - beams.elevation[0]) / _step(beams.elevation)
         values = ndimage.map_coordinates(bmode, [e_index, a_index, r_index], order=1, mode="nearest")
     else:
         values = ndimage.map_coordinates(bmode[0], [a_index, r_index], order=1, mode="nearest")
