@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulator_speed.py
+	$(BIN)/python bench/loader_speed.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -46,9 +46,7 @@ def main() -> None:
         )
         simulate_s = _median_seconds(lambda p=phantom: simulate_bmode(p.labels, seed=0), args.repeats)
         shape = "x".join(str(n) for n in phantom.labels.size if n > 1)
-        print(
-            f"{view:>4} {shape:>11}: simulate {simulate_s:7.3f} s/image   phantom {phantom_s:7.3f} s"
-        )
+        print(f"{view:>4} {shape:>11}: simulate {simulate_s:7.3f} s/image   phantom {phantom_s:7.3f} s")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from EchoSynthLib.errors import InputError
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png")
 SEGMENTATION_SUFFIX = ".seg.nrrd"
 _PNG_DTYPES = (np.uint8, np.uint16)
+# Longest first, so ".seg.nrrd" wins over ".nrrd".
+_SUFFIXES_LONGEST_FIRST = tuple(sorted((SEGMENTATION_SUFFIX, *IMAGE_SUFFIXES), key=len, reverse=True))
 
 
 def file_kind(path: str | os.PathLike) -> str:
@@ -43,6 +45,41 @@ def file_kind(path: str | os.PathLike) -> str:
     raise InputError(
         f"{path}: unsupported file type (use one of {', '.join((SEGMENTATION_SUFFIX, *IMAGE_SUFFIXES))})"
     )
+
+
+def full_suffix(path: str | os.PathLike) -> str:
+    """The readable suffix as written in the name ('.nii.gz', '.seg.nrrd', '.PNG'...), or '' if none."""
+    name = Path(path).name
+    suffix = next((s for s in _SUFFIXES_LONGEST_FIRST if name.lower().endswith(s)), "")
+    return name[len(name) - len(suffix) :] if suffix else ""
+
+
+def stem_of(path: str | os.PathLike) -> str:
+    """The file name without its readable suffix."""
+    name = Path(path).name
+    return name[: len(name) - len(full_suffix(path))]
+
+
+def readable_files(folder: str | os.PathLike) -> list[Path]:
+    """The files of ``folder`` (not recursive, no hidden files) that this module reads, sorted by name."""
+    return sorted(
+        p for p in Path(folder).iterdir() if p.is_file() and full_suffix(p) and not p.name.startswith(".")
+    )
+
+
+def with_data_files(*paths: Path) -> tuple[Path, ...]:
+    """The paths plus the data file each MetaImage ``.mhd`` header names (``.raw``/``.zraw``), if present."""
+    out: list[Path] = []
+    for path in paths:
+        out.append(path)
+        if path.name.lower().endswith(".mhd") and path.is_file():
+            for line in path.read_text(errors="replace").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "ElementDataFile":
+                    data = path.parent / value.strip()
+                    if value.strip() and data.is_file() and data not in out:
+                        out.append(data)
+    return tuple(out)
 
 
 def _require_file(path: Path) -> None:
@@ -90,7 +127,8 @@ def _luminance(image: sitk.Image) -> sitk.Image:
     return out
 
 
-def _to_sitk(volume: Volume, as_2d: bool) -> sitk.Image:
+def to_sitk(volume: Volume, as_2d: bool = False) -> sitk.Image:
+    """The volume as a SimpleITK image (3D, or its single slice as 2D), geometry included."""
     if as_2d:
         image = sitk.GetImageFromArray(volume.array[0])
         image.SetSpacing(volume.spacing[:2])
@@ -117,7 +155,7 @@ def write_image(volume: Volume, path: str | os.PathLike) -> Path:
             f"{path}: PNG holds one 8- or 16-bit slice; "
             f"got {volume.array.shape[0]} slice(s) of {volume.array.dtype}"
         )
-    image = _to_sitk(volume, as_2d=is_png)
+    image = to_sitk(volume, as_2d=is_png)
     compress = not is_png
     if path.name.lower().endswith(".mhd"):
         return _write_metaimage_pair(image, path, compress)

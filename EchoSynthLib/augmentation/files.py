@@ -1,0 +1,109 @@
+"""Augmenting label files: every input is read and checked before anything is written."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from EchoSynthLib.augmentation.labelmaps import (
+    HEART,
+    LabelMapAugmentation,
+    augment_many,
+)
+from EchoSynthLib.data.io import (
+    IMAGE_SUFFIXES,
+    file_kind,
+    full_suffix,
+    read_label_map,
+    readable_files,
+    stem_of,
+    write_label_map,
+)
+from EchoSynthLib.data.labels import ECHOSYNTH, LabelSchema, schema_named
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.errors import InputError
+
+PathLike = str | os.PathLike
+
+
+def find_label_files(inputs: PathLike | Sequence[PathLike]) -> list[Path]:
+    """Label files named by ``inputs``: files as given, folders expanded to their supported files."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    files: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = readable_files(item)
+            if not found:
+                raise InputError(f"{item}: no label files (.seg.nrrd, {', '.join(IMAGE_SUFFIXES)}) in folder")
+            files.extend(found)
+        elif not item.exists():
+            raise InputError(f"{item}: no such file or folder")
+        else:
+            file_kind(item)
+            files.append(item)
+    if not files:
+        raise InputError("no label files given")
+    return files
+
+
+def output_path(path: PathLike, index: int, out_dir: PathLike, n: int) -> Path:
+    """``out_dir/<stem>_aug<NN><suffix>``, keeping the input's format."""
+    file_kind(path)
+    suffix, stem = full_suffix(path), stem_of(path)
+    width = max(2, len(str(n - 1)))
+    return Path(out_dir) / f"{stem}_aug{index:0{width}d}{suffix}"
+
+
+def file_seed(seed: int, path: PathLike) -> int:
+    """The seed for one file's variants: from ``seed`` and the file name, so other files don't matter."""
+    name_hash = zlib.crc32(Path(path).name.encode("utf-8"))
+    return int(np.random.SeedSequence([seed, name_hash]).generate_state(1)[0])
+
+
+def _read_checked(path: Path, schema: LabelSchema) -> Volume:
+    labels = read_label_map(path, schema)
+    if not np.isin(labels.array, [s.label for s in HEART]).any():
+        raise InputError(f"{path}: no heart structure (LV cavity, LV myocardium or left atrium) to augment")
+    return labels
+
+
+def augment_files(
+    inputs: PathLike | Sequence[PathLike],
+    n: int,
+    out_dir: PathLike,
+    seed: int = 0,
+    schema: LabelSchema | str = ECHOSYNTH,
+    progress: Callable[[Path], None] | None = None,
+    settings: LabelMapAugmentation | None = None,
+) -> list[Path]:
+    """Write ``n`` augmented variants of each label file (or folder of them) to ``out_dir``.
+
+    Label images are read in ``schema`` and written in the canonical one; ``.seg.nrrd`` files keep
+    named segments. All inputs are read and checked first, so a bad file writes nothing.
+    ``progress`` is called with each path written. Returns the paths written.
+    """
+    if n < 1:
+        raise InputError(f"the number of variants (--n) must be at least 1, got {n}")
+    if seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed}")
+    schema = schema_named(schema) if isinstance(schema, str) else schema
+    files = find_label_files(inputs)
+    outputs = {path: [output_path(path, i, out_dir, n) for i in range(n)] for path in files}
+    planned = [p for paths in outputs.values() for p in paths]
+    if len(set(planned)) != len(planned):
+        raise InputError("two inputs have the same file name; their outputs would overwrite each other")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    maps = {path: _read_checked(path, schema) for path in files}
+    written = []
+    for path, labels in maps.items():
+        variants = augment_many(labels, n, file_seed(seed, path), settings or LabelMapAugmentation())
+        for variant, target in zip(variants, outputs[path], strict=True):
+            written.append(write_label_map(variant, target))
+            if progress is not None:
+                progress(target)
+    return written

@@ -1,0 +1,1 @@
+"""The training cache: built by ``echosynth prepare`` (``store``), read by trainers (``dataset``, torch)."""

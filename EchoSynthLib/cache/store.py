@@ -1,0 +1,237 @@
+"""The training cache: one ``.npz`` per case under ``CACHE/<split>/`` and a JSON manifest.
+
+``manifest.json`` records the format version, the dataset and its root, the reader options and
+preprocessing settings, the classes, per-split case and patient counts, every case (id, patient, file,
+metadata, grids), what was skipped and why, and the SHA-256 of every source file. Building is atomic (a
+staged folder replaces the old cache whole) and is skipped when the manifest already describes the same
+inputs and settings; source files are only re-hashed when their size or modification time changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from EchoSynthLib import __version__
+from EchoSynthLib.data.atomic import staged_directory
+from EchoSynthLib.data.cases import SPLITS, Scan, Skipped
+from EchoSynthLib.errors import InputError
+from EchoSynthLib.preprocessing.prepare import PreparedCase, PrepareSettings, prepare_case
+from EchoSynthLib.preprocessing.splits import assign_splits
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_HASH_CHUNK = 1 << 20
+# Keys that identify what a cache was built from; a rerun with the same values is a no-op.
+_IDENTITY_KEYS = ("format_version", "dataset", "root", "options", "settings", "use_dataset_splits", "sources")
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_checksums(files: list[Path], root: Path, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{path relative to root: size, mtime_ns, sha256}; hashes are reused where size and mtime match."""
+    previous = previous or {}
+    sums = {}
+    for path in files:
+        stat = path.stat()
+        key = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        known = previous.get(key, {})
+        same = known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns
+        digest = known["sha256"] if same and "sha256" in known else sha256_of(path)
+        sums[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    return sums
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray | tuple | set):
+        return (
+            list(np.asarray(list(value)).tolist()) if isinstance(value, set) else np.asarray(value).tolist()
+        )
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in the manifest")
+
+
+def _file_name(case_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", case_id) + ".npz"
+
+
+def read_manifest(cache: Path) -> dict[str, Any] | None:
+    """The cache's manifest, or None if there is no cache there; an InputError if it is not ours."""
+    path = Path(cache) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: not a readable EchoSynth cache manifest ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise InputError(f"{path}: cache format version {found!r}, this EchoSynth reads {FORMAT_VERSION}")
+    return manifest
+
+
+@dataclass
+class BuildResult:
+    """What ``build_cache`` did."""
+
+    manifest: dict[str, Any]
+    rebuilt: bool
+
+
+def build_cache(
+    scan: Scan,
+    out: str | Path,
+    settings: PrepareSettings,
+    *,
+    options: dict[str, Any] | None = None,
+    use_dataset_splits: bool = True,
+    strict: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Prepare every case of ``scan`` into a cache at ``out`` (see the module docstring).
+
+    Cases that cannot be read or prepared are skipped with their reason (``strict``: the first one is
+    an error). ``progress`` is called with each case id.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise InputError(
+            f"{out}: is a non-empty folder without an EchoSynth manifest; refusing to replace it"
+        )
+    previous = read_manifest(out) if out.is_dir() else None
+    identity = {
+        "format_version": FORMAT_VERSION,
+        "dataset": scan.dataset,
+        "root": str(scan.root.resolve()),
+        "options": json.loads(json.dumps(options or {}, default=_json_value)),
+        "settings": settings.as_dict(),
+        "use_dataset_splits": use_dataset_splits,
+        "sources": source_checksums(scan.source_files(), scan.root, (previous or {}).get("sources")),
+    }
+    if previous is not None and all(previous.get(k) == identity[k] for k in _IDENTITY_KEYS):
+        return BuildResult(previous, rebuilt=False)
+
+    splits = assign_splits(scan.cases, settings.split_fractions, settings.split_seed, use_dataset_splits)
+    skipped = list(scan.skipped)
+    entries: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    shapes: set[tuple[int, ...]] = set()
+    with staged_directory(out) as staging:
+        for ref in scan.cases:
+            if progress is not None:
+                progress(ref.case_id)
+            try:
+                prepared = prepare_case(ref.load(), settings)
+            except InputError as error:
+                if strict:
+                    raise
+                skipped.append(Skipped(ref.case_id, str(error)))
+                continue
+            split = splits[ref.case_id]
+            entries[split].append(_write_case(staging, split, prepared))
+            shapes.add(prepared.image.shape)
+        if not any(entries.values()):
+            reasons = "; ".join(f"{s.source}: {s.reason}" for s in skipped[:3])
+            raise InputError(f"no case of {scan.root} could be prepared ({len(skipped)} skipped: {reasons})")
+        manifest = _manifest(identity, settings, entries, shapes, skipped)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_value))
+    return BuildResult(manifest, rebuilt=True)
+
+
+def _write_case(staging: Path, split: str, prepared: PreparedCase) -> dict[str, Any]:
+    folder = staging / split
+    folder.mkdir(exist_ok=True)
+    name = _file_name(prepared.case_id)
+    np.savez(folder / name, image=prepared.image, labels=prepared.labels)
+    return {
+        "case_id": prepared.case_id,
+        "patient_id": prepared.patient_id,
+        "file": f"{split}/{name}",
+        "metadata": prepared.metadata,
+    }
+
+
+def _manifest(
+    identity: dict[str, Any],
+    settings: PrepareSettings,
+    entries: dict[str, list[dict[str, Any]]],
+    shapes: set[tuple[int, ...]],
+    skipped: list[Skipped],
+) -> dict[str, Any]:
+    patients = {split: {e["patient_id"] for e in cases} for split, cases in entries.items()}
+    for first in SPLITS:
+        for second in SPLITS[SPLITS.index(first) + 1 :]:
+            shared = patients[first] & patients[second]
+            if shared:  # assign_splits makes this impossible; checked because leakage would be silent
+                raise InputError(f"patients {sorted(shared)[:3]} are in both {first} and {second}")
+    (shape,) = shapes
+    return {
+        **identity,
+        "created_by": f"EchoSynth {__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "spatial_dims": len(shape),
+        "shape": list(shape),
+        "classes": {str(v): s.value for v, s in sorted(settings.schema.values.items())},
+        "intensity": "image in [-1, 1]: uint8 as x / 127.5 - 1, other types by per-case min..max",
+        "counts": {
+            split: {"cases": len(entries[split]), "patients": len(patients[split])} for split in SPLITS
+        },
+        "skipped": [{"source": s.source, "reason": s.reason} for s in skipped],
+        "cases": {split: cases for split, cases in entries.items() if cases},
+    }
+
+
+@dataclass(frozen=True)
+class CacheIndex:
+    """An opened cache: its manifest and access to its cases."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: str | Path) -> CacheIndex:
+        """Open the cache at ``path``; an InputError if there is none."""
+        path = Path(path)
+        manifest = read_manifest(path) if path.is_dir() else None
+        if manifest is None:
+            raise InputError(f"{path}: no EchoSynth cache here (run 'echosynth prepare ... --out {path}')")
+        return cls(path, manifest)
+
+    @property
+    def classes(self) -> dict[int, str]:
+        """Class value -> structure name."""
+        return {int(v): name for v, name in self.manifest["classes"].items()}
+
+    def cases(self, split: str) -> list[dict[str, Any]]:
+        """The manifest entries of one split (empty if the split has no case)."""
+        if split not in SPLITS:
+            raise InputError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
+        return self.manifest["cases"].get(split, [])
+
+    def load(self, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(image float32, labels uint8) of one manifest entry."""
+        path = self.path / entry["file"]
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return data["image"], data["labels"]
+        except (OSError, KeyError, ValueError) as error:
+            raise InputError(f"{path}: cache file missing or damaged ({error}); rebuild the cache") from None

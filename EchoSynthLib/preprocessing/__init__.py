@@ -1,0 +1,1 @@
+"""Cases to training arrays: sector mask from the image, resampling, intensities, class layout, splits."""
