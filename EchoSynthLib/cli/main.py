@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write N augmented variants of each label map: random affine + elastic warp, "
         "nearest neighbour, clipped to the original sector.",
     )
-    augment.add_argument("labels", type=Path, help="a label file or a folder of label files")
+    augment.add_argument("labels", type=Path, nargs="+", help="label files and/or folders of label files")
     augment.add_argument("--n", type=int, default=5, help="variants per label map (default 5)")
     augment.add_argument("--out", required=True, type=Path, help="output folder")
     augment.add_argument("--seed", type=int, default=0)

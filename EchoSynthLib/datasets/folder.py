@@ -4,7 +4,8 @@ Two layouts are recognised:
 - ``ROOT/images/NAME.ext`` with ``ROOT/labels/NAME.ext`` (any two formats; matched by name);
 - one folder where a label file is named after its image plus ``_label``, ``_labels``, ``_seg``,
   ``_mask`` or ``_gt`` (``case1.nii.gz`` + ``case1_label.nii.gz``), or is ``NAME.seg.nrrd`` beside
-  ``NAME.nrrd`` (Slicer's save pattern).
+  ``NAME.nrrd`` (Slicer's save pattern); an image may carry ``_image`` or ``_img`` (``case1_image.nrrd``
+  + ``case1_labels.seg.nrrd``, as ``echosynth demo`` writes them).
 Segments of ``.seg.nrrd`` files are mapped to structures by name; label images by ``schema``. Slicer
 often saves a segmentation cropped to its content: such a label grid is placed back onto the image grid
 when it lies exactly on it (same spacing and direction, whole-voxel offset).
@@ -31,6 +32,7 @@ from EchoSynthLib.datasets.naming import patient_id_for
 from EchoSynthLib.errors import InputError
 
 LABEL_TAGS = ("_labels", "_label", "_seg", "_mask", "_gt")
+IMAGE_TAGS = ("_image", "_img")
 LAYOUT = "images/NAME.ext + labels/NAME.ext, or NAME.ext + NAME_label.ext (or NAME.seg.nrrd) in one folder"
 
 
@@ -91,19 +93,23 @@ def _split_folders(root: Path) -> list[tuple[str, Path, Path]] | None:
     return [(stem_of(p), p, by_name.get(stem_of(p))) for p in readable_files(images)]
 
 
+def _without_tag(name: str, tags: tuple[str, ...]) -> tuple[str, bool]:
+    """(name without a trailing tag, whether it had one); tags compare case-insensitively."""
+    tag = next((t for t in tags if name.lower().endswith(t)), None)
+    return (name[: -len(tag)], True) if tag else (name, False)
+
+
 def _side_by_side(root: Path) -> list[tuple[str, Path, Path | None]]:
-    files = readable_files(root)
-    images = {stem_of(p): p for p in files if file_kind(p) == "image"}
-    label_of: dict[str, Path] = {}
-    for path in files:
-        name = stem_of(path)
-        tag = next((t for t in LABEL_TAGS if name.lower().endswith(t)), None)
-        if tag is not None and name[: -len(tag)] in images:
-            label_of[name[: -len(tag)]] = path
-        elif file_kind(path) == "segmentation" and name in images:
-            label_of[name] = path
-    labelled = set(label_of.values())
-    return [(name, path, label_of.get(name)) for name, path in sorted(images.items()) if path not in labelled]
+    """(case, image, label or None), paired by name: NAME[_image] with NAME_label or NAME.seg.nrrd."""
+    images: dict[str, Path] = {}
+    labels: dict[str, Path] = {}
+    for path in readable_files(root):
+        name, tagged = _without_tag(stem_of(path), LABEL_TAGS)
+        if tagged or file_kind(path) == "segmentation":
+            labels[name] = path
+        else:
+            images[_without_tag(name, IMAGE_TAGS)[0]] = path
+    return [(name, path, labels.get(name)) for name, path in sorted(images.items())]
 
 
 def scan(root: str | Path, *, schema: LabelSchema = ECHOSYNTH, patient_pattern: str | None = None) -> Scan:

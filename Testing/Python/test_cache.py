@@ -153,3 +153,16 @@ def test_prepare_cli_writes_then_reports_up_to_date(echo_folder, tmp_path, capsy
     )
     assert "--half-sequences applies to camus" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_demo_style_names_pair_up(echo_folder, tmp_path):
+    """``NAME_image.ext`` + ``NAME_labels.seg.nrrd`` (what ``echosynth demo`` writes) form one case."""
+    from EchoSynthLib.data.io import read_image, read_label_map
+
+    image = read_image(echo_folder / "pt01_ED.nii.gz")
+    labels = read_label_map(echo_folder / "pt01_ED_label.nii.gz")
+    write_image(image, tmp_path / "a4c_ed_image.nrrd")
+    write_label_map(labels, tmp_path / "a4c_ed_labels.seg.nrrd")
+    scan = scan_dataset("folder", tmp_path)
+    assert [ref.case_id for ref in scan.cases] == ["a4c_ed"] and not scan.skipped
+    np.testing.assert_array_equal(scan.cases[0].load().labels.array, labels.array)
