@@ -73,3 +73,26 @@ def save_montage(panels: list[Panel], path: str | os.PathLike, dpi: int = 90) ->
         return write_atomically(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
     finally:
         plt.close(figure)
+
+
+def save_grid(rows: list[tuple[str, list[np.ndarray]]], path: str | os.PathLike, dpi: int = 80) -> Path:
+    """A PNG grid: one titled row per entry; cells are uint8 grey (H, W) or float RGB (H, W, 3) arrays."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = max(len(cells) for _, cells in rows)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.7 * len(rows)), squeeze=False)
+    for row, (title, cells) in enumerate(rows):
+        for column in range(columns):
+            axis = axes[row, column]
+            axis.axis("off")
+            if column < len(cells):
+                axis.imshow(cells[column], cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_title(title, fontsize=7, loc="left")
+    figure.tight_layout()
+    try:
+        return write_atomically(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
+    finally:
+        plt.close(figure)

@@ -129,6 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
     augment.add_argument("--schema", default="echosynth", help="label values of label images")
     augment.set_defaults(run=_run_augment)
 
+    train = commands.add_parser(
+        "train",
+        help="train a model: sdm (2D semantic diffusion) or segmenter (label-adherence U-Net)",
+        description="Train on a cache from 'echosynth prepare'. Rerunning the same command resumes from "
+        "the last checkpoint (same step count and optimizer state).",
+    )
+    train.add_argument("model", choices=["sdm", "segmenter"])
+    train.add_argument("--data", required=True, type=Path, help="training cache")
+    train.add_argument("--out", required=True, type=Path, help="run folder (created, or resumed)")
+    train.add_argument("--config", type=Path, help="JSON file of settings (applied over the size preset)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one setting, e.g. --set max_steps=20000 --set batch_size=32 (repeatable)",
+    )
+    train.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
+    train.set_defaults(run=_run_train)
+
     info = commands.add_parser(
         "info",
         help="show geometry, value range and labels of a file",
@@ -342,6 +362,57 @@ def _run_prepare(args: argparse.Namespace) -> None:
         for reason, count in Counter(s["reason"] for s in skipped).most_common(10):
             example = next(s["source"] for s in skipped if s["reason"] == reason)
             print(f"  {count} x {reason} (e.g. {example})", file=sys.stderr)
+
+
+def _settings_from(args: argparse.Namespace) -> dict[str, object]:
+    """--config JSON then --set NAME=VALUE (values parsed as JSON where they can be: 3, 0.5, true, [1,2])."""
+    import json
+
+    settings: dict[str, object] = {}
+    if args.config is not None:
+        try:
+            settings.update(json.loads(args.config.read_text()))
+        except (OSError, ValueError) as error:
+            raise InputError(f"{args.config}: cannot read the settings ({error})") from None
+    for pair in args.set:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"--set expects NAME=VALUE, got '{pair}'")
+        try:
+            settings[name.strip()] = json.loads(value)
+        except ValueError:
+            settings[name.strip()] = value
+    return settings
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from EchoSynthLib.cache.store import CacheIndex
+
+    cache = CacheIndex.open(args.data)
+    settings = _settings_from(args)
+    if args.model == "sdm":
+        from EchoSynthLib.models.sdm import SDMConfig
+        from EchoSynthLib.training.sdm import SDMTrainer
+
+        size = int(settings.pop("image_size", cache.manifest["shape"][-1]))
+        trainer = SDMTrainer(cache.path, args.out, SDMConfig.preset(size, **settings), args.device)
+        total = trainer.config.max_steps
+    else:
+        from EchoSynthLib.training.segmenter import SegmenterConfig, SegmenterTrainer
+
+        trainer = SegmenterTrainer(cache.path, args.out, SegmenterConfig.from_dict(settings), args.device)
+        total = trainer.config.max_steps
+    print(f"training {args.model} on {trainer.device}: step {trainer.state.step} of {total}, run {args.out}")
+    with tqdm(total=total, initial=trainer.state.step, desc=f"train {args.model}", unit="step") as bar:
+
+        def advance(step: int, losses: dict[str, float]) -> None:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
+            bar.update(step - bar.n)
+
+        trainer.fit(progress=advance)
+    print(f"done: {args.out}/model (log {args.out}/log.jsonl, samples in {args.out}/samples)")
 
 
 def _run_info(args: argparse.Namespace) -> None:

@@ -1,0 +1,1 @@
+"""Diffusion processes and samplers (torch; import explicitly, the library root does not)."""

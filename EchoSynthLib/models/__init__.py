@@ -1,0 +1,1 @@
+"""Networks and the model package format (safetensors + config.json + MODEL_CARD.md)."""

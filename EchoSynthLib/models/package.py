@@ -1,0 +1,80 @@
+"""The model package: a folder with ``model.safetensors``, ``config.json`` and ``MODEL_CARD.md``.
+
+``config.json`` carries ``format_version``, ``kind`` (what network it is) and the network's settings; the
+weights are safetensors (never pickles). Loading checks all of it and names what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from EchoSynthLib.data.atomic import staged_directory
+from EchoSynthLib.errors import InputError
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "MODEL_CARD.md"
+
+
+def save_package(
+    folder: str | Path, kind: str, config: dict[str, Any], state: dict[str, torch.Tensor], card: str
+) -> Path:
+    """Write a package atomically (the folder appears whole or not at all)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    with staged_directory(folder) as staging:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+        save_file(
+            tensors, str(staging / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION), "kind": kind}
+        )
+        document = {"format_version": FORMAT_VERSION, "kind": kind, **config}
+        (staging / CONFIG).write_text(json.dumps(document, indent=1))
+        (staging / CARD).write_text(card)
+    return folder
+
+
+def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
+    """The package's config (without format_version/kind), after checking the folder is a ``kind`` package."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such model folder")
+    missing = [name for name in (WEIGHTS, CONFIG, CARD) if not (folder / name).is_file()]
+    if missing:
+        raise InputError(
+            f"{folder}: not an EchoSynth model package (missing {', '.join(missing)}; expected "
+            f"{WEIGHTS}, {CONFIG} and {CARD})"
+        )
+    try:
+        config = json.loads((folder / CONFIG).read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{folder / CONFIG}: not valid JSON ({error})") from None
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        found = config.get("format_version") if isinstance(config, dict) else None
+        raise InputError(f"{folder}: model format version {found!r}; this EchoSynth reads {FORMAT_VERSION}")
+    if config.get("kind") != kind:
+        raise InputError(f"{folder}: is a '{config.get('kind')}' model, expected '{kind}'")
+    return {k: v for k, v in config.items() if k not in ("format_version", "kind")}
+
+
+def load_weights(folder: str | Path, model: torch.nn.Module) -> torch.nn.Module:
+    """Load the package's safetensors weights into ``model`` (every tensor must match by name and shape)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(folder) / WEIGHTS
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise InputError(f"{path}: not a readable safetensors file ({error})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise InputError(f"{path}: weights do not fit the network in {CONFIG} ({first})") from None
+    return model

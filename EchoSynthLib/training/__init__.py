@@ -1,0 +1,1 @@
+"""Trainers: the semantic diffusion model and the label-adherence segmenter (torch)."""

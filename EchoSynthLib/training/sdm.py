@@ -1,0 +1,223 @@
+"""Training the semantic diffusion model on a prepared cache, resumable at any checkpoint.
+
+The run folder (see ``training.runs``) also gets ``samples/step_NNNNNN.png`` (grids from fixed
+validation label maps) and ``model/`` (the EMA network as a model package). Each step draws its batch,
+flips, timesteps, noise and label dropout from generators seeded by (seed, step), so a resumed run
+continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from EchoSynthLib.cache.dataset import CachedPairs
+from EchoSynthLib.cache.store import CacheIndex
+from EchoSynthLib.data.labels import Structure
+from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
+from EchoSynthLib.diffusion.samplers import sample
+from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.package import save_package
+from EchoSynthLib.models.sdm import SDMConfig, build_sdm
+from EchoSynthLib.training.cards import model_card
+from EchoSynthLib.training.runs import (
+    StepBatches,
+    append_log,
+    has_checkpoint,
+    load_checkpoint,
+    pick_device,
+    run_settings,
+    save_checkpoint,
+    step_generator,
+)
+
+KIND = "sdm2d"
+# Settings a resumed run may change; everything else must match the run's config.json.
+RESUMABLE_CHANGES = {"max_steps", "log_every", "val_every", "sample_every", "checkpoint_every", "workers"}
+VAL_CASES = 32
+GRID_CASES = 8
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint restores."""
+
+    model: torch.nn.Module
+    ema: AveragedModel
+    optimizer: torch.optim.Optimizer
+    step: int
+
+
+def _new_state(config: SDMConfig, device: torch.device) -> TrainState:
+    torch.manual_seed(config.seed)
+    model = build_sdm(config).to(device)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    return TrainState(model, ema, optimizer, 0)
+
+
+def _canonical(labels: torch.Tensor, classes: dict[str, str]) -> np.ndarray:
+    """Cache-layout labels (H, W) to canonical values, for overlays."""
+    out = np.zeros(labels.shape, dtype=np.uint8)
+    array = labels.cpu().numpy()
+    for value, name in classes.items():
+        out[array == int(value)] = Structure(name).label
+    return out
+
+
+class SDMTrainer:
+    """Trains one run; ``fit`` runs until ``max_steps`` or ``stop_at`` and can be called on a resumed run."""
+
+    def __init__(
+        self, data: str | Path, run: str | Path, config: SDMConfig, device: str | torch.device = "auto"
+    ):
+        self.cache = CacheIndex.open(data)
+        self.run = Path(run)
+        classes = self.cache.manifest["classes"]
+        shape = self.cache.manifest["shape"]
+        if self.cache.manifest.get("spatial_dims") != 2 or shape != [config.image_size] * 2:
+            raise InputError(
+                f"{data}: cache images are {'x'.join(map(str, shape))}; this model needs "
+                f"{config.image_size}x{config.image_size} (prepare with --size {config.image_size})"
+            )
+        if "sector" not in classes.values():
+            raise InputError(f"{data}: the cache has no sector class (prepare with --layout echosynth)")
+        config = config.with_overrides({"label_channels": len(classes), "classes": classes})
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.config = run_settings(self.run, config, RESUMABLE_CHANGES)
+        self.device = pick_device(device)
+        self.diffusion = GaussianDiffusion(self.config.timesteps, self.config.schedule)
+        self.train_set = CachedPairs(self.cache, "train", one_hot=True)
+        self.val_set = CachedPairs(self.cache, "val", one_hot=True) if self.cache.cases("val") else None
+        self.state = _new_state(self.config, self.device)
+        if has_checkpoint(self.run):
+            self.state.step = load_checkpoint(self.run, self._networks(), self.state.optimizer, self.device)
+
+    def _networks(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.state.model, "ema": self.state.ema}
+
+    def _loss(self, model: torch.nn.Module, images: torch.Tensor, seg: torch.Tensor, step: int, stream: int):
+        generator = step_generator(self.config.seed, step, stream)
+        batch = images.shape[0]
+        flip = torch.rand(batch, generator=generator) < self.config.flip_prob
+        drop = torch.rand(batch, generator=generator) < self.config.label_dropout
+        t = torch.randint(0, self.config.timesteps, (batch,), generator=generator)
+        noise = torch.randn(images.shape, generator=generator)
+        flip, drop, t, noise = (x.to(self.device) for x in (flip, drop, t, noise))
+        images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+        seg = torch.where(flip.view(-1, 1, 1, 1), seg.flip(-1), seg)
+        seg = torch.where(drop.view(-1, 1, 1, 1), torch.zeros_like(seg), seg)
+        x_t = self.diffusion.q_sample(images, t, noise)
+        use_bf16 = self.config.mixed_precision and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            output = model(x_t, t, seg)
+        return self.diffusion.training_losses(output.float(), images, x_t, t, noise, self.config.vlb_weight)
+
+    def _batches(self, stop: int) -> torch.utils.data.DataLoader:
+        sampler = StepBatches(
+            len(self.train_set), self.config.batch_size, self.config.seed, self.state.step, stop
+        )
+        return torch.utils.data.DataLoader(
+            self.train_set,
+            batch_sampler=sampler,
+            num_workers=self.config.workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    @torch.no_grad()
+    def validation_loss(self) -> float | None:
+        """Mean hybrid loss of the EMA network on up to VAL_CASES validation cases, fixed t and noise."""
+        if self.val_set is None:
+            return None
+        model = self.state.ema.module.eval()
+        count = min(VAL_CASES, len(self.val_set))
+        losses = []
+        for start in range(0, count, self.config.batch_size):
+            items = [self.val_set[i] for i in range(start, min(count, start + self.config.batch_size))]
+            images = torch.stack([x["image"] for x in items]).to(self.device)
+            seg = torch.stack([x["labels"] for x in items]).to(self.device)
+            saved = self.config
+            self.config = saved.with_overrides({"flip_prob": 0.0, "label_dropout": 0.0})
+            losses.append(self._loss(model, images, seg, start, stream=99)["loss"].mean().item())
+            self.config = saved
+        return float(np.mean(losses))
+
+    def sample_grid(self, path: Path) -> Path:
+        """Real images, their label maps and EMA samples for the first GRID_CASES validation maps."""
+        from EchoSynthLib.visualization import overlay, save_grid
+
+        source = self.val_set or self.train_set
+        items = [source[i] for i in range(min(GRID_CASES, len(source)))]
+        seg = torch.stack([x["labels"] for x in items]).to(self.device)
+        model = self.state.ema.module.eval()
+        images = sample(model, seg, self.diffusion, sampler="dpm++", steps=self.config.sample_steps, seed=0)
+
+        def grey(x: torch.Tensor) -> np.ndarray:
+            return np.rint((x[0].float().cpu().numpy() + 1.0) * 127.5).astype(np.uint8)
+
+        real = [grey(x["image"]) for x in items]
+        labels = [_canonical(x["labels"].argmax(0), self.config.classes) for x in items]
+        rows = [
+            ("real", real),
+            ("label map", [overlay(np.full_like(r, 90), lab) for r, lab in zip(real, labels, strict=True)]),
+            (f"synthetic (DPM-Solver++ {self.config.sample_steps} steps)", [grey(x) for x in images]),
+        ]
+        return save_grid(rows, path)
+
+    def export(self) -> Path:
+        """The EMA network as a model package in ``RUN/model``."""
+        card = model_card(self.config, self.cache.manifest, self.state.step)
+        state = self.state.ema.module.state_dict()
+        return save_package(
+            self.run / "model", KIND, self.config.as_dict() | {"trained_steps": self.state.step}, state, card
+        )
+
+    def fit(
+        self, stop_at: int | None = None, progress: Callable[[int, dict[str, float]], None] | None = None
+    ) -> int:
+        """Train up to ``max_steps`` (or ``stop_at``); checkpoints, logs, grids and exports on the way."""
+        config, state = self.config, self.state
+        stop = min(config.max_steps, stop_at if stop_at is not None else config.max_steps)
+        state.model.train()
+        started, window = time.perf_counter(), []
+        for batch in self._batches(stop):
+            images = batch["image"].to(self.device, non_blocking=True)
+            seg = batch["labels"].to(self.device, non_blocking=True)
+            losses = self._loss(state.model, images, seg, state.step, stream=0)
+            loss = losses["loss"].mean()
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(state.model.parameters(), config.grad_clip)
+            state.optimizer.step()
+            state.ema.update_parameters(state.model)
+            state.step += 1
+            window.append({k: v.mean().item() for k, v in losses.items()})
+            if progress is not None:
+                progress(state.step, window[-1])
+            if state.step % config.log_every == 0 or state.step == stop:
+                elapsed = time.perf_counter() - started
+                record = {"step": state.step, "seconds": round(elapsed, 2)}
+                record |= {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                record["steps_per_second"] = len(window) / max(elapsed, 1e-9)
+                if state.step % config.val_every == 0 or state.step == stop:
+                    record["val_loss"] = self.validation_loss()
+                    state.model.train()
+                append_log(self.run, record)
+                started, window = time.perf_counter(), []
+            if state.step % config.checkpoint_every == 0 or state.step == stop:
+                save_checkpoint(self.run, state.step, self._networks(), state.optimizer)
+            if state.step % config.sample_every == 0 or state.step == stop:
+                self.sample_grid(self.run / "samples" / f"step_{state.step:06d}.png")
+                state.model.train()
+        if state.step >= stop:
+            self.export()
+        return state.step
