@@ -5,8 +5,8 @@
 - ``ddim``: MONAI's ``DDIMScheduler`` (eta 0, deterministic given the starting noise);
 - ``dpm++``: diffusers' ``DPMSolverMultistepScheduler`` (DPM-Solver++ 2M), a second-order solver that
   needs far fewer steps.
-All randomness is drawn on the CPU from one seeded generator, so a seed gives the same images on any
-device (up to floating-point differences).
+Every image has its own seeded CPU generator (image b of a call with ``seed`` s uses s + b), so an
+image does not depend on the batch it was drawn in or on the device (up to floating-point differences).
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ def _denoiser(
     return predict
 
 
-def _noise(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
-    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+def _noise(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device) -> Tensor:
+    """One (1, ...) draw per image from its own generator, stacked along the batch."""
+    return torch.cat([torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generators]).to(
+        device
+    )
 
 
 @torch.no_grad()
@@ -56,30 +59,34 @@ def sample(
     guidance_scale: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> Tensor:
-    """Images (B, 1, H, W) in [-1, 1] for the one-hot label maps ``seg`` (B, C, H, W)."""
+    """Images (B, 1, H, W) in [-1, 1] for one-hot label maps ``seg`` (B, C, H, W); image b uses seed + b."""
     if sampler not in SAMPLERS:
         raise InputError(f"unknown sampler '{sampler}' (known: {', '.join(SAMPLERS)})")
     if not 1 <= steps <= diffusion.num_timesteps:
         raise InputError(f"steps must be in 1..{diffusion.num_timesteps}, got {steps}")
-    generator = torch.Generator().manual_seed(int(seed))
+    generators = [torch.Generator().manual_seed(int(seed) + b) for b in range(seg.shape[0])]
     device = seg.device
-    x = _noise((seg.shape[0], 1, *seg.shape[2:]), generator, device)
+    x = _noise((seg.shape[0], 1, *seg.shape[2:]), generators, device)
     predict = _denoiser(model, seg, guidance_scale)
     if sampler == "ddpm":
-        x = _ancestral(predict, x, diffusion, steps, generator, progress)
+        x = _ancestral(predict, x, diffusion, steps, generators, progress)
     else:
         x = _solver(predict, x, diffusion, sampler, steps, progress)
     return x.clamp(-1.0, 1.0)
 
 
-def _ancestral(predict, x: Tensor, diffusion: GaussianDiffusion, steps: int, generator, progress) -> Tensor:
+def _ancestral(predict, x: Tensor, diffusion: GaussianDiffusion, steps: int, generators, progress) -> Tensor:
     schedule = diffusion.schedule if steps == diffusion.num_timesteps else diffusion.schedule.respaced(steps)
     count = len(schedule.betas)
     for done, index in enumerate(reversed(range(count))):
         output = predict(x, schedule.timesteps[index]).float()
         position = torch.full((x.shape[0],), index, dtype=torch.long)
         mean, log_variance, _ = diffusion.p_mean_log_variance(schedule, output, x, position, clip=True)
-        x = mean + torch.exp(0.5 * log_variance) * _noise(x.shape, generator, x.device) if index > 0 else mean
+        x = (
+            mean + torch.exp(0.5 * log_variance) * _noise(x.shape, generators, x.device)
+            if index > 0
+            else mean
+        )
         if progress is not None:
             progress(done + 1, count)
     return x

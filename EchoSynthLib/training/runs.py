@@ -9,8 +9,9 @@ and batches are drawn per step too, so a resumed run continues exactly as an uni
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import asdict, fields
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -134,3 +135,96 @@ def pick_device(device: str | torch.device) -> torch.device:
         return torch.device(device)
     except RuntimeError:
         raise InputError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)") from None
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint restores: the network, its optimizer, the step, and an EMA copy if any."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    ema: torch.nn.Module | None = None
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The networks a checkpoint stores, by file name."""
+        return {"model": self.model} | ({"ema": self.ema} if self.ema is not None else {})
+
+
+class StepTrainer:
+    """The training loop shared by the trainers: batches by step, logs, validation, checkpoints, export.
+
+    Subclasses set ``run``, ``config`` (with max_steps, batch_size, seed, workers, log_every, val_every,
+    checkpoint_every), ``device``, ``train_set`` and ``state``, and implement ``train_step``,
+    ``validate`` and ``export``; ``periodic`` is a hook after every step (e.g. sample grids).
+    """
+
+    run: Path
+    config: Any
+    device: torch.device
+    train_set: torch.utils.data.Dataset
+    state: TrainState
+
+    def resume(self) -> None:
+        """Continue from the run's checkpoint, if it has one."""
+        if has_checkpoint(self.run):
+            self.state.step = load_checkpoint(
+                self.run, self.state.networks(), self.state.optimizer, self.device
+            )
+
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
+        """One optimisation step on ``batch``; returns the losses to log."""
+        raise NotImplementedError
+
+    def validate(self) -> dict[str, float]:
+        """Validation numbers for the log."""
+        return {}
+
+    def export(self) -> Path:
+        """Write the trained model package."""
+        raise NotImplementedError
+
+    def periodic(self, step: int, stop: int) -> None:
+        """Called after every step."""
+
+    def _batches(self, stop: int) -> torch.utils.data.DataLoader:
+        sampler = StepBatches(
+            len(self.train_set), self.config.batch_size, self.config.seed, self.state.step, stop
+        )
+        return torch.utils.data.DataLoader(
+            self.train_set,
+            batch_sampler=sampler,
+            num_workers=self.config.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def fit(
+        self, stop_at: int | None = None, progress: Callable[[int, dict[str, float]], None] | None = None
+    ) -> int:
+        """Train up to ``max_steps`` (or ``stop_at``): log, validate, checkpoint and export on the way."""
+        config, state = self.config, self.state
+        stop = min(config.max_steps, stop_at if stop_at is not None else config.max_steps)
+        state.model.train()
+        started, window = time.perf_counter(), []
+        for batch in self._batches(stop):
+            window.append(self.train_step(batch, state.step))
+            state.step += 1
+            if progress is not None:
+                progress(state.step, window[-1])
+            if state.step % config.log_every == 0 or state.step == stop:
+                elapsed = time.perf_counter() - started
+                record = {"step": state.step, "seconds": round(elapsed, 2)}
+                record |= {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                record["steps_per_second"] = len(window) / max(elapsed, 1e-9)
+                if state.step % config.val_every == 0 or state.step == stop:
+                    record |= self.validate()
+                    state.model.train()
+                append_log(self.run, record)
+                started, window = time.perf_counter(), []
+            if state.step % config.checkpoint_every == 0 or state.step == stop:
+                save_checkpoint(self.run, state.step, state.networks(), state.optimizer)
+            self.periodic(state.step, stop)
+            state.model.train()
+        if state.step >= stop:
+            self.export()
+        return state.step

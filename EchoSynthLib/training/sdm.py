@@ -8,9 +8,6 @@ continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +24,10 @@ from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.sdm import SDMConfig, build_sdm
 from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import (
-    StepBatches,
-    append_log,
-    has_checkpoint,
-    load_checkpoint,
+    StepTrainer,
+    TrainState,
     pick_device,
     run_settings,
-    save_checkpoint,
     step_generator,
 )
 
@@ -44,16 +38,6 @@ VAL_CASES = 32
 GRID_CASES = 8
 
 
-@dataclass
-class TrainState:
-    """What a checkpoint restores."""
-
-    model: torch.nn.Module
-    ema: AveragedModel
-    optimizer: torch.optim.Optimizer
-    step: int
-
-
 def _new_state(config: SDMConfig, device: torch.device) -> TrainState:
     torch.manual_seed(config.seed)
     model = build_sdm(config).to(device)
@@ -61,7 +45,7 @@ def _new_state(config: SDMConfig, device: torch.device) -> TrainState:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    return TrainState(model, ema, optimizer, 0)
+    return TrainState(model, optimizer, 0, ema)
 
 
 def _canonical(labels: torch.Tensor, classes: dict[str, str]) -> np.ndarray:
@@ -73,7 +57,7 @@ def _canonical(labels: torch.Tensor, classes: dict[str, str]) -> np.ndarray:
     return out
 
 
-class SDMTrainer:
+class SDMTrainer(StepTrainer):
     """Trains one run; ``fit`` runs until ``max_steps`` or ``stop_at`` and can be called on a resumed run."""
 
     def __init__(
@@ -98,11 +82,7 @@ class SDMTrainer:
         self.train_set = CachedPairs(self.cache, "train", one_hot=True)
         self.val_set = CachedPairs(self.cache, "val", one_hot=True) if self.cache.cases("val") else None
         self.state = _new_state(self.config, self.device)
-        if has_checkpoint(self.run):
-            self.state.step = load_checkpoint(self.run, self._networks(), self.state.optimizer, self.device)
-
-    def _networks(self) -> dict[str, torch.nn.Module]:
-        return {"model": self.state.model, "ema": self.state.ema}
+        self.resume()
 
     def _loss(self, model: torch.nn.Module, images: torch.Tensor, seg: torch.Tensor, step: int, stream: int):
         generator = step_generator(self.config.seed, step, stream)
@@ -120,18 +100,6 @@ class SDMTrainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
             output = model(x_t, t, seg)
         return self.diffusion.training_losses(output.float(), images, x_t, t, noise, self.config.vlb_weight)
-
-    def _batches(self, stop: int) -> torch.utils.data.DataLoader:
-        sampler = StepBatches(
-            len(self.train_set), self.config.batch_size, self.config.seed, self.state.step, stop
-        )
-        return torch.utils.data.DataLoader(
-            self.train_set,
-            batch_sampler=sampler,
-            num_workers=self.config.workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-        )
 
     @torch.no_grad()
     def validation_loss(self) -> float | None:
@@ -181,43 +149,25 @@ class SDMTrainer:
             self.run / "model", KIND, self.config.as_dict() | {"trained_steps": self.state.step}, state, card
         )
 
-    def fit(
-        self, stop_at: int | None = None, progress: Callable[[int, dict[str, float]], None] | None = None
-    ) -> int:
-        """Train up to ``max_steps`` (or ``stop_at``); checkpoints, logs, grids and exports on the way."""
-        config, state = self.config, self.state
-        stop = min(config.max_steps, stop_at if stop_at is not None else config.max_steps)
-        state.model.train()
-        started, window = time.perf_counter(), []
-        for batch in self._batches(stop):
-            images = batch["image"].to(self.device, non_blocking=True)
-            seg = batch["labels"].to(self.device, non_blocking=True)
-            losses = self._loss(state.model, images, seg, state.step, stream=0)
-            loss = losses["loss"].mean()
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(state.model.parameters(), config.grad_clip)
-            state.optimizer.step()
-            state.ema.update_parameters(state.model)
-            state.step += 1
-            window.append({k: v.mean().item() for k, v in losses.items()})
-            if progress is not None:
-                progress(state.step, window[-1])
-            if state.step % config.log_every == 0 or state.step == stop:
-                elapsed = time.perf_counter() - started
-                record = {"step": state.step, "seconds": round(elapsed, 2)}
-                record |= {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                record["steps_per_second"] = len(window) / max(elapsed, 1e-9)
-                if state.step % config.val_every == 0 or state.step == stop:
-                    record["val_loss"] = self.validation_loss()
-                    state.model.train()
-                append_log(self.run, record)
-                started, window = time.perf_counter(), []
-            if state.step % config.checkpoint_every == 0 or state.step == stop:
-                save_checkpoint(self.run, state.step, self._networks(), state.optimizer)
-            if state.step % config.sample_every == 0 or state.step == stop:
-                self.sample_grid(self.run / "samples" / f"step_{state.step:06d}.png")
-                state.model.train()
-        if state.step >= stop:
-            self.export()
-        return state.step
+    def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        """Hybrid loss, backward, clipped AdamW step, EMA update."""
+        state = self.state
+        images = batch["image"].to(self.device, non_blocking=True)
+        seg = batch["labels"].to(self.device, non_blocking=True)
+        losses = self._loss(state.model, images, seg, step, stream=0)
+        state.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].mean().backward()
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), self.config.grad_clip)
+        state.optimizer.step()
+        state.ema.update_parameters(state.model)
+        return {k: v.mean().item() for k, v in losses.items()}
+
+    def validate(self) -> dict[str, float]:
+        """The EMA network's validation loss."""
+        loss = self.validation_loss()
+        return {} if loss is None else {"val_loss": loss}
+
+    def periodic(self, step: int, stop: int) -> None:
+        """A sample grid every ``sample_every`` steps and at the end."""
+        if step % self.config.sample_every == 0 or step == stop:
+            self.sample_grid(self.run / "samples" / f"step_{step:06d}.png")

@@ -1,0 +1,1 @@
+"""Evaluation: Dice per structure and the label-adherence report (torch, MONAI metrics)."""

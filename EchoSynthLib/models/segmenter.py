@@ -1,0 +1,72 @@
+"""The label-adherence segmenter: a small MONAI U-Net that segments echo images into the cache's classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from EchoSynthLib.models.package import load_weights, read_package_config
+from EchoSynthLib.training.runs import SettingsMixin, pick_device
+
+KIND = "segmenter2d"
+
+
+@dataclass(frozen=True)
+class SegmenterConfig(SettingsMixin):
+    """Network and training settings (saved with the run and the model)."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2)
+    num_res_units: int = 2
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    max_steps: int = 2000
+    augment: bool = True
+    seed: int = 0
+    workers: int = 2
+    log_every: int = 50
+    val_every: int = 250
+    checkpoint_every: int = 250
+    classes: dict[str, str] = field(default_factory=dict)  # class value -> structure name, from the cache
+
+
+def build_segmenter(config: SegmenterConfig) -> torch.nn.Module:
+    """MONAI's 2D U-Net: one image channel in, one logit per class out."""
+    from monai.networks.nets import UNet
+
+    return UNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=len(config.classes),
+        channels=config.channels,
+        strides=config.strides,
+        num_res_units=config.num_res_units,
+    )
+
+
+@dataclass
+class Segmenter:
+    """A loaded segmenter."""
+
+    config: SegmenterConfig
+    model: torch.nn.Module
+    device: torch.device
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | torch.device = "auto") -> Segmenter:
+        """Load a ``segmenter2d`` model package."""
+        settings = read_package_config(folder, KIND)
+        settings.pop("trained_steps", None)
+        config = SegmenterConfig.from_dict(settings)
+        resolved = pick_device(device)
+        return cls(config, load_weights(folder, build_segmenter(config)).eval().to(resolved), resolved)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> np.ndarray:
+        """Class values (B, H, W) for images (B, 1, H, W) in [-1, 1]."""
+        values = np.array(sorted(int(v) for v in self.config.classes), dtype=np.uint8)
+        logits = self.model(images.to(self.device).float())
+        return values[logits.argmax(1).cpu().numpy()]

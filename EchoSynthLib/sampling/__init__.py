@@ -1,0 +1,1 @@
+"""Inference: ``Synthesizer`` turns label maps into images with a trained model (torch)."""
