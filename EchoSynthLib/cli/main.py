@@ -454,7 +454,8 @@ def _run_train(args: argparse.Namespace) -> None:
             bar.update(step - bar.n)
 
         trainer.fit(progress=advance)
-    print(f"done: {args.out}/model (log {args.out}/log.jsonl, samples in {args.out}/samples)")
+    samples = f", sample grids in {args.out}/samples" if args.model == "sdm" else ""
+    print(f"done: {args.out}/model (log {args.out}/log.jsonl{samples})")
 
 
 def _run_synthesize(args: argparse.Namespace) -> None:

@@ -52,7 +52,8 @@ def adherence_report(
     cache = CacheIndex.open(data)
     if cache.manifest["classes"] != synthesizer.config.classes:
         raise InputError(
-            f"{data}: classes {cache.manifest['classes']} differ from the model's {synthesizer.config.classes}"
+            f"{data}: classes {cache.manifest['classes']} differ from the model's "
+            f"{synthesizer.config.classes}"
         )
     if cache.manifest["shape"] != [synthesizer.config.image_size] * 2:
         raise InputError(

@@ -91,7 +91,7 @@ class Synthesizer:
 
     def synthesize(
         self,
-        labels: Volume,
+        labels: Volume | np.ndarray,
         n: int = 1,
         steps: int = 25,
         sampler: str = "dpm++",
@@ -103,6 +103,8 @@ class Synthesizer:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Volume]:
         """``n`` uint8 images for a canonical label map, each on the map's grid (image k uses seed + k)."""
+        if isinstance(labels, np.ndarray):
+            labels = Volume.from_2d(labels) if labels.ndim == 2 else Volume(labels)
         if n < 1 or batch_size < 1:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
         if device is not None:

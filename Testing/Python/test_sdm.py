@@ -1,0 +1,230 @@
+"""The 2D semantic diffusion model, tiny and on CPU: loss, training, resume, packages, samplers, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+from EchoSynthLib.cli.main import main
+from EchoSynthLib.data.io import write_label_map
+from EchoSynthLib.data.labels import Structure
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
+from EchoSynthLib.diffusion.samplers import _denoiser, sample
+from EchoSynthLib.errors import InputError, UnknownLabelError
+from EchoSynthLib.models.package import CONFIG
+from EchoSynthLib.models.sdm import SDMConfig
+from EchoSynthLib.sampling.synthesizer import Synthesizer
+from EchoSynthLib.training.sdm import SDMTrainer
+
+SIZE = 32  # the tiny_cache fixture (conftest) is prepared at this size
+TINY = {
+    "channels": (32, 32, 32),
+    "attention_levels": (False, False, True),
+    "num_head_channels": 32,
+    "spade_channels": 16,
+    "batch_size": 4,
+    "workers": 0,
+    "learning_rate": 2e-3,
+    "log_every": 5,
+    "val_every": 10,
+    "checkpoint_every": 5,
+    "sample_every": 1000,
+    "sample_steps": 2,
+    "ema_decay": 0.9,
+}
+
+
+def _config(**overrides) -> SDMConfig:
+    return SDMConfig.preset(SIZE, **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_cache, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    trainer = SDMTrainer(tiny_cache, run, _config(max_steps=24, log_every=4, val_every=8), device="cpu")
+    trainer.fit()
+    return trainer
+
+
+def test_vlb_vanishes_for_the_true_noise_and_posterior_variance():
+    diffusion = GaussianDiffusion()
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.rand((6, 1, 8, 8), generator=generator) * 2 - 1
+    noise = torch.randn(x0.shape, generator=generator)
+    t = torch.tensor([1, 10, 100, 500, 900, 999])
+    x_t = diffusion.q_sample(x0, t, noise)
+    perfect = torch.cat([noise, -torch.ones_like(noise)], dim=1)  # v = -1: the posterior variance
+    losses = diffusion.training_losses(perfect, x0, x_t, t, noise, vlb_weight=0.001)
+    assert torch.allclose(losses["mse"], torch.zeros(6), atol=1e-6)
+    assert torch.allclose(losses["vlb"], torch.zeros(6), atol=1e-4)
+    wrong = torch.cat([noise + 0.5, torch.ones_like(noise)], dim=1)
+    assert torch.all(diffusion.training_losses(wrong, x0, x_t, t, noise, 0.001)["vlb"] > 1e-3)
+
+
+def test_respacing_keeps_the_alpha_bars_of_the_kept_steps():
+    schedule = GaussianDiffusion().schedule
+    short = schedule.respaced(10)
+    assert len(short.betas) == 10 and short.timesteps[0] == 0 and short.timesteps[-1] == 999
+    torch.testing.assert_close(short.alphas_cumprod, schedule.alphas_cumprod[short.timesteps])
+
+
+def test_training_lowers_the_loss_and_exports_a_package(trained):
+    log = [json.loads(line) for line in (trained.run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [4, 8, 12, 16, 20, 24]
+    assert log[-1]["mse"] < 0.75 * log[0]["mse"]
+    assert "val_loss" in log[1] and np.isfinite(log[-1]["val_loss"])
+    assert (trained.run / "samples" / "step_000024.png").is_file()
+    card = (trained.run / "model" / "MODEL_CARD.md").read_text()
+    assert "folder" in card and "Licence" in card
+
+
+def test_package_loads_bit_exact(trained):
+    synthesizer = Synthesizer.load(trained.run / "model", device="cpu")
+    expected = trained.state.ema.module.state_dict()
+    loaded = synthesizer.model.state_dict()
+    assert expected.keys() == loaded.keys()
+    assert all(torch.equal(expected[k].cpu(), loaded[k]) for k in expected)
+
+
+def test_resume_continues_exactly(tiny_cache, tmp_path):
+    config = _config(max_steps=3, checkpoint_every=2, val_every=1000)
+    straight = SDMTrainer(tiny_cache, tmp_path / "straight", config, device="cpu")
+    straight.fit()
+    interrupted = SDMTrainer(tiny_cache, tmp_path / "resumed", config, device="cpu")
+    interrupted.fit(stop_at=2)  # as if killed after the checkpoint at step 2
+    resumed = SDMTrainer(tiny_cache, tmp_path / "resumed", config, device="cpu")
+    assert resumed.state.step == 2
+    resumed.fit()
+    assert resumed.state.step == 3
+    for name, value in straight.state.model.state_dict().items():
+        torch.testing.assert_close(resumed.state.model.state_dict()[name], value, rtol=0, atol=0)
+    assert resumed.state.optimizer.state_dict()["state"][0]["step"] == 3
+    with pytest.raises(InputError, match="other settings"):
+        SDMTrainer(
+            tiny_cache, tmp_path / "resumed", config.with_overrides({"learning_rate": 1e-2}), device="cpu"
+        )
+
+
+@pytest.fixture(scope="module")
+def synthesizer(trained):
+    return Synthesizer.load(trained.run / "model", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def odd_map():
+    """A phantom on a non-square, anisotropic, offset grid: outputs must come back on exactly this grid."""
+    grid = PhantomGrid.for_view("4CH", size=48)
+    labels = phantom_label_map("4CH", "ES", seed=4, grid=grid).labels
+    array = labels.array[:, :, 6:42]
+    return Volume(array, (0.7, 0.45, 1.0), (3.0, -2.0, 5.0))
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++"])
+def test_samplers_are_seeded_and_keep_the_input_geometry(synthesizer, odd_map, sampler):
+    first = synthesizer.synthesize(odd_map, n=2, steps=3, sampler=sampler, seed=5)
+    again = synthesizer.synthesize(odd_map, n=2, steps=3, sampler=sampler, seed=5, batch_size=1)
+    other = synthesizer.synthesize(odd_map, n=1, steps=3, sampler=sampler, seed=6)
+    assert len(first) == 2
+    for image in first:
+        assert image.same_geometry(odd_map) and image.array.dtype == np.uint8
+        assert not image.array[odd_map.array == Structure.BACKGROUND.label].any()  # black outside the sector
+    np.testing.assert_array_equal(first[0].array, again[0].array)  # independent of batching
+    np.testing.assert_array_equal(first[1].array, again[1].array)
+    np.testing.assert_array_equal(first[1].array, other[0].array)  # image k uses seed + k
+    assert not np.array_equal(first[0].array, first[1].array)
+
+
+def test_a_slice_of_a_3d_map_and_a_plain_array_work(synthesizer):
+    volume = phantom_label_map("3D", "ED", seed=1, grid=PhantomGrid.for_view("3D", size=24)).labels
+    (image,) = synthesizer.synthesize(volume, steps=2, slice_index=12)
+    assert image.is_2d and image.array.shape[1:] == volume.array.shape[1:]
+    np.testing.assert_allclose(image.origin, (volume.ijk_to_lps() @ [0, 0, 12, 1])[:3])
+    (plain,) = synthesizer.synthesize(volume.array[12], steps=2)
+    assert plain.array.shape == (1, *volume.array.shape[1:])
+    with pytest.raises(InputError, match="outside the volume"):
+        synthesizer.synthesize(volume, steps=2, slice_index=99)
+
+
+def test_guidance_scale_one_is_plain_conditioning(synthesizer):
+    seg = torch.zeros((1, len(synthesizer.config.classes), SIZE, SIZE))
+    seg[:, 0] = 1.0
+    x = torch.randn((1, 1, SIZE, SIZE))
+    with torch.no_grad():
+        plain = synthesizer.model(x, torch.tensor([500]), seg)
+        assert torch.equal(_denoiser(synthesizer.model, seg, 1.0)(x, torch.tensor(500)), plain)
+        guided = _denoiser(synthesizer.model, seg, 1.0 + 1e-6)(x, torch.tensor(500))
+    torch.testing.assert_close(guided, plain, atol=1e-4, rtol=1e-4)
+    assert SDMConfig().label_dropout == 0.0  # guidance is off by default, as in the paper
+    diffusion = GaussianDiffusion()
+    a = sample(synthesizer.model, seg, diffusion, steps=2, seed=1)
+    b = sample(synthesizer.model, seg, diffusion, steps=2, seed=1, guidance_scale=1.0)
+    assert torch.equal(a, b)
+
+
+def test_bad_label_maps_are_refused(synthesizer, odd_map):
+    unknown = odd_map.with_array(np.where(odd_map.array == 1, 9, odd_map.array))
+    with pytest.raises(UnknownLabelError, match="9"):
+        synthesizer.synthesize(unknown, steps=2)
+    with pytest.raises(InputError, match="no heart structure"):
+        synthesizer.synthesize(odd_map.with_array(np.zeros_like(odd_map.array)), steps=2)
+    with pytest.raises(InputError, match="sampler"):
+        synthesizer.synthesize(odd_map, steps=2, sampler="euler")
+    with pytest.raises(InputError, match="steps"):
+        synthesizer.synthesize(odd_map, steps=0)
+
+
+def test_foreign_or_damaged_model_folders_are_refused(trained, tmp_path):
+    with pytest.raises(InputError, match="no such model folder"):
+        Synthesizer.load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not an EchoSynth model package"):
+        Synthesizer.load(tmp_path / "empty")
+    package = trained.run / "model"
+    for name, damage, message in (
+        ("kind", lambda c: c | {"kind": "segmenter2d"}, "expected 'sdm2d'"),
+        ("version", lambda c: c | {"format_version": 99}, "format version"),
+        ("shape", lambda c: c | {"channels": [64, 64, 64]}, "do not fit"),
+    ):
+        copy = tmp_path / name
+        copy.mkdir()
+        for file in package.iterdir():
+            (copy / file.name).write_bytes(file.read_bytes())
+        config = json.loads((copy / CONFIG).read_text())
+        (copy / CONFIG).write_text(json.dumps(damage(config)))
+        with pytest.raises(InputError, match=message):
+            Synthesizer.load(copy)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for file in package.iterdir():
+        (corrupt / file.name).write_bytes(file.read_bytes())
+    (corrupt / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(InputError, match="safetensors"):
+        Synthesizer.load(corrupt)
+
+
+def test_synthesize_cli_writes_images_and_augmented_anatomies(trained, odd_map, tmp_path, capsys):
+    labels = tmp_path / "map.nii.gz"
+    write_label_map(odd_map, labels)
+    out = tmp_path / "out"
+    args = ["synthesize", "--model", str(trained.run / "model"), "--labels", str(labels), "--out", str(out)]
+    assert main([*args, "--n", "2", "--steps", "2", "--augment", "1"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "map_aug00.nii.gz",
+        "map_aug00_synth00.nii.gz",
+        "map_aug00_synth01.nii.gz",
+        "map_synth00.nii.gz",
+        "map_synth01.nii.gz",
+    ]
+    bad = tmp_path / "bad.nii.gz"
+    write_label_map(odd_map.with_array(np.zeros_like(odd_map.array)), bad)
+    capsys.readouterr()
+    assert main([*args[:4], str(labels), str(bad), "--out", str(tmp_path / "none"), "--steps", "2"]) == 2
+    assert "no heart structure" in capsys.readouterr().err
+    assert not any((tmp_path / "none").glob("*.nii.gz"))
+    assert main(["synthesize", "--model", str(tmp_path), "--labels", str(labels), "--out", str(out)]) == 2
