@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
@@ -38,10 +38,21 @@ VAL_CASES = 32
 GRID_CASES = 8
 
 
+def _ema_average(decay: float):
+    """EMA with warm-up: the rate min(decay, (1 + n) / (10 + n)) after n updates, so short runs and the
+    first steps of long ones are not dominated by the random initial weights."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        rate = min(decay, (1.0 + float(count)) / (10.0 + float(count)))
+        return averaged + (current - averaged) * (1.0 - rate)
+
+    return average
+
+
 def _new_state(config: SDMConfig, device: torch.device) -> TrainState:
     torch.manual_seed(config.seed)
     model = build_sdm(config).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    ema = AveragedModel(model, avg_fn=_ema_average(config.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -84,11 +95,20 @@ class SDMTrainer(StepTrainer):
         self.state = _new_state(self.config, self.device)
         self.resume()
 
-    def _loss(self, model: torch.nn.Module, images: torch.Tensor, seg: torch.Tensor, step: int, stream: int):
+    def _loss(
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        seg: torch.Tensor,
+        step: int,
+        stream: int,
+        train: bool,
+    ) -> dict[str, torch.Tensor]:
+        """Per-sample losses; ``train`` adds the random flips and label dropout."""
         generator = step_generator(self.config.seed, step, stream)
         batch = images.shape[0]
-        flip = torch.rand(batch, generator=generator) < self.config.flip_prob
-        drop = torch.rand(batch, generator=generator) < self.config.label_dropout
+        flip = torch.rand(batch, generator=generator) < (self.config.flip_prob if train else 0.0)
+        drop = torch.rand(batch, generator=generator) < (self.config.label_dropout if train else 0.0)
         t = torch.randint(0, self.config.timesteps, (batch,), generator=generator)
         noise = torch.randn(images.shape, generator=generator)
         flip, drop, t, noise = (x.to(self.device) for x in (flip, drop, t, noise))
@@ -113,10 +133,7 @@ class SDMTrainer(StepTrainer):
             items = [self.val_set[i] for i in range(start, min(count, start + self.config.batch_size))]
             images = torch.stack([x["image"] for x in items]).to(self.device)
             seg = torch.stack([x["labels"] for x in items]).to(self.device)
-            saved = self.config
-            self.config = saved.with_overrides({"flip_prob": 0.0, "label_dropout": 0.0})
-            losses.append(self._loss(model, images, seg, start, stream=99)["loss"].mean().item())
-            self.config = saved
+            losses.append(self._loss(model, images, seg, start, stream=99, train=False)["loss"].mean().item())
         return float(np.mean(losses))
 
     def sample_grid(self, path: Path) -> Path:
@@ -154,7 +171,7 @@ class SDMTrainer(StepTrainer):
         state = self.state
         images = batch["image"].to(self.device, non_blocking=True)
         seg = batch["labels"].to(self.device, non_blocking=True)
-        losses = self._loss(state.model, images, seg, step, stream=0)
+        losses = self._loss(state.model, images, seg, step, stream=0, train=True)
         state.optimizer.zero_grad(set_to_none=True)
         losses["loss"].mean().backward()
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), self.config.grad_clip)
