@@ -1,0 +1,166 @@
+"""``echosynth train | synthesize | validate``: the learned generators."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from EchoSynthLib.cli.arguments import settings_from
+from EchoSynthLib.errors import InputError
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register this module's subcommands."""
+    train = commands.add_parser(
+        "train",
+        help="train a model: sdm (2D semantic diffusion) or segmenter (label-adherence U-Net)",
+        description="Train on a cache from 'echosynth prepare'. Rerunning the same command resumes from "
+        "the last checkpoint (same step count and optimizer state).",
+    )
+    train.add_argument("model", choices=["sdm", "segmenter"])
+    train.add_argument("--data", required=True, type=Path, help="training cache")
+    train.add_argument("--out", required=True, type=Path, help="run folder (created, or resumed)")
+    train.add_argument("--config", type=Path, help="JSON file of settings (applied over the size preset)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one setting, e.g. --set max_steps=20000 --set batch_size=32 (repeatable)",
+    )
+    train.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
+    train.set_defaults(run=_run_train)
+
+    synthesize = commands.add_parser(
+        "synthesize",
+        help="synthesize echo images from label maps with a trained model",
+        description="Synthesize images with a trained semantic diffusion model. Images keep each label "
+        "map's geometry; a 3D map gives one slice (--slice).",
+    )
+    synthesize.add_argument("--model", required=True, type=Path, help="model package folder")
+    synthesize.add_argument("--labels", required=True, type=Path, nargs="+", help="label files or folders")
+    synthesize.add_argument("--out", required=True, type=Path, help="output folder")
+    synthesize.add_argument("--n", type=int, default=1, help="images per label map (default 1)")
+    synthesize.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    synthesize.add_argument("--sampler", default="dpm++", choices=["dpm++", "ddim", "ddpm"])
+    synthesize.add_argument("--seed", type=int, default=0, help="image k of a map uses seed + k")
+    synthesize.add_argument(
+        "--augment", type=int, default=0, metavar="N", help="also N new anatomies per map"
+    )
+    synthesize.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    synthesize.add_argument("--slice", type=int, help="slice index (k) of a 3D label map (default: middle)")
+    synthesize.add_argument("--schema", default="echosynth", help="label values of label images")
+    synthesize.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    synthesize.set_defaults(run=_run_synthesize)
+
+    validate = commands.add_parser(
+        "validate",
+        help="label adherence of a model: Dice of a segmenter on synthetic images",
+        description="Synthesize an image for every label map of a cache split, segment it with a segmenter "
+        "trained on real images, and report Dice per structure (and the same on the real images).",
+    )
+    validate.add_argument("--model", required=True, type=Path)
+    validate.add_argument("--segmenter", required=True, type=Path)
+    validate.add_argument(
+        "--data", required=True, type=Path, help="cache (same size and classes as the model)"
+    )
+    validate.add_argument("--split", default="val")
+    validate.add_argument("--sampler", default="dpm++", choices=["dpm++", "ddim", "ddpm"])
+    validate.add_argument("--steps", type=int, default=25)
+    validate.add_argument("--cases", type=int, help="at most this many label maps")
+    validate.add_argument("--seed", type=int, default=0)
+    validate.add_argument("--device", default="auto")
+    validate.add_argument("--out", type=Path, help="also write the report as JSON here")
+    validate.set_defaults(run=_run_validate)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from EchoSynthLib.cache.store import CacheIndex
+
+    cache = CacheIndex.open(args.data)
+    settings = settings_from(args)
+    if args.model == "sdm":
+        from EchoSynthLib.models.sdm import SDMConfig
+        from EchoSynthLib.training.sdm import SDMTrainer
+
+        size = int(settings.pop("image_size", cache.manifest["shape"][-1]))
+        trainer = SDMTrainer(cache.path, args.out, SDMConfig.preset(size, **settings), args.device)
+        total = trainer.config.max_steps
+    else:
+        from EchoSynthLib.training.segmenter import SegmenterConfig, SegmenterTrainer
+
+        trainer = SegmenterTrainer(cache.path, args.out, SegmenterConfig.from_dict(settings), args.device)
+        total = trainer.config.max_steps
+    print(f"training {args.model} on {trainer.device}: step {trainer.state.step} of {total}, run {args.out}")
+    with tqdm(total=total, initial=trainer.state.step, desc=f"train {args.model}", unit="step") as bar:
+
+        def advance(step: int, losses: dict[str, float]) -> None:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
+            bar.update(step - bar.n)
+
+        trainer.fit(progress=advance)
+    samples = f", sample grids in {args.out}/samples" if args.model == "sdm" else ""
+    print(f"done: {args.out}/model (log {args.out}/log.jsonl{samples})")
+
+
+def _run_synthesize(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from EchoSynthLib.augmentation import find_label_files
+    from EchoSynthLib.data.labels import schema_named
+    from EchoSynthLib.sampling.files import synthesize_files
+    from EchoSynthLib.sampling.synthesizer import Synthesizer
+
+    if args.n < 1 or args.augment < 0:
+        raise InputError(f"--n must be at least 1 and --augment at least 0, got {args.n} and {args.augment}")
+    inputs = find_label_files(args.labels)
+    synthesizer = Synthesizer.load(args.model, args.device)
+    print(f"model {args.model} on {synthesizer.device}: {args.sampler}, {args.steps} steps")
+    with tqdm(total=len(inputs) * (1 + args.augment), desc="synthesize", unit="map", delay=0.5) as bar:
+        written = synthesize_files(
+            synthesizer,
+            inputs,
+            args.out,
+            schema=schema_named(args.schema),
+            n=args.n,
+            steps=args.steps,
+            sampler=args.sampler,
+            seed=args.seed,
+            augment=args.augment,
+            slice_index=args.slice,
+            guidance_scale=args.guidance,
+            progress=lambda _: bar.update(1),
+        )
+    print(f"wrote {len(written)} files to {args.out}/")
+
+
+def _run_validate(args: argparse.Namespace) -> None:
+    import json
+
+    from tqdm import tqdm
+
+    from EchoSynthLib.data.atomic import write_atomically
+    from EchoSynthLib.evaluation.adherence import adherence_report
+    from EchoSynthLib.models.segmenter import Segmenter
+    from EchoSynthLib.sampling.synthesizer import Synthesizer
+
+    synthesizer = Synthesizer.load(args.model, args.device)
+    segmenter = Segmenter.load(args.segmenter, synthesizer.device)
+    with tqdm(desc="validate", unit="image", delay=0.5) as bar:
+        report = adherence_report(
+            synthesizer,
+            segmenter,
+            args.data,
+            split=args.split,
+            sampler=args.sampler,
+            steps=args.steps,
+            max_cases=args.cases,
+            seed=args.seed,
+            progress=bar.update,
+        )
+    text = json.dumps(report, indent=1)
+    if args.out is not None:
+        write_atomically(args.out, lambda tmp: tmp.write_text(text))
+    print(text)

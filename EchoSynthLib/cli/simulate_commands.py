@@ -1,0 +1,180 @@
+"""``echosynth phantom | simulate | info | demo``: the training-free generator and file inspection."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from EchoSynthLib.cli.arguments import parse_settings
+from EchoSynthLib.errors import InputError
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register this module's subcommands."""
+    phantom = commands.add_parser(
+        "phantom",
+        help="generate a phantom label map (2D apical view or 3D LV)",
+        description="Generate a seeded phantom label map.",
+    )
+    phantom.add_argument("--view", default="4CH", choices=["4CH", "2CH", "3D"], type=str.upper)
+    phantom.add_argument("--phase", default="ED", choices=["ED", "ES"], type=str.upper)
+    phantom.add_argument("--seed", type=int, default=0)
+    phantom.add_argument("--size", type=int, help="grid side in voxels (default 256 for 2D, 128 for 3D)")
+    phantom.add_argument("--depth", type=float, help="sector depth in mm (default 150 for 2D, 140 for 3D)")
+    phantom.add_argument("--angle", type=float, help="sector opening angle in degrees (default 75 / 70)")
+    phantom.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix an anatomy parameter, e.g. --set lv_length_mm=85 (repeatable)",
+    )
+    phantom.add_argument(
+        "--out", required=True, type=Path, help="output label file (.nii.gz, .nrrd, .seg.nrrd, ...)"
+    )
+    phantom.set_defaults(run=_run_phantom)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="simulate a B-mode echo image from a label map",
+        description="Simulate B-mode echo images from a label map.",
+    )
+    simulate.add_argument("labels", type=Path, help="label map (.seg.nrrd, .nii.gz, .nrrd, .mha, .mhd, .png)")
+    simulate.add_argument("--out", required=True, type=Path, help="output image file")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--n", type=int, default=1, help="number of images (seeds seed..seed+n-1)")
+    simulate.add_argument(
+        "--schema",
+        default="echosynth",
+        help="label values of a label image: echosynth, camus, mitea, echonet, echo-from-noise",
+    )
+    simulate.add_argument("--no-tgc", action="store_true", help="do not compensate attenuation with depth")
+    simulate.add_argument("--dynamic-range", type=float, default=None, metavar="DB")
+    simulate.add_argument("--gain", type=float, default=None, metavar="DB")
+    simulate.add_argument("--frequency", type=float, default=None, metavar="MHZ")
+    simulate.set_defaults(run=_run_simulate)
+
+    info = commands.add_parser(
+        "info",
+        help="show geometry, value range and labels of a file",
+        description="Show a file's geometry, value range and labels.",
+    )
+    info.add_argument("path", type=Path)
+    info.add_argument("--schema", default="echosynth", help="schema used to name label values")
+    info.set_defaults(run=_run_info)
+
+    demo = commands.add_parser(
+        "demo",
+        help="phantoms + simulated echo + PNG montage",
+        description="Write phantom label maps, simulated images and a montage.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("out/demo"))
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_run_demo)
+
+
+def _run_phantom(args: argparse.Namespace) -> None:
+    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+    from EchoSynthLib.data.io import file_kind, write_label_map
+
+    file_kind(args.out)
+    overrides = {k: v for k, v in (("depth_mm", args.depth), ("angle_deg", args.angle)) if v is not None}
+    if args.view == "3D" and args.angle is not None:
+        overrides["elevation_angle_deg"] = args.angle
+    grid = PhantomGrid.for_view(args.view, args.size, **overrides)
+    phantom = phantom_label_map(args.view, args.phase, args.seed, grid, **parse_settings(args.set))
+    path = write_label_map(phantom.labels, args.out)
+    print(f"wrote {path} ({phantom.labels.describe_geometry()})")
+
+
+def _output_paths(out: Path, seeds: range) -> list[Path]:
+    if len(seeds) == 1:
+        return [out]
+    name = out.name
+    suffix = next((s for s in (".seg.nrrd", ".nii.gz") if name.lower().endswith(s)), out.suffix)
+    stem = name[: len(name) - len(suffix)]
+    return [out.with_name(f"{stem}_s{seed}{suffix}") for seed in seeds]
+
+
+def _run_simulate(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from EchoSynthLib.data.io import file_kind, read_label_map, write_image
+    from EchoSynthLib.data.labels import schema_named
+    from EchoSynthLib.simulation import SimulatorSettings, simulate_bmode
+
+    if args.n < 1:
+        raise InputError(f"--n must be at least 1, got {args.n}")
+    if file_kind(args.out) != "image":
+        raise InputError(f"{args.out}: simulated images are written as .nii.gz, .nrrd, .mha, .mhd or .png")
+    settings = SimulatorSettings()
+    changes = {
+        "tgc": not args.no_tgc,
+        "dynamic_range_db": args.dynamic_range,
+        "gain_db": args.gain,
+        "frequency_mhz": args.frequency,
+    }
+    settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    labels = read_label_map(args.labels, schema_named(args.schema))
+    seeds = range(args.seed, args.seed + args.n)
+    images = [
+        simulate_bmode(labels, seed, settings)
+        for seed in tqdm(seeds, desc="simulate", unit="image", disable=len(seeds) == 1)
+    ]
+    for image, path in zip(images, _output_paths(args.out, seeds), strict=True):
+        write_image(image, path)
+        print(f"wrote {path}")
+
+
+def _run_info(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from EchoSynthLib.data.io import file_kind, read_image, read_segmentation
+    from EchoSynthLib.data.labels import schema_named, structure_for_segment_name
+
+    if file_kind(args.path) == "segmentation":
+        labels, segments = read_segmentation(args.path)
+        print(f"{args.path}: Slicer segmentation, {labels.describe_geometry()}")
+        for segment in segments:
+            try:
+                meaning = structure_for_segment_name(segment.name).value
+            except InputError:
+                meaning = "unknown structure"
+            count = int((labels.array == segment.value).sum())
+            print(f"  segment {segment.value}: {segment.name!r} -> {meaning}, {count} voxels")
+        return
+    volume = read_image(args.path)
+    array = volume.array
+    print(f"{args.path}: image, {volume.describe_geometry()}")
+    print(f"  dtype {array.dtype}, values {array.min()} .. {array.max()}")
+    is_integer = np.issubdtype(array.dtype, np.integer)
+    values = np.unique(array) if is_integer else np.empty(0)
+    if is_integer and values.size <= 16:
+        schema = schema_named(args.schema)
+        counts = {int(v): int((array == v).sum()) for v in values}
+        names = {
+            int(v): schema.values[int(v)].value if int(v) in schema.values else "not in schema"
+            for v in values
+        }
+        print(
+            f"  labels ({schema.name} schema): " + ", ".join(f"{v}={names[v]} ({counts[v]})" for v in counts)
+        )
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from EchoSynthLib.demo import DEMO_CASES, run_demo
+
+    with tqdm(total=len(DEMO_CASES), desc="demo", unit="case") as bar:
+
+        def advance(case: str) -> None:
+            bar.set_postfix_str(case)
+            bar.update(1)
+
+        written = run_demo(args.out, args.seed, progress=advance)
+    print(f"wrote {len(written)} files to {args.out}/:")
+    for path in written:
+        print(f"  {path}")
