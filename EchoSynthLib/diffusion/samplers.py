@@ -112,6 +112,11 @@ def _solver(predict, x: Tensor, diffusion: GaussianDiffusion, sampler: str, step
             solver_order=2,
             prediction_type="epsilon",
             lower_order_final=True,
+            # Clip the predicted x_0 to the data range at every step, as the DDPM and DDIM paths do: the
+            # cosine schedule's last alpha-bar is ~1e-8, so unclipped x_0 estimates explode there.
+            thresholding=True,
+            dynamic_thresholding_ratio=1.0,
+            sample_max_value=1.0,
         )
         scheduler.set_timesteps(steps)
 

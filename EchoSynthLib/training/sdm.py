@@ -153,7 +153,7 @@ class SDMTrainer(StepTrainer):
         labels = [_canonical(x["labels"].argmax(0), self.config.classes) for x in items]
         rows = [
             ("real", real),
-            ("label map", [overlay(np.full_like(r, 90), lab) for r, lab in zip(real, labels, strict=True)]),
+            ("label map (on the real image)", [overlay(r, lab) for r, lab in zip(real, labels, strict=True)]),
             (f"synthetic (DPM-Solver++ {self.config.sample_steps} steps)", [grey(x) for x in images]),
         ]
         return save_grid(rows, path)
