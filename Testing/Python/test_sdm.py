@@ -228,3 +228,16 @@ def test_synthesize_cli_writes_images_and_augmented_anatomies(trained, odd_map, 
     assert "no heart structure" in capsys.readouterr().err
     assert not any((tmp_path / "none").glob("*.nii.gz"))
     assert main(["synthesize", "--model", str(tmp_path), "--labels", str(labels), "--out", str(out)]) == 2
+
+
+def test_train_cli_resumes_with_the_same_command(tiny_cache, tmp_path, capsys):
+    settings = [f"--set={k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in TINY.items()]
+    command = ["train", "sdm", "--data", str(tiny_cache), "--out", str(tmp_path / "run"), *settings]
+    assert main([*command, "--set=max_steps=2", "--set=sample_every=2"]) == 0
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 2
+    assert main([*command, "--set=max_steps=3", "--set=sample_every=2"]) == 0
+    assert "step 2 of 3" in capsys.readouterr().out
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    assert main([*command, "--set=max_steps=3", "--set=learning_rate=0.5"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert main(["train", "sdm", "--data", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
