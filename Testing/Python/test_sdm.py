@@ -241,3 +241,28 @@ def test_train_cli_resumes_with_the_same_command(tiny_cache, tmp_path, capsys):
     assert main([*command, "--set=max_steps=3", "--set=learning_rate=0.5"]) == 2
     assert "other settings" in capsys.readouterr().err
     assert main(["train", "sdm", "--data", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+
+
+class _Oracle(torch.nn.Module):
+    """The exact noise predictor when the data is always ``target``."""
+
+    def __init__(self, target: torch.Tensor, diffusion: GaussianDiffusion) -> None:
+        super().__init__()
+        self.target = target
+        self.abar = diffusion.schedule.alphas_cumprod.float()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        abar = self.abar[t.long()].view(-1, 1, 1, 1)
+        eps = (x - abar.sqrt() * self.target) / (1 - abar).sqrt()
+        return torch.cat([eps, torch.zeros_like(eps)], dim=1)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++"])
+@pytest.mark.parametrize("steps", [5, 25])
+def test_samplers_recover_the_data_with_an_exact_denoiser(sampler, steps):
+    diffusion = GaussianDiffusion()
+    target = torch.linspace(-0.9, 0.9, 64).view(1, 1, 8, 8)
+    images = sample(
+        _Oracle(target, diffusion), torch.zeros((2, 5, 8, 8)), diffusion, sampler=sampler, steps=steps
+    )
+    torch.testing.assert_close(images, target.expand(2, -1, -1, -1), atol=2e-3, rtol=0)
