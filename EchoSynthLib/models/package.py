@@ -19,12 +19,19 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "MODEL_CARD.md"
+PROVENANCE = "provenance"
 
 
 def save_package(
-    folder: str | Path, kind: str, config: dict[str, Any], state: dict[str, torch.Tensor], card: str
+    folder: str | Path,
+    kind: str,
+    config: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    card: str,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a package atomically (the folder appears whole or not at all)."""
+    """Write a package atomically (the folder appears whole or not at all). ``provenance`` (training
+    data, steps) is stored under its own key beside the network settings."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -33,14 +40,15 @@ def save_package(
         save_file(
             tensors, str(staging / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION), "kind": kind}
         )
-        document = {"format_version": FORMAT_VERSION, "kind": kind, **config}
+        document = {"format_version": FORMAT_VERSION, "kind": kind, **config, PROVENANCE: provenance or {}}
         (staging / CONFIG).write_text(json.dumps(document, indent=1))
         (staging / CARD).write_text(card)
     return folder
 
 
 def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
-    """The package's config (without format_version/kind), after checking the folder is a ``kind`` package."""
+    """The network settings of a package (without format_version, kind and provenance), after checking
+    the folder is a ``kind`` package."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such model folder")
@@ -59,7 +67,7 @@ def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
         raise InputError(f"{folder}: model format version {found!r}; this EchoSynth reads {FORMAT_VERSION}")
     if config.get("kind") != kind:
         raise InputError(f"{folder}: is a '{config.get('kind')}' model, expected '{kind}'")
-    return {k: v for k, v in config.items() if k not in ("format_version", "kind")}
+    return {k: v for k, v in config.items() if k not in ("format_version", "kind", PROVENANCE)}
 
 
 def load_weights(folder: str | Path, model: torch.nn.Module) -> torch.nn.Module:

@@ -59,7 +59,6 @@ class Segmenter:
     def load(cls, folder: str | Path, device: str | torch.device = "auto") -> Segmenter:
         """Load a ``segmenter2d`` model package."""
         settings = read_package_config(folder, KIND)
-        settings.pop("trained_steps", None)
         config = SegmenterConfig.from_dict(settings)
         resolved = pick_device(device)
         return cls(config, load_weights(folder, build_segmenter(config)).eval().to(resolved), resolved)

@@ -65,7 +65,6 @@ class Synthesizer:
     def load(cls, folder: str | Path, device: str | torch.device = "auto") -> Synthesizer:
         """Load a model package; anything but an EchoSynth ``sdm2d`` package is an InputError."""
         settings = read_package_config(folder, KIND)
-        settings.pop("trained_steps", None)
         config = SDMConfig.from_dict(settings)
         model = load_weights(folder, build_sdm(config)).eval()
         resolved = pick_device(device)

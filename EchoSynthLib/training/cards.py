@@ -51,3 +51,18 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def training_provenance(cache: Any, steps: int) -> dict[str, Any]:
+    """What a model package records about its training: steps, dataset, cache settings, counts, licence."""
+    manifest = cache.manifest
+    return {
+        "trained_steps": steps,
+        "training_data": {
+            "dataset": manifest.get("dataset"),
+            "cache": str(cache.path),
+            "cache_settings": manifest.get("settings"),
+            "counts": manifest.get("counts"),
+            "licence": licence_terms(str(manifest.get("dataset", "unknown"))),
+        },
+    }

@@ -22,7 +22,7 @@ from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.sdm import SDMConfig, build_sdm
-from EchoSynthLib.training.cards import model_card
+from EchoSynthLib.training.cards import model_card, training_provenance
 from EchoSynthLib.training.runs import (
     StepTrainer,
     TrainState,
@@ -163,7 +163,12 @@ class SDMTrainer(StepTrainer):
         card = model_card(self.config, self.cache.manifest, self.state.step)
         state = self.state.ema.module.state_dict()
         return save_package(
-            self.run / "model", KIND, self.config.as_dict() | {"trained_steps": self.state.step}, state, card
+            self.run / "model",
+            KIND,
+            self.config.as_dict(),
+            state,
+            card,
+            training_provenance(self.cache, self.state.step),
         )
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:

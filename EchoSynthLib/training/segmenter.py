@@ -17,7 +17,7 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.segmenter import KIND, SegmenterConfig, build_segmenter
-from EchoSynthLib.training.cards import model_card
+from EchoSynthLib.training.cards import model_card, training_provenance
 from EchoSynthLib.training.runs import StepTrainer, TrainState, pick_device, run_settings
 
 RESUMABLE_CHANGES = {"max_steps", "log_every", "val_every", "checkpoint_every", "workers"}
@@ -97,5 +97,7 @@ class SegmenterTrainer(StepTrainer):
     def export(self) -> Path:
         """The network as a model package in ``RUN/model``."""
         card = model_card(self.config, self.cache.manifest, self.state.step, kind="label-adherence segmenter")
-        config = self.config.as_dict() | {"trained_steps": self.state.step}
-        return save_package(self.run / "model", KIND, config, self.state.model.state_dict(), card)
+        provenance = training_provenance(self.cache, self.state.step)
+        return save_package(
+            self.run / "model", KIND, self.config.as_dict(), self.state.model.state_dict(), card, provenance
+        )

@@ -81,6 +81,10 @@ def test_training_lowers_the_loss_and_exports_a_package(trained):
     assert (trained.run / "samples" / "step_000024.png").is_file()
     card = (trained.run / "model" / "MODEL_CARD.md").read_text()
     assert "folder" in card and "Licence" in card
+    config = json.loads((trained.run / "model" / CONFIG).read_text())
+    assert config["format_version"] == 1 and config["kind"] == "sdm2d" and config["schedule"] == "cosine"
+    assert config["provenance"]["trained_steps"] == 24
+    assert config["provenance"]["training_data"]["dataset"] == "folder"
 
 
 def test_package_loads_bit_exact(trained):
