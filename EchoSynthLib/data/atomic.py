@@ -50,6 +50,8 @@ def staged_directory(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield staging
         os.chmod(staging, _default_mode(directory=True))
+        for path in staging.rglob("*"):  # some writers (safetensors) create files readable by the owner only
+            os.chmod(path, _default_mode(directory=path.is_dir()))
         if target.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             os.replace(target, retired / target.name)
