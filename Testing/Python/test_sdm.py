@@ -128,7 +128,7 @@ def odd_map():
     return Volume(array, (0.7, 0.45, 1.0), (3.0, -2.0, 5.0))
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++", "dpm++sde"])
 def test_samplers_are_seeded_and_keep_the_input_geometry(synthesizer, odd_map, sampler):
     first = synthesizer.synthesize(odd_map, n=2, steps=3, sampler=sampler, seed=5)
     again = synthesizer.synthesize(odd_map, n=2, steps=3, sampler=sampler, seed=5, batch_size=1)
@@ -261,7 +261,7 @@ class _Oracle(torch.nn.Module):
         return torch.cat([eps, torch.zeros_like(eps)], dim=1)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++", "dpm++sde"])
 @pytest.mark.parametrize("steps", [5, 25])
 def test_samplers_recover_the_data_with_an_exact_denoiser(sampler, steps):
     diffusion = GaussianDiffusion()
