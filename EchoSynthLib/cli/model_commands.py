@@ -42,7 +42,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     synthesize.add_argument("--out", required=True, type=Path, help="output folder")
     synthesize.add_argument("--n", type=int, default=1, help="images per label map (default 1)")
     synthesize.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
-    synthesize.add_argument("--sampler", default="dpm++", choices=["dpm++", "dpm++sde", "ddim", "ddpm"])
+    synthesize.add_argument("--sampler", default="dpm++sde", choices=["dpm++sde", "dpm++", "ddim", "ddpm"])
     synthesize.add_argument("--seed", type=int, default=0, help="image k of a map uses seed + k")
     synthesize.add_argument(
         "--augment", type=int, default=0, metavar="N", help="also N new anatomies per map"
@@ -65,7 +65,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--data", required=True, type=Path, help="cache (same size and classes as the model)"
     )
     validate.add_argument("--split", default="val")
-    validate.add_argument("--sampler", default="dpm++", choices=["dpm++", "dpm++sde", "ddim", "ddpm"])
+    validate.add_argument("--sampler", default="dpm++sde", choices=["dpm++sde", "dpm++", "ddim", "ddpm"])
     validate.add_argument("--steps", type=int, default=25)
     validate.add_argument("--cases", type=int, help="at most this many label maps")
     validate.add_argument("--seed", type=int, default=0)

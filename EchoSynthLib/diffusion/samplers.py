@@ -55,7 +55,7 @@ def sample(
     seg: Tensor,
     diffusion: GaussianDiffusion,
     *,
-    sampler: str = "dpm++",
+    sampler: str = "dpm++sde",
     steps: int = 25,
     seed: int = 0,
     guidance_scale: float = 1.0,

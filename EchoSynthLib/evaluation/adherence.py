@@ -41,7 +41,7 @@ def adherence_report(
     data: str | Path,
     *,
     split: str = "val",
-    sampler: str = "dpm++",
+    sampler: str = "dpm++sde",
     steps: int = 25,
     max_cases: int | None = None,
     seed: int = 0,

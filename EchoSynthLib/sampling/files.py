@@ -32,7 +32,7 @@ def synthesize_files(
     schema: LabelSchema,
     n: int = 1,
     steps: int = 25,
-    sampler: str = "dpm++",
+    sampler: str = "dpm++sde",
     seed: int = 0,
     augment: int = 0,
     slice_index: int | None = None,

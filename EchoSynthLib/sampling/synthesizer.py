@@ -93,7 +93,7 @@ class Synthesizer:
         labels: Volume | np.ndarray,
         n: int = 1,
         steps: int = 25,
-        sampler: str = "dpm++",
+        sampler: str = "dpm++sde",
         seed: int = 0,
         device: str | torch.device | None = None,
         guidance_scale: float = 1.0,

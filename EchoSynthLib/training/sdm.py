@@ -144,7 +144,9 @@ class SDMTrainer(StepTrainer):
         items = [source[i] for i in range(min(GRID_CASES, len(source)))]
         seg = torch.stack([x["labels"] for x in items]).to(self.device)
         model = self.state.ema.module.eval()
-        images = sample(model, seg, self.diffusion, sampler="dpm++", steps=self.config.sample_steps, seed=0)
+        images = sample(
+            model, seg, self.diffusion, sampler="dpm++sde", steps=self.config.sample_steps, seed=0
+        )
 
         def grey(x: torch.Tensor) -> np.ndarray:
             return np.rint((x[0].float().cpu().numpy() + 1.0) * 127.5).astype(np.uint8)
@@ -154,7 +156,7 @@ class SDMTrainer(StepTrainer):
         rows = [
             ("real", real),
             ("label map (on the real image)", [overlay(r, lab) for r, lab in zip(real, labels, strict=True)]),
-            (f"synthetic (DPM-Solver++ {self.config.sample_steps} steps)", [grey(x) for x in images]),
+            (f"synthetic (SDE-DPM-Solver++ {self.config.sample_steps} steps)", [grey(x) for x in images]),
         ]
         return save_grid(rows, path)
 
