@@ -44,8 +44,8 @@ def main() -> None:
     from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
     from EchoSynthLib.diffusion.samplers import sample
     from EchoSynthLib.models.sdm import SDMConfig, build_sdm
+    from EchoSynthLib.models.settings import pick_device
     from EchoSynthLib.sampling.synthesizer import Synthesizer
-    from EchoSynthLib.training.runs import pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -58,12 +58,10 @@ def source_checksums(files: list[Path], root: Path, previous: dict[str, Any] | N
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray | tuple | set):
-        return (
-            list(np.asarray(list(value)).tolist()) if isinstance(value, set) else np.asarray(value).tolist()
-        )
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, set):
+        return sorted(value)
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot store {type(value).__name__} in the manifest")

@@ -15,7 +15,6 @@ import torch
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
-from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
@@ -62,14 +61,15 @@ def adherence_report(
     dataset = CachedPairs(cache, split, one_hot=True)
     count = len(dataset) if max_cases is None else min(max_cases, len(dataset))
     values = np.array(sorted(int(v) for v in cache.classes), dtype=np.uint8)
-    diffusion = GaussianDiffusion(synthesizer.config.timesteps, synthesizer.config.schedule)
     truth, on_real, on_synthetic = [], [], []
     seconds = 0.0
     for start in range(0, count, batch_size):
         items = [dataset[i] for i in range(start, min(count, start + batch_size))]
         seg = torch.stack([x["labels"] for x in items]).to(synthesizer.device)
         began = time.perf_counter()
-        images = sample(synthesizer.model, seg, diffusion, sampler=sampler, steps=steps, seed=seed + start)
+        images = sample(
+            synthesizer.model, seg, synthesizer.diffusion, sampler=sampler, steps=steps, seed=seed + start
+        )
         if synthesizer.device.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - began

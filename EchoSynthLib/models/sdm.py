@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.training.runs import SettingsMixin
+from EchoSynthLib.models.settings import SettingsMixin
 
 # Network sizes per image side. The paper's 256 model (base 256, multipliers 1,1,2,2,4,4, attention at
 # 32/16/8) is several times bigger. Only the 64 preset (3.5 M parameters, 14 MB in float32) fits the

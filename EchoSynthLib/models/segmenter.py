@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from EchoSynthLib.models.package import load_weights, read_package_config
-from EchoSynthLib.training.runs import SettingsMixin, pick_device
+from EchoSynthLib.models.settings import SettingsMixin, pick_device
 
 KIND = "segmenter2d"
 

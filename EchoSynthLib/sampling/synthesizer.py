@@ -23,8 +23,8 @@ from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.sdm import SDMConfig, build_sdm
+from EchoSynthLib.models.settings import pick_device
 from EchoSynthLib.preprocessing.resample import Grid, resample, target_grid
-from EchoSynthLib.training.runs import pick_device
 
 KIND = "sdm2d"
 HEART = (Structure.LV_CAVITY.label, Structure.LV_MYOCARDIUM.label, Structure.LEFT_ATRIUM.label)
@@ -60,6 +60,7 @@ class Synthesizer:
     model: torch.nn.Module
     device: torch.device
     source: Path
+    diffusion: GaussianDiffusion
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "auto") -> Synthesizer:
@@ -68,7 +69,8 @@ class Synthesizer:
         config = SDMConfig.from_dict(settings)
         model = load_weights(folder, build_sdm(config)).eval()
         resolved = pick_device(device)
-        return cls(config, model.to(resolved), resolved, Path(folder))
+        diffusion = GaussianDiffusion(config.timesteps, config.schedule)
+        return cls(config, model.to(resolved), resolved, Path(folder), diffusion)
 
     def to(self, device: str | torch.device) -> Synthesizer:
         """Move the network to ``device`` ('auto', 'cpu', 'cuda', ...)."""
@@ -110,7 +112,6 @@ class Synthesizer:
             self.to(device)
         target = with_sector(slice_of(labels, slice_index))
         seg, grid = self.conditioning(target)
-        diffusion = GaussianDiffusion(self.config.timesteps, self.config.schedule)
         sector = target.array != Structure.BACKGROUND.label
         images: list[Volume] = []
         for start in range(0, n, batch_size):
@@ -119,7 +120,7 @@ class Synthesizer:
             out = sample(
                 self.model,
                 batch,
-                diffusion,
+                self.diffusion,
                 sampler=sampler,
                 steps=steps,
                 seed=seed + start,

@@ -11,41 +11,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from EchoSynthLib.data.atomic import staged_directory, write_atomically
 from EchoSynthLib.errors import InputError
-
-Settings = TypeVar("Settings", bound="SettingsMixin")
-
-
-class SettingsMixin:
-    """JSON round trip for frozen settings dataclasses: unknown keys rejected, lists back to tuples."""
-
-    @classmethod
-    def from_dict(cls: type[Settings], values: dict[str, Any]) -> Settings:
-        """Settings from a dict; an InputError names unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise InputError(f"unknown {cls.__name__} setting(s): {', '.join(sorted(unknown))}")
-        try:
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-        except TypeError as error:
-            raise InputError(f"invalid {cls.__name__} settings: {error}") from None
-
-    def with_overrides(self: Settings, overrides: dict[str, Any]) -> Settings:
-        """A copy with some settings changed."""
-        return type(self).from_dict({**asdict(self), **overrides})
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+from EchoSynthLib.models.settings import Settings
 
 
 def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
@@ -125,16 +100,6 @@ def append_log(run: Path, record: dict[str, Any]) -> None:
     """One JSON line in ``run/log.jsonl``."""
     with open(run / "log.jsonl", "a") as handle:
         handle.write(json.dumps(record) + "\n")
-
-
-def pick_device(device: str | torch.device) -> torch.device:
-    """'auto' -> the GPU if there is one, else the CPU; anything else as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise InputError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)") from None
 
 
 @dataclass

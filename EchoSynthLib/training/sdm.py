@@ -22,11 +22,11 @@ from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.sdm import SDMConfig, build_sdm
+from EchoSynthLib.models.settings import pick_device
 from EchoSynthLib.training.cards import model_card, training_provenance
 from EchoSynthLib.training.runs import (
     StepTrainer,
     TrainState,
-    pick_device,
     run_settings,
     step_generator,
 )

@@ -17,8 +17,9 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.segmenter import KIND, SegmenterConfig, build_segmenter
+from EchoSynthLib.models.settings import pick_device
 from EchoSynthLib.training.cards import model_card, training_provenance
-from EchoSynthLib.training.runs import StepTrainer, TrainState, pick_device, run_settings
+from EchoSynthLib.training.runs import StepTrainer, TrainState, run_settings
 
 RESUMABLE_CHANGES = {"max_steps", "log_every", "val_every", "checkpoint_every", "workers"}
 
