@@ -1,18 +1,31 @@
 """EchoSynth: labelled synthetic echocardiography in 3D Slicer.
 
-This module file stays light: it imports only Slicer's own modules at load time. The headless library
-(``EchoSynthLib``) and its heavy dependencies (torch, MONAI) are imported inside the logic, on first use.
+Pick a segmentation (or labelmap volume), choose a generator, press Generate: new echo volumes appear in
+the input's study with its geometry. The work runs in a separate PythonSlicer process (files in, files
+out), so the panel stays responsive and Cancel kills it. Scene code lives in ``EchoSynthScene`` (MRML
+only, tested outside Slicer); this file holds the Slicer module classes. It stays light at load time:
+the library, numpy and torch are imported on first use.
 """
 
 import logging
+from typing import Annotated, Union
 
+import qt
 import slicer
+import vtk
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.util import VTKObservationMixin
+
+SAMPLERS = ["dpm++sde", "dpm++", "ddim", "ddpm"]
+DEVICES = ["auto", "cpu", "gpu"]
+PLANES = ["ij", "kj"]
+POLL_INTERVAL_MS = 100
 
 
 class EchoSynth(ScriptedLoadableModule):
@@ -25,73 +38,414 @@ class EchoSynth(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["EchoSynth developers"]
         self.parent.helpText = (
-            "Turn label maps (LV cavity, myocardium, left atrium) into synthetic echocardiography: "
-            "a training-free B-mode simulator now, learned generators to follow."
+            "Turn label maps (LV cavity, myocardium, left atrium, sector) into synthetic echocardiography "
+            "with the training-free simulator or a trained model. Outputs keep the input's geometry and go "
+            "into its study; a sequence input gives output sequences in the same browser."
         )
-        self.parent.acknowledgementText = "Uses MONAI, SimpleITK and slicerio."
+        self.parent.acknowledgementText = "Uses MONAI, PyTorch, SimpleITK and slicerio."
 
 
-class EchoSynthWidget(ScriptedLoadableModuleWidget):
-    """Panel. The full Generate workflow arrives with the Slicer-module issue; for now it explains itself."""
+@parameterNodeWrapper
+class EchoSynthParameterNode:
+    """The panel's state; every field but ``generator`` is bound to a widget through SlicerParameterName."""
+
+    inputNode: Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode]  # noqa: UP007
+    referenceVolume: slicer.vtkMRMLScalarVolumeNode
+    generator: str = "simulator"
+    plane: Annotated[str, Choice(PLANES)] = "ij"
+    sliceIndex: Annotated[int, WithinRange(-1, 10000)] = -1
+    samples: Annotated[int, WithinRange(1, 1000)] = 1
+    sampler: Annotated[str, Choice(SAMPLERS)] = "dpm++sde"
+    steps: Annotated[int, WithinRange(1, 1000)] = 25
+    guidanceScale: Annotated[float, WithinRange(0.0, 20.0)] = 1.0
+    seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
+    device: Annotated[str, Choice(DEVICES)] = "auto"
+    augment: Annotated[int, WithinRange(0, 100)] = 0
+
+
+def optionsFromParameters(parameters):
+    """The synthesis options (EchoSynthScene.synthesis.SynthesisOptions keywords) of a parameter node."""
+    return {
+        "generator": parameters.generator,
+        "n": parameters.samples,
+        "seed": parameters.seed,
+        "steps": parameters.steps,
+        "sampler": parameters.sampler,
+        "guidance_scale": parameters.guidanceScale,
+        "augment": parameters.augment,
+        "plane": parameters.plane,
+        "slice_index": None if parameters.sliceIndex < 0 else parameters.sliceIndex,
+        "device": parameters.device,
+    }
+
+
+class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: inputs, generator, options, Generate / Cancel with progress, and the model manager."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._run = None
+        self._timer = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        import qt  # Slicer's Qt binding, available only inside Slicer
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/EchoSynth.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = EchoSynthLogic()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.timeout.connect(self.onPoll)
 
-        label = qt.QLabel(
-            "EchoSynth synthesizes echo images from segmentations. Use the Python console for now:\n"
-            "EchoSynthLogic().simulate(segmentationNode)"
-        )
-        label.setWordWrap(True)
-        self.layout.addWidget(label)
-        self.layout.addStretch(1)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.generateButton.connect("clicked(bool)", self.onGenerateButton)
+        self.ui.generatorSelector.connect("currentIndexChanged(int)", self.onGeneratorChanged)
+        self.ui.browseModelButton.connect("clicked(bool)", self.onBrowseModel)
+        self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
+        self.ui.addModelFolderButton.connect("clicked(bool)", self.onAddModelFolder)
+        self.ui.openCacheButton.connect("clicked(bool)", self.onOpenCache)
+        self.ui.clearCacheButton.connect("clicked(bool)", self.onClearCache)
+        self.refreshGenerators()
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        if self._run is not None:
+            self._run.cancel()
+            self._run = None
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanGenerate)
+
+    def onSceneStartClose(self, caller, event):
+        if self._run is not None:
+            self.cancelRun("the scene was closed")
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputNode:
+            for className in ("vtkMRMLSegmentationNode", "vtkMRMLLabelMapVolumeNode"):
+                node = slicer.mrmlScene.GetFirstNodeByClass(className)
+                if node:
+                    self._parameterNode.inputNode = node
+                    break
+
+    def setParameterNode(self, inputParameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanGenerate)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanGenerate)
+            self._selectGenerator(self._parameterNode.generator)
+            self._checkCanGenerate()
+
+    # --- generator list --------------------------------------------------------------------------
+
+    def refreshGenerators(self):
+        """Fill the Generator list (simulator, installed models) and the model manager's list."""
+        from EchoSynthScene.models import generator_choices
+
+        self.ui.generatorSelector.blockSignals(True)
+        self.ui.generatorSelector.clear()
+        for choice in generator_choices():
+            self.ui.generatorSelector.addItem(choice.label, choice.spec)
+        self.ui.generatorSelector.blockSignals(False)
+        if self._parameterNode:
+            self._selectGenerator(self._parameterNode.generator)
+        self.refreshModelList()
+
+    def _selectGenerator(self, spec):
+        index = self.ui.generatorSelector.findData(spec)
+        if index < 0:  # a model folder picked by hand
+            self.ui.generatorSelector.addItem(f"Folder: {spec}", spec)
+            index = self.ui.generatorSelector.count - 1
+        self.ui.generatorSelector.blockSignals(True)
+        self.ui.generatorSelector.currentIndex = index
+        self.ui.generatorSelector.blockSignals(False)
+
+    def onGeneratorChanged(self, index):
+        if self._parameterNode and index >= 0:
+            self._parameterNode.generator = self.ui.generatorSelector.itemData(index)
+
+    def onBrowseModel(self):
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, "EchoSynth model folder")
+        if folder and self._parameterNode:
+            message = "This folder is not an EchoSynth model package."
+            with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
+                from EchoSynthLib.models.registry import package_summary
+
+                package_summary(folder)
+                self._parameterNode.generator = folder
+                self._selectGenerator(folder)
+
+    # --- Generate / Cancel ----------------------------------------------------------------------
+
+    def _checkCanGenerate(self, caller=None, event=None):
+        if self._run is not None:
+            self.ui.generateButton.text = "Cancel"
+            self.ui.generateButton.toolTip = "Stop the synthesis; nothing is added to the scene"
+            self.ui.generateButton.enabled = True
+            return
+        self.ui.generateButton.text = "Generate"
+        problem = self.logic.missingInput(self._parameterNode)
+        self.ui.generateButton.enabled = problem is None
+        self.ui.generateButton.toolTip = problem or "Synthesize echo images for the input label map"
+
+    def onGenerateButton(self):
+        if self._run is not None:
+            self.cancelRun("cancelled")
+            return
+        from EchoSynthScene import dependencies
+
+        if not dependencies.ensure(ask=True):
+            self.ui.statusLabel.text = "Dependencies are not installed: nothing was generated."
+            return
+        with slicer.util.tryWithErrorDisplay("EchoSynth could not start.", waitCursor=True):
+            self._run = self.logic.startSynthesis(self._parameterNode)
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.visible = True
+            self.ui.statusLabel.text = "Starting the worker process..."
+            self._timer.start()
+        self._checkCanGenerate()
+
+    def onPoll(self):
+        """Timer: show the worker's progress; bring its results in when it ends."""
+        if self._run is None:
+            self._timer.stop()
+            return
+        for event in self._run.poll():
+            if event.kind == "progress" and event.fraction is not None:
+                self.ui.progressBar.value = int(1000 * event.fraction)
+                self.ui.statusLabel.text = f"Synthesizing {event.message}"
+            elif event.kind in ("start", "warning"):
+                prefix = "Warning: " if event.kind == "warning" else ""
+                self.ui.statusLabel.text = prefix + event.message
+                if event.kind == "warning":
+                    logging.warning("EchoSynth: %s", event.message)
+        if self._run.running:
+            return
+        self._timer.stop()
+        run, self._run = self._run, None
+        self.ui.progressBar.visible = False
+        try:
+            nodes = run.finish()
+        except Exception as error:
+            self.ui.statusLabel.text = f"Failed: {error}"
+            slicer.util.errorDisplay(f"EchoSynth synthesis failed:\n{error}")
+        else:
+            self.ui.statusLabel.text = f"Done: {len(nodes)} new node(s)."
+            self._showFirstImage(nodes)
+        self._checkCanGenerate()
+
+    def cancelRun(self, reason):
+        self._timer.stop()
+        run, self._run = self._run, None
+        if run is not None:
+            run.cancel()
+        self.ui.progressBar.visible = False
+        self.ui.statusLabel.text = f"Stopped ({reason}); the scene is unchanged."
+        self._checkCanGenerate()
+
+    def _showFirstImage(self, nodes):
+        volumes = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")]
+        if volumes:
+            slicer.util.setSliceViewerLayers(background=volumes[0], fit=True)
+
+    # --- model manager --------------------------------------------------------------------------
+
+    def refreshModelList(self):
+        from EchoSynthLib.errors import InputError
+        from EchoSynthLib.models.registry import installed_models, read_manifest
+
+        self.ui.modelsList.clear()
+        models = installed_models()
+        installed = {(m.name, m.version) for m in models}
+        for model in models:
+            licence = model.license or "licence not stated"
+            self.ui.modelsList.addItem(f"{model.name} {model.version}: {model.source} ({licence})")
+        try:
+            known = read_manifest()
+        except InputError as error:
+            known = []
+            self.ui.statusLabel.text = f"Model manifest: {error}"
+        for model in known:
+            if (model.name, model.version) not in installed:
+                item = qt.QListWidgetItem(f"{model.name} {model.version}: download ({model.license})")
+                item.setData(qt.Qt.UserRole, model.name)
+                self.ui.modelsList.addItem(item)
+
+    def onDownloadModel(self):
+        item = self.ui.modelsList.currentItem()
+        name = item.data(qt.Qt.UserRole) if item else None
+        if not name:
+            slicer.util.infoDisplay("Select a model marked 'download' in the list first.")
+            return
+        with slicer.util.tryWithErrorDisplay("The model could not be downloaded.", waitCursor=True):
+            from EchoSynthLib.models.registry import find_known_model, install_from_url
+
+            path = install_from_url(find_known_model(name))
+            self.ui.statusLabel.text = f"Installed {name} in {path}"
+        self.refreshGenerators()
+
+    def onAddModelFolder(self):
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, "Model package folder to add to the cache")
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay("The folder could not be added.", waitCursor=True):
+            from EchoSynthLib.models.registry import install_from_folder
+
+            path = install_from_folder(folder)
+            self.ui.statusLabel.text = f"Added {path}"
+        self.refreshGenerators()
+
+    def onOpenCache(self):
+        from EchoSynthLib.models.registry import user_cache_dir
+
+        folder = user_cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
+
+    def onClearCache(self):
+        from EchoSynthLib.models.registry import clear_cache, user_cache_dir
+
+        if slicer.util.confirmOkCancelDisplay(f"Remove every downloaded model from {user_cache_dir()}?"):
+            removed = clear_cache()
+            self.ui.statusLabel.text = f"Removed {len(removed)} model(s) from the cache."
+            self.refreshGenerators()
 
 
 class EchoSynthLogic(ScriptedLoadableModuleLogic):
-    """Headless-usable logic; raises ValueError on bad input."""
+    """Usable from the Python console and headless scripts; raises ValueError on bad input."""
 
-    def simulate(self, labelVolumeNode, seed=0):
-        """Simulate a B-mode image from a labelmap volume node (canonical EchoSynth label values)."""
-        import numpy as np
-        import vtk
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
 
-        from EchoSynthLib.data.volume import Volume
-        from EchoSynthLib.simulation import simulate_bmode
+    def getParameterNode(self):
+        return EchoSynthParameterNode(super().getParameterNode())
 
-        if labelVolumeNode is None:
-            raise ValueError("no input labelmap volume")
-        array = slicer.util.arrayFromVolume(labelVolumeNode)
-        matrix = vtk.vtkMatrix4x4()
-        labelVolumeNode.GetIJKToRASMatrix(matrix)
-        ijkToRas = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-        rasToLps = np.diag([-1.0, -1.0, 1.0, 1.0])
-        labels = Volume.from_ijk_to_lps(array.copy(), rasToLps @ ijkToRas)
-        image = simulate_bmode(labels, seed=seed)
-        outputNode = slicer.mrmlScene.AddNewNodeByClass(
-            "vtkMRMLScalarVolumeNode", f"{labelVolumeNode.GetName()} echo"
-        )
-        outputNode.CopyOrientation(labelVolumeNode)
-        slicer.util.updateVolumeFromArray(outputNode, image.array)
-        logging.info("EchoSynth: simulated %s", outputNode.GetName())
-        return outputNode
+    @staticmethod
+    def missingInput(parameters):
+        """What stops Generate (a sentence for the button's tooltip), or None when inputs are valid."""
+        from EchoSynthScene.labels import is_label_input
+
+        if parameters is None:
+            return "No parameter node"
+        if not is_label_input(parameters.inputNode):
+            return "Select an input segmentation or labelmap volume"
+        if parameters.inputNode.IsA("vtkMRMLSegmentationNode"):
+            if parameters.inputNode.GetSegmentation().GetNumberOfSegments() == 0:
+                return "The input segmentation has no segments"
+        elif parameters.inputNode.GetImageData() is None:
+            return "The input labelmap volume is empty"
+        if not parameters.generator:
+            return "Choose a generator"
+        return None
+
+    def startSynthesis(self, parameters):
+        """Start a background run for the panel (EchoSynthScene.synthesis.BackgroundSynthesis)."""
+        from EchoSynthScene.synthesis import BackgroundSynthesis, SynthesisOptions
+
+        options = SynthesisOptions.from_keywords(**optionsFromParameters(parameters))
+        return BackgroundSynthesis(parameters.inputNode, options, parameters.referenceVolume)
+
+    def synthesize(
+        self, inputNode, model="simulator", n=1, referenceVolumeNode=None, progress=None, **options
+    ):
+        """Blocking: synthesize ``n`` images per label map and return the new nodes.
+
+        ``model``: 'simulator', an installed model's name, or a model folder. Other options: seed, steps,
+        sampler, guidance_scale, augment, plane, slice_index, device ('auto', 'cpu', 'gpu').
+        ``progress`` receives the worker's events (kind, message, fraction)."""
+        from EchoSynthScene import synthesis
+
+        return synthesis.synthesize(inputNode, referenceVolumeNode, progress, generator=model, n=n, **options)
 
 
 class EchoSynthTest(ScriptedLoadableModuleTest):
-    """Self-test, run inside Slicer (Reload and Test)."""
+    """Self-test, run inside Slicer (Reload and Test, or ctest in a Slicer build). Must pass before a
+    release: the widget cannot run outside Slicer."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_simulate_from_phantom()
+        self.test_labelmap_to_echo_keeps_geometry()
+        self.setUp()
+        self.test_segmentation_with_augmented_anatomy()
+        self.setUp()
+        self.test_panel_generate_and_cancel()
 
-    def test_simulate_from_phantom(self):
+    def _phantomLabelmap(self, name="phantom"):
         from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+        from EchoSynthScene.geometry import fill_volume_node
 
         phantom = phantom_label_map("4CH", "ED", seed=0, grid=PhantomGrid.for_view("4CH", size=96))
-        labelNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "phantom")
-        slicer.util.updateVolumeFromArray(labelNode, phantom.labels.array)
-        outputNode = EchoSynthLogic().simulate(labelNode)
-        self.assertEqual(slicer.util.arrayFromVolume(outputNode).shape, phantom.labels.array.shape)
-        self.delayDisplay("EchoSynth simulate test passed")
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
+        fill_volume_node(node, phantom.labels)
+        return node
+
+    def test_labelmap_to_echo_keeps_geometry(self):
+        from EchoSynthScene.geometry import same_geometry
+
+        labelNode = self._phantomLabelmap()
+        (outputNode,) = EchoSynthLogic().synthesize(labelNode, model="simulator", seed=1)
+        self.assertTrue(same_geometry(outputNode, labelNode))
+        self.assertEqual(outputNode.GetName(), "phantom echo")
+        self.delayDisplay("Labelmap to echo: passed")
+
+    def test_segmentation_with_augmented_anatomy(self):
+        from EchoSynthScene.labels import add_segmentation_node, label_map_from_node
+
+        labelNode = self._phantomLabelmap()
+        segmentation = add_segmentation_node(slicer.mrmlScene, label_map_from_node(labelNode), "A4C")
+        nodes = EchoSynthLogic().synthesize(segmentation, n=2, augment=1)
+        self.assertEqual(
+            [n.GetName() for n in nodes],
+            ["A4C echo 1", "A4C echo 2", "A4C anatomy 1", "A4C anatomy 1 echo 1", "A4C anatomy 1 echo 2"],
+        )
+        self.delayDisplay("Segmentation with augmented anatomy: passed")
+
+    def test_panel_generate_and_cancel(self):
+        widget = slicer.modules.echosynth.widgetRepresentation().self()
+        slicer.util.selectModule("EchoSynth")
+        parameters = widget.logic.getParameterNode()
+        parameters.inputNode = None
+        self.assertFalse(widget.ui.generateButton.enabled)
+        self.assertIn("Select an input", widget.ui.generateButton.toolTip)
+        parameters.inputNode = self._phantomLabelmap("panel")
+        parameters.samples = 50
+        self.assertTrue(widget.ui.generateButton.enabled)
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        widget.ui.generateButton.click()
+        self.assertEqual(widget.ui.generateButton.text, "Cancel")
+        slicer.app.processEvents()
+        widget.ui.generateButton.click()
+        self.assertEqual(widget.ui.generateButton.text, "Generate")
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        parameters.samples = 1
+        widget.ui.generateButton.click()
+        while widget._run is not None:
+            slicer.app.processEvents()
+            qt.QThread.msleep(50)
+        self.assertIsNotNone(slicer.mrmlScene.GetFirstNodeByName("panel echo"))
+        self.delayDisplay("Panel Generate and Cancel: passed")

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from EchoSynthLib.augmentation.labelmaps import (
-    HEART,
     LabelMapAugmentation,
     augment_many,
 )
@@ -23,7 +22,7 @@ from EchoSynthLib.data.io import (
     stem_of,
     write_label_map,
 )
-from EchoSynthLib.data.labels import ECHOSYNTH, LabelSchema, schema_named
+from EchoSynthLib.data.labels import ECHOSYNTH, LabelSchema, require_heart, schema_named
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 
@@ -66,8 +65,10 @@ def file_seed(seed: int, path: PathLike) -> int:
 
 def _read_checked(path: Path, schema: LabelSchema) -> Volume:
     labels = read_label_map(path, schema)
-    if not np.isin(labels.array, [s.label for s in HEART]).any():
-        raise InputError(f"{path}: no heart structure (LV cavity, LV myocardium or left atrium) to augment")
+    try:
+        require_heart(labels.array)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
     return labels
 
 

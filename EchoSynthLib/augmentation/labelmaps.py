@@ -15,14 +15,13 @@ import numpy as np
 import torch
 from monai.transforms import Rand2DElastic, Rand3DElastic
 
-from EchoSynthLib.data.labels import Structure, check_label_values
+from EchoSynthLib.data.labels import HEART, Structure, require_heart
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 
 REFERENCE_SIZE_PX = 256  # the displacement setting is given for 256-pixel maps
 MAX_ATTEMPTS = 10
 FIELD_STD_PER_MAX = 0.5 / math.sqrt(3.0)  # see _transform
-HEART = (Structure.LV_CAVITY, Structure.LV_MYOCARDIUM, Structure.LEFT_ATRIUM)
 _CANONICAL = tuple(s.label for s in Structure)
 
 
@@ -140,12 +139,8 @@ def augment_label_map(
     derived from ``seed`` (up to 10 tries) before an InputError.
     """
     seed = _check_seed(seed)
-    values = check_label_values(labels.array, _CANONICAL, "echosynth")
+    values = require_heart(labels.array)
     heart = {s.label for s in HEART} & {int(v) for v in values}
-    if not heart:
-        raise InputError(
-            "the label map has no heart structure (LV cavity, LV myocardium or left atrium) to augment"
-        )
     original = labels.array.astype(np.uint8)
     for attempt in range(MAX_ATTEMPTS):
         out = _clip_to_sector(_warp(original, _retry_seed(seed, attempt), settings), original)

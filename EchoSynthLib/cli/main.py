@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from EchoSynthLib.cli import data_commands, model_commands, simulate_commands
+from EchoSynthLib.cli import data_commands, model_commands, models_commands, simulate_commands
 from EchoSynthLib.errors import EchoSynthError
 
 EXIT_ERROR = 2
@@ -23,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for register in (simulate_commands.add_commands, data_commands.add_commands, model_commands.add_commands):
-        register(commands)
+    for module in (simulate_commands, data_commands, model_commands, models_commands):
+        module.add_commands(commands)
     return parser
 
 

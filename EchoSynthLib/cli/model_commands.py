@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from EchoSynthLib.cli.arguments import settings_from
-from EchoSynthLib.errors import InputError
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -33,11 +32,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     synthesize = commands.add_parser(
         "synthesize",
-        help="synthesize echo images from label maps with a trained model",
-        description="Synthesize images with a trained semantic diffusion model. Images keep each label "
-        "map's geometry; a 3D map gives one slice (--slice).",
+        help="synthesize echo images from label maps (a trained model or the simulator)",
+        description="Synthesize images from label maps with a trained semantic diffusion model or the "
+        "training-free simulator. Images keep each label map's geometry; a 2D model makes images of one "
+        "plane of a 3D map (--plane, --slice).",
     )
-    synthesize.add_argument("--model", required=True, type=Path, help="model package folder")
+    synthesize.add_argument(
+        "--model",
+        required=True,
+        help="'simulator', an installed model's name (echosynth models list) or a model package folder",
+    )
     synthesize.add_argument("--labels", required=True, type=Path, nargs="+", help="label files or folders")
     synthesize.add_argument("--out", required=True, type=Path, help="output folder")
     synthesize.add_argument("--n", type=int, default=1, help="images per label map (default 1)")
@@ -48,9 +52,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--augment", type=int, default=0, metavar="N", help="also N new anatomies per map"
     )
     synthesize.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
-    synthesize.add_argument("--slice", type=int, help="slice index (k) of a 3D label map (default: middle)")
+    synthesize.add_argument(
+        "--plane", default="ij", choices=["ij", "kj"], help="plane of a 3D map for a 2D model (default ij)"
+    )
+    synthesize.add_argument("--slice", type=int, help="slice index across that plane (default: middle)")
     synthesize.add_argument("--schema", default="echosynth", help="label values of label images")
-    synthesize.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    synthesize.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda:N")
     synthesize.set_defaults(run=_run_synthesize)
 
     validate = commands.add_parser(
@@ -106,34 +113,45 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_synthesize(args: argparse.Namespace) -> None:
+    import sys
+
     from tqdm import tqdm
 
     from EchoSynthLib.augmentation import find_label_files
     from EchoSynthLib.data.labels import schema_named
     from EchoSynthLib.sampling.files import synthesize_files
-    from EchoSynthLib.sampling.synthesizer import Synthesizer
+    from EchoSynthLib.sampling.generators import open_generator
 
-    if args.n < 1 or args.augment < 0:
-        raise InputError(f"--n must be at least 1 and --augment at least 0, got {args.n} and {args.augment}")
     inputs = find_label_files(args.labels)
-    synthesizer = Synthesizer.load(args.model, args.device)
-    print(f"model {args.model} on {synthesizer.device}: {args.sampler}, {args.steps} steps")
-    with tqdm(total=len(inputs) * (1 + args.augment), desc="synthesize", unit="map", delay=0.5) as bar:
-        written = synthesize_files(
-            synthesizer,
+    generator = open_generator(
+        args.model,
+        device=args.device,
+        steps=args.steps,
+        sampler=args.sampler,
+        guidance_scale=args.guidance,
+        plane=args.plane,
+        slice_index=args.slice,
+        warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+    )
+    print(generator.description)
+    maps = len(inputs) * (1 + args.augment)
+    with tqdm(total=maps, desc="synthesize", unit="map", delay=0.5) as bar:
+
+        def advance(fraction: float, _name: str) -> None:
+            bar.update(fraction * maps - bar.n)
+
+        outputs = synthesize_files(
+            generator,
             inputs,
             args.out,
             schema=schema_named(args.schema),
             n=args.n,
-            steps=args.steps,
-            sampler=args.sampler,
             seed=args.seed,
             augment=args.augment,
-            slice_index=args.slice,
-            guidance_scale=args.guidance,
-            progress=lambda _: bar.update(1),
+            progress=advance,
         )
-    print(f"wrote {len(written)} files to {args.out}/")
+    written = sum(len(o.images) + (o.labels is not None) for o in outputs)
+    print(f"wrote {written} files to {args.out}/")
 
 
 def _run_validate(args: argparse.Namespace) -> None:

@@ -235,6 +235,7 @@ def write_segmentation(labels: Volume, segments: list[Segment], path: str | os.P
         "containedRepresentationNames": ["Binary labelmap"],
         "masterRepresentation": "Binary labelmap",
         "referenceImageExtentOffset": [0, 0, 0],
+        "conversionParameters": [_reference_geometry(labels)],
         "segments": [
             {
                 "id": f"Segment_{segment.value}",
@@ -247,6 +248,19 @@ def write_segmentation(labels: Volume, segments: list[Segment], path: str | os.P
         ],
     }
     return write_atomically(path, lambda tmp: slicerio.write_segmentation(str(tmp), segmentation))
+
+
+def _reference_geometry(labels: Volume) -> dict[str, str]:
+    """Slicer's "Reference image geometry" parameter (IJK-to-RAS row by row, then the extent), so that
+    Slicer keeps the file's whole grid as the segmentation's geometry rather than its segments' extent."""
+    ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ labels.ijk_to_lps()
+    extent = [v for size in labels.size for v in (0, size - 1)]
+    value = ";".join(f"{v:.17g}" for v in [*ijk_to_ras.ravel(), *extent]) + ";"
+    return {
+        "name": "Reference image geometry",
+        "value": value,
+        "description": "Image geometry description string determining the geometry of the labelmap",
+    }
 
 
 def read_label_map(path: str | os.PathLike, schema: LabelSchema = ECHOSYNTH) -> Volume:

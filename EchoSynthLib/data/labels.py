@@ -176,6 +176,17 @@ def check_label_values(labels: np.ndarray, allowed: Iterable[int], schema_name: 
     return values.astype(np.int64)
 
 
+HEART = (Structure.LV_CAVITY, Structure.LV_MYOCARDIUM, Structure.LEFT_ATRIUM)
+
+
+def require_heart(labels: np.ndarray) -> np.ndarray:
+    """The distinct values of a canonical label array, after checking it draws a heart structure."""
+    values = check_label_values(labels, _STRUCTURE_BY_VALUE, "echosynth")
+    if not {s.label for s in HEART} & {int(v) for v in values}:
+        raise InputError("the label map is empty: no heart structure (LV cavity, myocardium or left atrium)")
+    return values
+
+
 ECHOSYNTH = LabelSchema("echosynth", _STRUCTURE_BY_VALUE)
 CAMUS = LabelSchema(
     "camus",

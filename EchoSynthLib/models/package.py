@@ -1,19 +1,21 @@
 """The model package: a folder with ``model.safetensors``, ``config.json`` and ``MODEL_CARD.md``.
 
 ``config.json`` carries ``format_version``, ``kind`` (what network it is) and the network's settings; the
-weights are safetensors (never pickles). Loading checks all of it and names what is wrong.
+weights are safetensors (never pickles). Loading checks all of it and names what is wrong. Importing this
+module does not import torch (the model manager reads package headers without it).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from EchoSynthLib.data.atomic import staged_directory
 from EchoSynthLib.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -46,9 +48,9 @@ def save_package(
     return folder
 
 
-def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
-    """The network settings of a package (without format_version, kind and provenance), after checking
-    the folder is a ``kind`` package."""
+def read_package_header(folder: str | Path) -> dict[str, Any]:
+    """The whole ``config.json`` of a package of any kind, after checking the folder holds the three files
+    and the format version is one this EchoSynth reads (``kind`` is checked to be a name, not a value)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such model folder")
@@ -65,8 +67,17 @@ def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
         found = config.get("format_version") if isinstance(config, dict) else None
         raise InputError(f"{folder}: model format version {found!r}; this EchoSynth reads {FORMAT_VERSION}")
-    if config.get("kind") != kind:
-        raise InputError(f"{folder}: is a '{config.get('kind')}' model, expected '{kind}'")
+    if not isinstance(config.get("kind"), str) or not config["kind"]:
+        raise InputError(f"{folder / CONFIG}: no model 'kind' (what network the package holds)")
+    return config
+
+
+def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
+    """The network settings of a package (without format_version, kind and provenance), after checking
+    the folder is a ``kind`` package."""
+    config = read_package_header(folder)
+    if config["kind"] != kind:
+        raise InputError(f"{folder}: is a '{config['kind']}' model, expected '{kind}'")
     return {k: v for k, v in config.items() if k not in ("format_version", "kind", PROVENANCE)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
@@ -36,11 +37,21 @@ class SettingsMixin:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-def pick_device(device: str | torch.device) -> torch.device:
-    """'auto' -> the GPU if there is one, else the CPU; anything else as given."""
+def pick_device(device: str | torch.device, warn: Callable[[str], None] | None = None) -> torch.device:
+    """'auto' -> the GPU if there is one, else the CPU; 'gpu' means 'cuda'; anything else as given.
+
+    A GPU asked for on a machine without one falls back to the CPU with ``warn(message)`` when ``warn``
+    is given, and is an InputError otherwise."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device("cuda" if device == "gpu" else device)
     except RuntimeError:
-        raise InputError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)") from None
+        raise InputError(f"unknown device '{device}' (use auto, cpu, gpu, cuda or cuda:N)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        message = f"device '{device}' asked for, but no CUDA GPU is available"
+        if warn is None:
+            raise InputError(message)
+        warn(f"{message}: running on the CPU (much slower)")
+        return torch.device("cpu")
+    return resolved

@@ -12,64 +12,98 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from EchoSynthLib.data.io import file_kind, full_suffix, read_label_map, stem_of, write_image, write_label_map
 from EchoSynthLib.data.labels import LabelSchema
 from EchoSynthLib.data.volume import Volume
-from EchoSynthLib.sampling.synthesizer import Synthesizer, slice_of, with_sector
+from EchoSynthLib.errors import InputError
+from EchoSynthLib.sampling.generators import Generator
+
+
+@dataclass(frozen=True)
+class SynthesisOutput:
+    """What one label map gave: its images and, for an augmented anatomy, the new label map."""
+
+    source: Path
+    name: str
+    images: tuple[Path, ...]
+    labels: Path | None = None
 
 
 def _image_suffix(path: Path) -> str:
     return ".nrrd" if file_kind(path) == "segmentation" else full_suffix(path)
 
 
+def read_checked_maps(generator: Generator, inputs: Sequence[Path], schema: LabelSchema) -> list[Volume]:
+    """Every input read and prepared for ``generator``; the first bad one is an InputError naming it."""
+    maps = []
+    for path in inputs:
+        try:
+            maps.append(generator.prepare(read_label_map(path, schema)))
+        except InputError as error:
+            message = str(error)
+            raise InputError(message if str(path) in message else f"{path}: {message}") from None
+    return maps
+
+
 def synthesize_files(
-    synthesizer: Synthesizer,
+    generator: Generator,
     inputs: Sequence[Path],
     out_dir: str | Path,
     *,
     schema: LabelSchema,
     n: int = 1,
-    steps: int = 25,
-    sampler: str = "dpm++sde",
     seed: int = 0,
     augment: int = 0,
-    slice_index: int | None = None,
-    guidance_scale: float = 1.0,
-    progress: Callable[[str], None] | None = None,
-) -> list[Path]:
-    """Images (and, with ``augment``, new label maps and their images) for every input label file."""
-    from EchoSynthLib.augmentation import augment_many
+    progress: Callable[[float, str], None] | None = None,
+) -> list[SynthesisOutput]:
+    """Images (and, with ``augment``, new label maps and their images) for every input label file.
 
-    maps: list[tuple[Path, Volume]] = []
-    for path in inputs:
-        labels = with_sector(slice_of(read_label_map(path, schema), slice_index))
-        synthesizer.conditioning(labels)  # checks values and content before anything is written
-        maps.append((path, labels))
+    ``progress(fraction, name)`` follows the work done over all maps."""
+    if n < 1 or augment < 0:
+        raise InputError(f"n must be at least 1 and augment at least 0, got {n} and {augment}")
+    maps = read_checked_maps(generator, inputs, schema)
+    if augment:
+        from EchoSynthLib.augmentation import augment_many
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".synthesize.", dir=out_dir))
-    written: list[Path] = []
+    outputs: list[SynthesisOutput] = []
+    total = len(maps) * (1 + augment)
     try:
-        for path, labels in maps:
+        for path, labels in zip(inputs, maps, strict=True):
             stem, suffix = stem_of(path), _image_suffix(path)
-            jobs = [(stem, labels)]
+            jobs: list[tuple[str, Volume, Path | None]] = [(stem, labels, None)]
             for index, variant in enumerate(augment_many(labels, augment, seed) if augment else []):
                 name = f"{stem}_aug{index:02d}"
-                written.append(write_label_map(variant, staging / f"{name}{full_suffix(path)}"))
-                jobs.append((name, variant))
-            for name, label_map in jobs:
-                images = synthesizer.synthesize(
-                    label_map, n=n, steps=steps, sampler=sampler, seed=seed, guidance_scale=guidance_scale
+                jobs.append((name, variant, write_label_map(variant, staging / f"{name}{full_suffix(path)}")))
+            for name, label_map, written_labels in jobs:
+                done = len(outputs)
+
+                def advance(fraction: float, done: int = done, name: str = name) -> None:
+                    if progress is not None:
+                        progress((done + fraction) / total, name)
+
+                images = generator.generate(label_map, n, seed, advance)
+                paths = tuple(
+                    write_image(image, staging / f"{name}_synth{index:02d}{suffix}")
+                    for index, image in enumerate(images)
                 )
-                for index, image in enumerate(images):
-                    written.append(write_image(image, staging / f"{name}_synth{index:02d}{suffix}"))
-                if progress is not None:
-                    progress(name)
+                outputs.append(SynthesisOutput(Path(path), name, paths, written_labels))
+                advance(1.0)
         # Every staged file moves, .mhd headers last (their data files must be there first).
         for source in sorted(staging.iterdir(), key=lambda p: p.suffix.lower() == ".mhd"):
             os.replace(source, out_dir / source.name)
-        return [out_dir / p.name for p in written]
+        return [
+            SynthesisOutput(
+                o.source,
+                o.name,
+                tuple(out_dir / p.name for p in o.images),
+                None if o.labels is None else out_dir / o.labels.name,
+            )
+            for o in outputs
+        ]
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from EchoSynthLib.data.labels import ECHOSYNTH, Structure, check_label_values
+from EchoSynthLib.data.labels import Structure, require_heart
+from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.sector import SectorGeometry
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
@@ -27,19 +28,6 @@ from EchoSynthLib.models.settings import pick_device
 from EchoSynthLib.preprocessing.resample import Grid, resample, target_grid
 
 KIND = "sdm2d"
-HEART = (Structure.LV_CAVITY.label, Structure.LV_MYOCARDIUM.label, Structure.LEFT_ATRIUM.label)
-
-
-def slice_of(labels: Volume, index: int | None = None) -> Volume:
-    """Slice ``index`` (default: the middle one) along k of a 3D volume, as a single-slice volume in place."""
-    if labels.is_2d:
-        return labels
-    depth = labels.array.shape[0]
-    index = depth // 2 if index is None else index
-    if not 0 <= index < depth:
-        raise InputError(f"slice {index} is outside the volume (0..{depth - 1})")
-    origin = labels.ijk_to_lps() @ np.array([0.0, 0.0, index, 1.0])
-    return Volume(labels.array[index : index + 1], labels.spacing, tuple(origin[:3]), labels.direction)
 
 
 def with_sector(labels: Volume) -> Volume:
@@ -63,12 +51,18 @@ class Synthesizer:
     diffusion: GaussianDiffusion
 
     @classmethod
-    def load(cls, folder: str | Path, device: str | torch.device = "auto") -> Synthesizer:
-        """Load a model package; anything but an EchoSynth ``sdm2d`` package is an InputError."""
+    def load(
+        cls,
+        folder: str | Path,
+        device: str | torch.device = "auto",
+        warn: Callable[[str], None] | None = None,
+    ) -> Synthesizer:
+        """Load a model package; anything but an EchoSynth ``sdm2d`` package is an InputError. A GPU asked
+        for where there is none falls back to the CPU with ``warn`` (see ``pick_device``)."""
         settings = read_package_config(folder, KIND)
         config = SDMConfig.from_dict(settings)
         model = load_weights(folder, build_sdm(config)).eval()
-        resolved = pick_device(device)
+        resolved = pick_device(device, warn)
         diffusion = GaussianDiffusion(config.timesteps, config.schedule)
         return cls(config, model.to(resolved), resolved, Path(folder), diffusion)
 
@@ -80,9 +74,7 @@ class Synthesizer:
 
     def conditioning(self, labels: Volume) -> tuple[torch.Tensor, Grid]:
         """The one-hot map (1, C, S, S) in the model's classes, and the model grid it lies on."""
-        check_label_values(labels.array, ECHOSYNTH.values, ECHOSYNTH.name)
-        if not np.isin(labels.array, HEART).any():
-            raise InputError("the label map has no heart structure (LV cavity, myocardium or atrium)")
+        require_heart(labels.array)
         size = self.config.image_size
         grid = target_grid(labels, (size, size), "pad")
         on_grid = resample(labels.with_array(labels.array.astype(np.uint8)), grid, labels=True).array[0]
@@ -102,20 +94,30 @@ class Synthesizer:
         slice_index: int | None = None,
         batch_size: int = 16,
         progress: Callable[[int, int], None] | None = None,
+        plane: str = "ij",
     ) -> list[Volume]:
-        """``n`` uint8 images for a canonical label map, each on the map's grid (image k uses seed + k)."""
+        """``n`` uint8 images for a canonical label map, each on the map's grid (image k uses seed + k).
+
+        A 3D map gives images of one plane (``plane``, ``slice_index``: see ``data.planes``);
+        ``progress(done, total)`` counts sampler steps over all batches."""
         if isinstance(labels, np.ndarray):
             labels = Volume.from_2d(labels) if labels.ndim == 2 else Volume(labels)
         if n < 1 or batch_size < 1:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
         if device is not None:
             self.to(device)
-        target = with_sector(slice_of(labels, slice_index))
+        target = with_sector(slice_of(labels, slice_index, plane))
         seg, grid = self.conditioning(target)
         sector = target.array != Structure.BACKGROUND.label
         images: list[Volume] = []
-        for start in range(0, n, batch_size):
+        batches = -(-n // batch_size)
+        for batch_index, start in enumerate(range(0, n, batch_size)):
             count = min(batch_size, n - start)
+
+            def advance(step: int, total: int, batch_index: int = batch_index) -> None:
+                if progress is not None:
+                    progress(batch_index * total + step, batches * total)
+
             batch = seg.expand(count, -1, -1, -1).to(self.device)
             out = sample(
                 self.model,
@@ -125,7 +127,7 @@ class Synthesizer:
                 steps=steps,
                 seed=seed + start,
                 guidance_scale=guidance_scale,
-                progress=progress,
+                progress=advance,
             )
             for image in out.float().cpu().numpy():
                 on_grid = Volume((image + 1.0) * 127.5, grid.spacing, grid.origin, grid.direction)

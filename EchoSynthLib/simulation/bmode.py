@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy import ndimage
 
-from EchoSynthLib.data.labels import ECHOSYNTH, Structure, check_label_values
+from EchoSynthLib.data.labels import Structure, require_heart
 from EchoSynthLib.data.sector import SectorGeometry
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
@@ -115,7 +115,7 @@ def simulate_stages(
     """Run the simulator and keep its intermediate stages."""
     settings = settings or SimulatorSettings()
     tissues = {**DEFAULT_TISSUES, **(tissues or {})}
-    _check_labels(labels)
+    require_heart(labels.array)
     sector = sector or _sector_of(labels)
     rng = np.random.default_rng(seed)
 
@@ -149,13 +149,6 @@ def simulate_stages(
         inside &= labels.array != Structure.BACKGROUND.label  # the map draws its own sector: keep to it
     image = _scan_convert(bmode, beams, labels, sector, inside)
     return SimulationStages(beams, beam_labels, envelope, bmode, image)
-
-
-def _check_labels(labels: Volume) -> None:
-    values = check_label_values(labels.array, [s.label for s in Structure], ECHOSYNTH.name)
-    cardiac = {Structure.LV_CAVITY.label, Structure.LV_MYOCARDIUM.label, Structure.LEFT_ATRIUM.label}
-    if not cardiac & {int(v) for v in values}:
-        raise InputError("the label map is empty: it has no LV cavity, myocardium or left atrium")
 
 
 def _sector_of(labels: Volume) -> SectorGeometry:

@@ -97,7 +97,7 @@ def test_label_map_without_sector_uses_default_sector():
 @pytest.mark.parametrize(
     ("array", "message"),
     [
-        (np.zeros((1, 16, 16), np.uint8), "no LV cavity"),
+        (np.zeros((1, 16, 16), np.uint8), "no heart structure"),
         (np.full((1, 16, 16), 9, np.uint8), r"\[9\]"),
         (np.full((1, 16, 16), np.nan, np.float32), "NaN"),
     ],

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ast
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 # Modules Slicer itself provides: cheap to import when the module loads.
@@ -40,14 +43,14 @@ def test_module_cmake_lists_every_file():
     needed = {
         str(p.relative_to(module))
         for p in module.rglob("*")
-        if p.is_file() and p.suffix in {".py", ".png", ".ui"}
-    }
+        if p.is_file() and p.suffix in {".py", ".png", ".ui", ".txt"} and "__pycache__" not in p.parts
+    } - {"CMakeLists.txt"}
     assert needed <= _cmake_listed(module / "CMakeLists.txt")
 
 
 def test_library_cmake_lists_every_python_file():
     library = ROOT / "EchoSynthLib"
-    needed = {str(p.relative_to(library)) for p in library.rglob("*.py")}
+    needed = {str(p.relative_to(library)) for p in library.rglob("*.py") if "__pycache__" not in p.parts}
     assert needed == _cmake_listed(library / "CMakeLists.txt")
 
 
@@ -59,8 +62,64 @@ def test_extension_cmake_has_metadata_and_subdirectories():
         "add_subdirectory(EchoSynthLib)",
         "Slicer_EXTENSION_GENERATE_CONFIG",
         "Slicer_EXTENSION_CPACK",
+        "Resources/Models",
     ):
         assert needed in text
+    module = (ROOT / "EchoSynth" / "CMakeLists.txt").read_text()
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in module
+    assert "WITH_GENERIC_TESTS" in module
+
+
+def _parameter_fields() -> dict[str, ast.AnnAssign]:
+    tree = ast.parse((ROOT / "EchoSynth" / "EchoSynth.py").read_text())
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    (wrapper,) = [
+        c for c in classes if any(getattr(d, "id", "") == "parameterNodeWrapper" for d in c.decorator_list)
+    ]
+    return {n.target.id: n for n in wrapper.body if isinstance(n, ast.AnnAssign)}
+
+
+def _ui_widgets() -> dict[str, ET.Element]:
+    tree = ET.parse(ROOT / "EchoSynth" / "Resources" / "UI" / "EchoSynth.ui")  # parses, or the test fails
+    assert tree.getroot().tag == "ui"
+    return {w.get("name"): w for w in tree.iter("widget")}
+
+
+def test_ui_parses_and_every_parameter_name_is_a_parameter_field():
+    fields = _parameter_fields()
+    bound = {
+        w.find("property[@name='SlicerParameterName']/string").text: name
+        for name, w in _ui_widgets().items()
+        if w.find("property[@name='SlicerParameterName']") is not None
+    }
+    assert bound, "no widget is bound to the parameter node"
+    assert set(bound) <= set(fields), f"not parameter fields: {set(bound) - set(fields)}"
+    assert set(fields) - set(bound) == {"generator"}  # filled by hand from the installed models
+
+
+def test_the_widget_uses_only_widgets_that_the_ui_defines():
+    used = set(re.findall(r"self\.ui\.(\w+)", (ROOT / "EchoSynth" / "EchoSynth.py").read_text()))
+    assert used, "the widget uses no .ui widgets"
+    assert used <= set(_ui_widgets()), f"missing in EchoSynth.ui: {used - set(_ui_widgets())}"
+
+
+def test_slicer_requirements_have_lower_bounds_and_leave_torch_and_simpleitk_alone():
+    from EchoSynthScene.dependencies import PROVIDED_BY_SLICER, missing_requirements, read_requirements
+
+    requirements = read_requirements()
+    names = {r.name.lower() for r in requirements}
+    assert not names & {n.lower() for n in PROVIDED_BY_SLICER}
+    for requirement in requirements:
+        assert [s.operator for s in requirement.specifier] == [">="], requirement
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    library = {re.split(r"[<>=!~ ]", d)[0].lower() for d in pyproject} - {"torch", "simpleitk"}
+    assert library == names  # the library's own needs, nothing more or less
+    assert missing_requirements(requirements) == []  # the test environment has them all
+    from packaging.requirements import Requirement
+
+    assert missing_requirements([Requirement("numpy>=999")])[0].startswith("numpy>=999 (found")
+    absent = "no-such-package-echosynth>=1"
+    assert missing_requirements([Requirement(absent)]) == [absent]
 
 
 def test_library_never_imports_slicer_or_qt():

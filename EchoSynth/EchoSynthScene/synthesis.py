@@ -1,0 +1,219 @@
+"""Synthesis from scene nodes, through a worker process: files in, files out.
+
+``prepare_job`` writes the input's label map(s) (every frame of a sequence) and a ``job.json`` into a
+job folder; a worker (``EchoSynthLib.jobs``) makes the images there; ``import_results`` turns its
+``result.json`` into new nodes, all of them or none. The scene is not touched until the worker has
+finished, so a cancelled or failed run leaves it as it was. ``synthesize`` does all three, blocking.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from EchoSynthLib.data.io import read_image, read_label_map, write_label_map
+from EchoSynthLib.data.labels import require_heart
+from EchoSynthLib.jobs.process import JobEvent, JobProcess
+from EchoSynthLib.jobs.spec import JobSpec, read_result
+from EchoSynthScene.labels import add_segmentation_node, is_label_input, label_map_from_node
+from EchoSynthScene.nodes import add_image_node, image_node, place_in_study, remove_nodes
+from EchoSynthScene.sequences import SequenceInput, add_output_sequence, frame_in_scene, sequence_of
+
+INPUTS_DIR = "inputs"
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """What to make: the generator ('simulator', a model name or folder) and its settings."""
+
+    generator: str = "simulator"
+    n: int = 1
+    seed: int = 0
+    steps: int = 25
+    sampler: str = "dpm++sde"
+    guidance_scale: float = 1.0
+    augment: int = 0
+    plane: str = "ij"
+    slice_index: int | None = None
+    device: str = "auto"
+
+    @classmethod
+    def from_keywords(cls, **options) -> SynthesisOptions:
+        """Options from keyword arguments; an unknown name is a ValueError listing the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**options)
+
+
+@dataclass
+class SceneJob:
+    """A job folder prepared from an input node, and what is needed to bring its results back."""
+
+    folder: Path
+    input_node: object
+    options: SynthesisOptions
+    sequence: SequenceInput | None = None
+    frames: list[str] = field(default_factory=list)
+
+    @property
+    def base_name(self) -> str:
+        """Output names start with this: the input's name (its sequence's, for a sequence)."""
+        node = self.sequence.sequence if self.sequence else self.input_node
+        return node.GetName()
+
+
+def prepare_job(input_node, folder: str | Path, options: SynthesisOptions, reference=None) -> SceneJob:
+    """Write the label map of ``input_node`` (each frame of a sequence) and the job file into ``folder``.
+
+    Bad input (no node, unknown segment names, no heart structure, NaNs) is a ValueError naming it."""
+    if not is_label_input(input_node):
+        what = "nothing" if input_node is None else f"'{input_node.GetName()}' ({input_node.GetClassName()})"
+        raise ValueError(f"the input must be a segmentation or a labelmap volume, got {what}")
+    folder = Path(folder)
+    (folder / INPUTS_DIR).mkdir(parents=True, exist_ok=True)
+    sequence = sequence_of(input_node)
+    if sequence is not None and options.augment:
+        raise ValueError("'augment anatomy' works on one label map, not on every frame of a sequence")
+    frames: list[str] = []
+    count = len(sequence.index_values) if sequence else 1
+    for index in range(count):
+        if sequence is None:
+            labels = label_map_from_node(input_node, reference)
+        else:
+            with frame_in_scene(sequence, index) as frame:
+                labels = label_map_from_node(frame, reference)
+        where = f"'{input_node.GetName()}'" + (f" frame {index}" if sequence else "")
+        try:
+            require_heart(labels.array)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+        name = f"{INPUTS_DIR}/frame{index:04d}.nrrd"
+        write_label_map(labels, folder / name)
+        frames.append(name)
+    spec = JobSpec(inputs=tuple(frames), **{f.name: getattr(options, f.name) for f in fields(options)})
+    spec.write(folder)
+    return SceneJob(folder, input_node, options, sequence, frames)
+
+
+def _tracks(job: SceneJob) -> dict[str, list[tuple[str, Path]]]:
+    """Output name suffix -> ('image' | 'labels', file) per input frame, in frame order."""
+    results, _ = read_result(job.folder)
+
+    def echo(k: int) -> str:  # one image per map: "LV echo" rather than "LV echo 1"
+        return "echo" if job.options.n == 1 else f"echo {k + 1}"
+
+    tracks: dict[str, list[tuple[str, Path]]] = {}
+    for result in results:
+        entries = [(echo(k), "image", p) for k, p in enumerate(result.images)]
+        for j, (labels, images) in enumerate(result.augmented, start=1):
+            entries.append((f"anatomy {j}", "labels", labels))
+            entries += [(f"anatomy {j} {echo(k)}", "image", p) for k, p in enumerate(images)]
+        for suffix, kind, path in entries:
+            tracks.setdefault(suffix, []).append((kind, job.folder / path))
+    return tracks
+
+
+def import_results(job: SceneJob) -> list:
+    """New nodes for a finished job (sequences for a sequence input), placed in the input's study.
+    Either every node is added or, on any error, none."""
+    scene = job.input_node.GetScene()
+    added: list = []
+    try:
+        for suffix, frames in _tracks(job).items():
+            name = f"{job.base_name} {suffix}"
+            kind = frames[0][0]
+            if job.sequence is None:
+                ((_, path),) = frames
+                node = (
+                    add_image_node(scene, read_image(path), name)
+                    if kind == "image"
+                    else add_segmentation_node(scene, read_label_map(path), name)
+                )
+                added.append(node)
+                place_in_study(node, job.input_node)
+            else:
+                nodes = [image_node(read_image(path), name) for _, path in frames]
+                sequence, proxy = add_output_sequence(job.sequence, name, nodes)
+                added += [n for n in (sequence, proxy) if n is not None]
+                if proxy is not None:
+                    place_in_study(proxy, job.input_node)
+    except Exception:
+        remove_nodes(added)
+        raise
+    return added
+
+
+def python_executable() -> str:
+    """The Python that runs workers: Slicer's ``PythonSlicer`` inside Slicer, else this interpreter."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def start_worker(job: SceneJob) -> JobProcess:
+    """Start the worker process for a prepared job (the CPU is forced through its environment)."""
+    return JobProcess(job.folder, python=python_executable(), device=job.options.device)
+
+
+class BackgroundSynthesis:
+    """One synthesis run in a worker process, for a panel that polls it from a timer.
+
+    ``poll()`` gives the worker's new events; ``finish()`` brings the results into the scene; ``cancel()``
+    kills the worker's process tree. Either way the temporary job folder is removed."""
+
+    def __init__(self, input_node, options: SynthesisOptions, reference=None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="EchoSynth-"))
+        try:
+            self.job = prepare_job(input_node, self.folder, options, reference)
+            self.worker = start_worker(self.job)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    @property
+    def running(self) -> bool:
+        """True while the worker runs."""
+        return self.worker.running
+
+    def poll(self) -> list[JobEvent]:
+        """New events of the worker (never blocks)."""
+        return self.worker.poll()
+
+    def cancel(self) -> None:
+        """Kill the worker and its children; the scene is left as it was."""
+        try:
+            self.worker.cancel()
+        finally:
+            self.cleanup()
+
+    def finish(self) -> list:
+        """The new nodes of a finished run (JobFailed with the worker's message if it failed)."""
+        try:
+            self.worker.check()
+            return import_results(self.job)
+        finally:
+            self.cleanup()
+
+    def cleanup(self) -> None:
+        """Remove the job folder."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def synthesize(
+    input_node,
+    reference=None,
+    progress: Callable[[JobEvent], None] | None = None,
+    **options,
+) -> list:
+    """Blocking: synthesize for ``input_node`` in a worker process and return the new nodes."""
+    run = BackgroundSynthesis(input_node, SynthesisOptions.from_keywords(**options), reference)
+    try:
+        run.worker.wait(on_event=progress)
+    except BaseException:
+        run.cancel()
+        raise
+    return run.finish()

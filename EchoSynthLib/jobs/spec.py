@@ -1,0 +1,115 @@
+"""The job file: ``job.json`` in a job folder, naming input label files and the generator settings.
+
+Paths inside are relative to the job folder, so a folder can be moved or inspected as a whole. The worker
+writes ``output/`` (images, augmented label maps) and, last, ``result.json`` listing them per input.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from EchoSynthLib.data.atomic import write_atomically
+from EchoSynthLib.errors import InputError
+
+FORMAT_VERSION = 1
+JOB_FILE = "job.json"
+RESULT_FILE = "result.json"
+OUTPUT_DIR = "output"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a worker makes: ``n`` images of every input (and of ``augment`` new anatomies of each)."""
+
+    inputs: tuple[str, ...]
+    generator: str = "simulator"
+    n: int = 1
+    seed: int = 0
+    steps: int = 25
+    sampler: str = "dpm++sde"
+    guidance_scale: float = 1.0
+    augment: int = 0
+    plane: str = "ij"
+    slice_index: int | None = None
+    device: str = "auto"
+    schema: str = "echosynth"
+    format_version: int = field(default=FORMAT_VERSION)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
+        if not self.inputs:
+            raise InputError("a job needs at least one input label file")
+        if self.n < 1 or self.augment < 0:
+            raise InputError(f"n must be at least 1 and augment at least 0, got {self.n} and {self.augment}")
+
+    def write(self, folder: str | Path) -> Path:
+        """Write ``folder/job.json`` atomically."""
+        text = json.dumps(asdict(self), indent=1)
+        return write_atomically(Path(folder) / JOB_FILE, lambda tmp: tmp.write_text(text))
+
+    @classmethod
+    def read(cls, folder: str | Path) -> JobSpec:
+        """Read ``folder/job.json``; a missing, foreign or newer file is an InputError."""
+        path = Path(folder) / JOB_FILE
+        document = read_json(path)
+        if document.get("format_version") != FORMAT_VERSION:
+            raise InputError(
+                f"{path}: job format version {document.get('format_version')!r}; this EchoSynth reads "
+                f"{FORMAT_VERSION}"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(document) - known)
+        if unknown:
+            raise InputError(f"{path}: unknown job setting(s) {', '.join(unknown)}")
+        return cls(**document)
+
+
+@dataclass(frozen=True)
+class InputResult:
+    """The outputs made from one input: images of the map itself, then each augmented anatomy."""
+
+    input: str
+    images: tuple[str, ...]
+    augmented: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+def write_result(folder: str | Path, results: list[InputResult], warnings: list[str]) -> Path:
+    """Write ``folder/result.json`` atomically: the job is complete once it exists."""
+    document = {
+        "format_version": FORMAT_VERSION,
+        "inputs": [asdict(r) for r in results],
+        "warnings": warnings,
+    }
+    text = json.dumps(document, indent=1)
+    return write_atomically(Path(folder) / RESULT_FILE, lambda tmp: tmp.write_text(text))
+
+
+def read_result(folder: str | Path) -> tuple[list[InputResult], list[str]]:
+    """The per-input outputs and warnings of a finished job."""
+    path = Path(folder) / RESULT_FILE
+    document = read_json(path)
+    results = [
+        InputResult(
+            item["input"],
+            tuple(item["images"]),
+            tuple((labels, tuple(images)) for labels, images in item.get("augmented", [])),
+        )
+        for item in document.get("inputs", [])
+    ]
+    return results, list(document.get("warnings", []))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; anything else is an InputError naming the file."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return document

@@ -1,0 +1,99 @@
+"""Run a job folder: ``python -m EchoSynthLib.jobs.worker JOB_FOLDER``.
+
+Reports are JSON lines on stdout, one event each: ``start`` (what generates), ``progress`` (``fraction``
+of the whole job, ``message``), ``warning``, ``error`` and ``done``. Exit status 0 once ``result.json`` is
+written, 2 for bad input (the error event names the problem), 130 when interrupted. Outputs are staged,
+so a failed or killed job leaves no partial output files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from EchoSynthLib.errors import EchoSynthError
+from EchoSynthLib.jobs.spec import OUTPUT_DIR, InputResult, JobSpec, write_result
+
+Report = Callable[[dict[str, Any]], None]
+EXIT_ERROR = 2
+
+
+def run_job(folder: str | Path, report: Report) -> list[InputResult]:
+    """Make every output of the job in ``folder``, then write its ``result.json``."""
+    from EchoSynthLib.data.labels import schema_named
+    from EchoSynthLib.sampling.files import synthesize_files
+    from EchoSynthLib.sampling.generators import open_generator
+
+    folder = Path(folder)
+    spec = JobSpec.read(folder)
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        report({"event": "warning", "message": message})
+
+    generator = open_generator(
+        spec.generator,
+        device=spec.device,
+        steps=spec.steps,
+        sampler=spec.sampler,
+        guidance_scale=spec.guidance_scale,
+        plane=spec.plane,
+        slice_index=spec.slice_index,
+        warn=warn,
+    )
+    report({"event": "start", "message": generator.description})
+    outputs = synthesize_files(
+        generator,
+        [folder / name for name in spec.inputs],
+        folder / OUTPUT_DIR,
+        schema=schema_named(spec.schema),
+        n=spec.n,
+        seed=spec.seed,
+        augment=spec.augment,
+        progress=lambda fraction, name: report({"event": "progress", "fraction": fraction, "message": name}),
+    )
+    results = []
+    for name in spec.inputs:
+        made = [o for o in outputs if o.source == folder / name]
+        relative = [tuple(str(p.relative_to(folder)) for p in o.images) for o in made]
+        augmented = tuple(
+            (str(o.labels.relative_to(folder)), images)
+            for o, images in zip(made, relative, strict=True)
+            if o.labels is not None
+        )
+        results.append(InputResult(name, relative[0], augmented))
+    write_result(folder, results, warnings)
+    report({"event": "done", "message": f"{sum(len(o.images) for o in outputs)} images"})
+    return results
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    print(json.dumps(event), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: one job folder as the only argument."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        _print_event({"event": "error", "message": "usage: python -m EchoSynthLib.jobs.worker JOB_FOLDER"})
+        return EXIT_ERROR
+    try:
+        run_job(args[0], _print_event)
+    except EchoSynthError as error:
+        _print_event({"event": "error", "message": str(error)})
+        return EXIT_ERROR
+    except OSError as error:
+        _print_event({"event": "error", "message": f"{error.strerror or error}: {error.filename or ''}"})
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _print_event({"event": "error", "message": "interrupted"})
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

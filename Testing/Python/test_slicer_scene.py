@@ -1,0 +1,208 @@
+"""The module's scene code against Slicer's real MRML library (the slicer-core wheel), with real workers."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import slicer
+
+from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+from EchoSynthLib.data.io import write_label_map
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.errors import UnknownLabelError
+from EchoSynthLib.jobs.process import JobFailed
+from EchoSynthLib.jobs.spec import OUTPUT_DIR, RESULT_FILE
+from EchoSynthScene import synthesis
+from EchoSynthScene.geometry import fill_volume_node, same_geometry, volume_from_node
+from EchoSynthScene.labels import add_segmentation_node, label_map_from_node
+from EchoSynthScene.nodes import hierarchy_item, node_ids
+from EchoSynthScene.sequences import sequence_of, sequences_logic
+
+ROTATION = (0.8, -0.6, 0.0, 0.6, 0.8, 0.0, 0.0, 0.0, 1.0)
+
+
+@pytest.fixture
+def scene():
+    scene = slicer.vtkMRMLScene()
+    slicer.mrmlScene = scene
+    sequences_logic(scene)  # registers the sequence node classes, as Slicer's module does
+    yield scene
+    scene.Clear(True)
+
+
+@pytest.fixture(scope="module")
+def phantom() -> Volume:
+    """A small A4C map on an anisotropic, rotated, offset grid."""
+    labels = phantom_label_map("4CH", "ED", seed=1, grid=PhantomGrid.for_view("4CH", size=48)).labels
+    return Volume(labels.array, (0.9, 0.6, 2.0), (5.0, -3.0, 7.0), ROTATION)
+
+
+def _segmentation_from_file(scene, labels: Volume, path, name="A4C"):
+    write_label_map(labels, path)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node)
+    return node
+
+
+def _labelmap(scene, labels: Volume, name="labels"):
+    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
+    fill_volume_node(node, labels)
+    return node
+
+
+def _snapshot(node):
+    return slicer.util.arrayFromVolume(node).copy(), volume_from_node(node)
+
+
+def test_segmentation_node_to_label_map_and_back(scene, phantom, tmp_path):
+    node = _segmentation_from_file(scene, phantom, tmp_path / "a4c.seg.nrrd")
+    labels = label_map_from_node(node)
+    assert labels.same_geometry(phantom)
+    np.testing.assert_array_equal(labels.array, phantom.array)
+    copy = add_segmentation_node(scene, labels, "copy")
+    segmentation = copy.GetSegmentation()
+    names = {segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())}
+    assert names == {"LV cavity", "LV myocardium", "Left atrium", "Ultrasound sector"}
+    again = label_map_from_node(copy)
+    assert again.same_geometry(phantom)
+    np.testing.assert_array_equal(again.array, phantom.array)
+
+
+def test_labelmap_node_and_reference_volume(scene, phantom):
+    labelmap = _labelmap(scene, phantom)
+    labels = label_map_from_node(labelmap)
+    assert labels.same_geometry(phantom)
+    np.testing.assert_array_equal(labels.array, phantom.array)
+    segmentation = add_segmentation_node(scene, phantom, "seg")
+    reference = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "reference")
+    fill_volume_node(reference, phantom.with_array(np.zeros(phantom.array.shape, np.int16)))
+    assert label_map_from_node(segmentation, reference).same_geometry(phantom)
+
+
+def test_bad_inputs_are_named_and_leave_the_scene_alone(scene, phantom, tmp_path):
+    odd = add_segmentation_node(scene, phantom, "odd")
+    odd.GetSegmentation().GetNthSegment(0).SetName("Right ventricle")
+    before = node_ids(scene)
+    with pytest.raises(UnknownLabelError, match="Right ventricle"):
+        label_map_from_node(odd)
+    empty = _labelmap(scene, phantom.with_array(np.zeros_like(phantom.array)), "empty")
+    before = node_ids(scene)
+    with pytest.raises(ValueError, match=r"'empty'.*no heart structure"):
+        synthesis.prepare_job(empty, tmp_path / "job", synthesis.SynthesisOptions())
+    with pytest.raises(ValueError, match="segmentation or a labelmap"):
+        synthesis.prepare_job(None, tmp_path / "job", synthesis.SynthesisOptions())
+    with pytest.raises(ValueError, match="unknown option"):
+        synthesis.synthesize(empty, frames=3)
+    assert node_ids(scene) == before
+
+
+def test_synthesis_keeps_the_input_geometry_and_leaves_inputs_unchanged(scene, phantom, tmp_path):
+    segmentation = _segmentation_from_file(scene, phantom, tmp_path / "a4c.seg.nrrd")
+    labelmap = _labelmap(scene, phantom, "A2C")
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    study = hierarchy.CreateFolderItem(hierarchy.GetSceneItemID(), "Study 1")
+    hierarchy.SetItemParent(hierarchy_item(labelmap), study)
+    labelmap_before = _snapshot(labelmap)
+    segment_count = segmentation.GetSegmentation().GetNumberOfSegments()
+    mtime = segmentation.GetMTime()
+
+    outputs = synthesis.synthesize(labelmap, n=2, seed=3)
+    assert [n.GetName() for n in outputs] == ["A2C echo 1", "A2C echo 2"]
+    for node in outputs:
+        assert node.IsA("vtkMRMLScalarVolumeNode") and same_geometry(node, labelmap)
+        assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study
+        image = slicer.util.arrayFromVolume(node)
+        assert image.dtype == np.uint8 and image[phantom.array == 0].max() == 0 and image.max() > 0
+    assert not np.array_equal(*(slicer.util.arrayFromVolume(n) for n in outputs))
+
+    (image,) = synthesis.synthesize(segmentation, augment=0)
+    assert image.GetName() == "A4C echo" and same_geometry(image, labelmap)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(labelmap), labelmap_before[0])
+    assert volume_from_node(labelmap).same_geometry(labelmap_before[1])
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == segment_count
+    assert segmentation.GetMTime() == mtime
+
+
+def test_augmented_anatomy_gives_segmentations_and_their_images(scene, phantom):
+    labelmap = _labelmap(scene, phantom, "A4C")
+    outputs = synthesis.synthesize(labelmap, augment=1, seed=2)
+    assert [n.GetName() for n in outputs] == ["A4C echo", "A4C anatomy 1", "A4C anatomy 1 echo"]
+    anatomy = outputs[1]
+    assert anatomy.IsA("vtkMRMLSegmentationNode")
+    new_map = label_map_from_node(anatomy)
+    assert new_map.same_geometry(phantom) and not np.array_equal(new_map.array, phantom.array)
+    assert same_geometry(outputs[2], labelmap)
+
+
+def _sequence_of_frames(scene, frames: list[Volume]):
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "cine labels")
+    sequence.SetIndexName("time")
+    sequence.SetIndexUnit("s")
+    for index, labels in enumerate(frames):
+        frame = slicer.vtkMRMLLabelMapVolumeNode()
+        fill_volume_node(frame, labels)
+        sequence.SetDataNodeAtValue(frame, f"{index * 0.04:.2f}")
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "cine")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    sequences_logic(scene).UpdateProxyNodesFromSequences(browser)
+    return browser, sequence, browser.GetProxyNode(sequence)
+
+
+def test_a_sequence_in_gives_sequences_out_in_the_same_browser(scene, phantom):
+    grid = PhantomGrid.for_view("4CH", 48)
+    frames = [
+        phantom.with_array(phantom_label_map("4CH", phase, seed=1, grid=grid).labels.array)
+        for phase in ("ED", "ES", "ED")
+    ]
+    browser, sequence, proxy = _sequence_of_frames(scene, frames)
+    browser.SetSelectedItemNumber(1)
+    assert sequence_of(proxy) is not None
+    outputs = synthesis.synthesize(proxy, n=2)
+    sequences = [n for n in outputs if n.IsA("vtkMRMLSequenceNode")]
+    assert [s.GetName() for s in sequences] == ["cine labels echo 1", "cine labels echo 2"]
+    for output in sequences:
+        assert browser.IsSynchronizedSequenceNodeID(output.GetID())
+        assert output.GetNumberOfDataNodes() == 3
+        assert [output.GetNthIndexValue(i) for i in range(3)] == ["0.00", "0.04", "0.08"]
+        assert output.GetIndexName() == "time"
+        first, last = output.GetNthDataNode(0), output.GetNthDataNode(2)
+        assert same_geometry(first, sequence.GetNthDataNode(0))
+        second = slicer.util.arrayFromVolume(output.GetNthDataNode(1))
+        assert not np.array_equal(slicer.util.arrayFromVolume(first), second)
+        assert slicer.util.arrayFromVolume(last).shape == phantom.array.shape
+        assert browser.GetProxyNode(output) is not None
+    assert browser.GetSelectedItemNumber() == 1
+    assert sequence.GetNumberOfDataNodes() == 3
+    with pytest.raises(ValueError, match="not on every frame"):
+        synthesis.synthesize(proxy, augment=1)
+
+
+def test_a_cancelled_run_leaves_no_nodes_and_no_outputs(scene, tmp_path):
+    big = phantom_label_map("3D", "ED", seed=0, grid=PhantomGrid.for_view("3D", size=64)).labels
+    labelmap = _labelmap(scene, big, "LV 3D")
+    before = node_ids(scene)
+    job = synthesis.prepare_job(labelmap, tmp_path / "job", synthesis.SynthesisOptions(n=200))
+    worker = synthesis.start_worker(job)
+    deadline = time.monotonic() + 60
+    while not any(e.kind == "progress" for e in worker.poll()):
+        assert time.monotonic() < deadline and worker.running
+        time.sleep(0.05)
+    worker.cancel()
+    assert not worker.running and worker.process.returncode != 0
+    with pytest.raises(JobFailed, match="cancelled"):
+        worker.check()
+    assert node_ids(scene) == before
+    assert not (job.folder / RESULT_FILE).exists()
+    assert not any(p.is_file() for p in (job.folder / OUTPUT_DIR).rglob("*"))
+
+
+def test_worker_errors_reach_the_caller(scene, phantom):
+    labelmap = _labelmap(scene, phantom, "A4C")
+    before = node_ids(scene)
+    with pytest.raises(JobFailed, match="no-such-model"):
+        synthesis.synthesize(labelmap, generator="no-such-model")
+    assert node_ids(scene) == before
