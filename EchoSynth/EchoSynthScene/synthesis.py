@@ -12,43 +12,18 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from EchoSynthLib.data.io import read_image, read_label_map, write_label_map
 from EchoSynthLib.data.labels import require_heart
 from EchoSynthLib.jobs.process import JobEvent, JobProcess
-from EchoSynthLib.jobs.spec import JobSpec, read_result
+from EchoSynthLib.jobs.spec import JobSpec, SynthesisOptions, read_result
 from EchoSynthScene.labels import add_segmentation_node, is_label_input, label_map_from_node
 from EchoSynthScene.nodes import add_image_node, image_node, place_in_study, remove_nodes
 from EchoSynthScene.sequences import SequenceInput, add_output_sequence, frame_in_scene, sequence_of
 
 INPUTS_DIR = "inputs"
-
-
-@dataclass(frozen=True)
-class SynthesisOptions:
-    """What to make: the generator ('simulator', a model name or folder) and its settings."""
-
-    generator: str = "simulator"
-    n: int = 1
-    seed: int = 0
-    steps: int = 25
-    sampler: str = "dpm++sde"
-    guidance_scale: float = 1.0
-    augment: int = 0
-    plane: str = "ij"
-    slice_index: int | None = None
-    device: str = "auto"
-
-    @classmethod
-    def from_keywords(cls, **options) -> SynthesisOptions:
-        """Options from keyword arguments; an unknown name is a ValueError listing the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**options)
 
 
 @dataclass
@@ -96,7 +71,7 @@ def prepare_job(input_node, folder: str | Path, options: SynthesisOptions, refer
         name = f"{INPUTS_DIR}/frame{index:04d}.nrrd"
         write_label_map(labels, folder / name)
         frames.append(name)
-    spec = JobSpec(inputs=tuple(frames), **{f.name: getattr(options, f.name) for f in fields(options)})
+    spec = JobSpec(inputs=tuple(frames), **asdict(options))
     spec.write(folder)
     return SceneJob(folder, input_node, options, sequence, frames)
 

@@ -21,10 +21,9 @@ OUTPUT_DIR = "output"
 
 
 @dataclass(frozen=True)
-class JobSpec:
-    """What a worker makes: ``n`` images of every input (and of ``augment`` new anatomies of each)."""
+class SynthesisOptions:
+    """What to make: the generator ('simulator', a model name or folder) and its settings."""
 
-    inputs: tuple[str, ...]
     generator: str = "simulator"
     n: int = 1
     seed: int = 0
@@ -35,15 +34,34 @@ class JobSpec:
     plane: str = "ij"
     slice_index: int | None = None
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.augment < 0:
+            raise InputError(f"n must be at least 1 and augment at least 0, got {self.n} and {self.augment}")
+
+    @classmethod
+    def from_keywords(cls, **options: Any) -> SynthesisOptions:
+        """Options from keyword arguments; an unknown name is an InputError listing the known ones."""
+        known = {f.name for f in fields(SynthesisOptions)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InputError(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**options)
+
+
+@dataclass(frozen=True)
+class JobSpec(SynthesisOptions):
+    """A job: ``n`` images of every input label file (and of ``augment`` new anatomies of each)."""
+
+    inputs: tuple[str, ...] = ()
     schema: str = "echosynth"
     format_version: int = field(default=FORMAT_VERSION)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
         if not self.inputs:
             raise InputError("a job needs at least one input label file")
-        if self.n < 1 or self.augment < 0:
-            raise InputError(f"n must be at least 1 and augment at least 0, got {self.n} and {self.augment}")
 
     def write(self, folder: str | Path) -> Path:
         """Write ``folder/job.json`` atomically."""

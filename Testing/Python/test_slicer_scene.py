@@ -13,7 +13,6 @@ from EchoSynthLib.data.io import write_label_map
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import UnknownLabelError
 from EchoSynthLib.jobs.process import JobFailed
-from EchoSynthLib.jobs.spec import OUTPUT_DIR, RESULT_FILE
 from EchoSynthScene import synthesis
 from EchoSynthScene.geometry import fill_volume_node, same_geometry, volume_from_node
 from EchoSynthScene.labels import add_segmentation_node, label_map_from_node
@@ -181,23 +180,22 @@ def test_a_sequence_in_gives_sequences_out_in_the_same_browser(scene, phantom):
         synthesis.synthesize(proxy, augment=1)
 
 
-def test_a_cancelled_run_leaves_no_nodes_and_no_outputs(scene, tmp_path):
+def test_a_cancelled_run_leaves_no_nodes_and_no_outputs(scene):
     big = phantom_label_map("3D", "ED", seed=0, grid=PhantomGrid.for_view("3D", size=64)).labels
     labelmap = _labelmap(scene, big, "LV 3D")
     before = node_ids(scene)
-    job = synthesis.prepare_job(labelmap, tmp_path / "job", synthesis.SynthesisOptions(n=200))
-    worker = synthesis.start_worker(job)
+    run = synthesis.BackgroundSynthesis(labelmap, synthesis.SynthesisOptions(n=200))
     deadline = time.monotonic() + 60
-    while not any(e.kind == "progress" for e in worker.poll()):
-        assert time.monotonic() < deadline and worker.running
+    while not any(e.kind == "progress" for e in run.poll()):
+        assert time.monotonic() < deadline and run.running
         time.sleep(0.05)
-    worker.cancel()
-    assert not worker.running and worker.process.returncode != 0
+    worker = run.worker
+    run.cancel()
+    assert not run.running and worker.process.returncode != 0
     with pytest.raises(JobFailed, match="cancelled"):
         worker.check()
     assert node_ids(scene) == before
-    assert not (job.folder / RESULT_FILE).exists()
-    assert not any(p.is_file() for p in (job.folder / OUTPUT_DIR).rglob("*"))
+    assert not run.folder.exists()  # the job folder, staged outputs included, is gone
 
 
 def test_worker_errors_reach_the_caller(scene, phantom):
