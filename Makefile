@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/simulator_speed.py
 	$(BIN)/python bench/loader_speed.py
+	$(BIN)/python bench/slicer_synthesis_speed.py
 	$(BIN)/python bench/sdm_speed.py --sizes 64 128 --batches 1 16 --steps 10 25 50 100 1000 --budget 60
 
 clean-venv:
