@@ -14,15 +14,14 @@ class GeneratorChoice:
 
     label: str
     spec: str
-    is_3d: bool
 
 
 def generator_choices() -> list[GeneratorChoice]:
     """The simulator first, then every installed model (bundled, then cached)."""
     from EchoSynthLib.models.registry import installed_models
 
-    choices = [GeneratorChoice("Simulator (training-free, 2D and 3D)", SIMULATOR, True)]
+    choices = [GeneratorChoice("Simulator (training-free, 2D and 3D)", SIMULATOR)]
     for model in installed_models():
         label = f"{model.name} {model.version} ({model.source}, {model.kind})"
-        choices.append(GeneratorChoice(label, str(model.path), model.kind.endswith("3d")))
+        choices.append(GeneratorChoice(label, str(model.path)))
     return choices

@@ -120,19 +120,13 @@ def _run_synthesize(args: argparse.Namespace) -> None:
     from EchoSynthLib.augmentation import find_label_files
     from EchoSynthLib.data.labels import schema_named
     from EchoSynthLib.sampling.files import synthesize_files
-    from EchoSynthLib.sampling.generators import open_generator
+    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
 
     inputs = find_label_files(args.labels)
-    generator = open_generator(
-        args.model,
-        device=args.device,
-        steps=args.steps,
-        sampler=args.sampler,
-        guidance_scale=args.guidance,
-        plane=args.plane,
-        slice_index=args.slice,
-        warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+    settings = GeneratorSettings(
+        args.model, args.steps, args.sampler, args.guidance, args.plane, args.slice, args.device
     )
+    generator = open_generator(settings, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     print(generator.description)
     maps = len(inputs) * (1 + args.augment)
     with tqdm(total=maps, desc="synthesize", unit="map", delay=0.5) as bar:

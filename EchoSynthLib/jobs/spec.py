@@ -13,6 +13,7 @@ from typing import Any
 
 from EchoSynthLib.data.atomic import write_atomically
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.sampling.generators import GeneratorSettings
 
 FORMAT_VERSION = 1
 JOB_FILE = "job.json"
@@ -21,19 +22,13 @@ OUTPUT_DIR = "output"
 
 
 @dataclass(frozen=True)
-class SynthesisOptions:
-    """What to make: the generator ('simulator', a model name or folder) and its settings."""
+class SynthesisOptions(GeneratorSettings):
+    """What to make: ``n`` images per map (image k uses seed + k), ``augment`` new anatomies per map, and
+    the generator settings."""
 
-    generator: str = "simulator"
     n: int = 1
     seed: int = 0
-    steps: int = 25
-    sampler: str = "dpm++sde"
-    guidance_scale: float = 1.0
     augment: int = 0
-    plane: str = "ij"
-    slice_index: int | None = None
-    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.augment < 0:

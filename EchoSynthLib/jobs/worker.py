@@ -35,16 +35,7 @@ def run_job(folder: str | Path, report: Report) -> list[InputResult]:
         warnings.append(message)
         report({"event": "warning", "message": message})
 
-    generator = open_generator(
-        spec.generator,
-        device=spec.device,
-        steps=spec.steps,
-        sampler=spec.sampler,
-        guidance_scale=spec.guidance_scale,
-        plane=spec.plane,
-        slice_index=spec.slice_index,
-        warn=warn,
-    )
+    generator = open_generator(spec, warn)
     report({"event": "start", "message": generator.description})
     outputs = synthesize_files(
         generator,

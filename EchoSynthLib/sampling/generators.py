@@ -4,7 +4,7 @@
 - a model package (a name from ``models.registry`` or a folder): the 2D semantic diffusion model, which
   makes images of one plane of a 3D map.
 
-``open_generator(spec, ...)`` picks one; ``prepare(labels)`` cuts and checks a map before anything is
+``open_generator(settings)`` picks one; ``prepare(labels)`` cuts and checks a map before anything is
 written, ``generate(labels, n, seed)`` makes ``n`` images on the prepared map's grid (image k uses
 seed + k).
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from EchoSynthLib.data.labels import require_heart
@@ -104,29 +103,41 @@ class DiffusionGenerator:
         )
 
 
-def open_generator(
-    spec: str | Path,
-    *,
-    device: str = "auto",
-    steps: int = 25,
-    sampler: str = "dpm++sde",
-    guidance_scale: float = 1.0,
-    plane: str = "ij",
-    slice_index: int | None = None,
-    warn: Warn | None = None,
-) -> Generator:
-    """``"simulator"``, or a model package by name (``models.registry``) or folder, ready to generate.
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """Which generator ('simulator', a model name or folder) and how it samples."""
+
+    generator: str = SIMULATOR
+    steps: int = 25
+    sampler: str = "dpm++sde"
+    guidance_scale: float = 1.0
+    plane: str = "ij"
+    slice_index: int | None = None
+    device: str = "auto"
+
+
+def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) -> Generator:
+    """The generator of ``settings`` (or of a bare generator name), ready to generate.
 
     A GPU asked for where there is none falls back to the CPU with ``warn(message)``."""
-    if str(spec) == SIMULATOR:
+    if isinstance(settings, str):
+        settings = GeneratorSettings(settings)
+    if settings.generator == SIMULATOR:
         return SimulatorGenerator()
     from EchoSynthLib.diffusion.samplers import SAMPLERS
     from EchoSynthLib.models.registry import resolve_model
     from EchoSynthLib.sampling.synthesizer import Synthesizer
 
-    if sampler not in SAMPLERS:
-        raise InputError(f"unknown sampler '{sampler}' (known: {', '.join(SAMPLERS)})")
-    synthesizer = Synthesizer.load(resolve_model(spec), device, warn)
-    if not 1 <= steps <= synthesizer.diffusion.num_timesteps:
-        raise InputError(f"steps must be in 1..{synthesizer.diffusion.num_timesteps}, got {steps}")
-    return DiffusionGenerator(synthesizer, steps, sampler, guidance_scale, plane, slice_index)
+    if settings.sampler not in SAMPLERS:
+        raise InputError(f"unknown sampler '{settings.sampler}' (known: {', '.join(SAMPLERS)})")
+    synthesizer = Synthesizer.load(resolve_model(settings.generator), settings.device, warn)
+    if not 1 <= settings.steps <= synthesizer.diffusion.num_timesteps:
+        raise InputError(f"steps must be in 1..{synthesizer.diffusion.num_timesteps}, got {settings.steps}")
+    return DiffusionGenerator(
+        synthesizer,
+        settings.steps,
+        settings.sampler,
+        settings.guidance_scale,
+        settings.plane,
+        settings.slice_index,
+    )

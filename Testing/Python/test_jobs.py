@@ -19,7 +19,7 @@ from EchoSynthLib.jobs.process import JobFailed, JobProcess, child_environment, 
 from EchoSynthLib.jobs.spec import OUTPUT_DIR, RESULT_FILE, JobSpec, read_result
 from EchoSynthLib.jobs.worker import main as worker_main
 from EchoSynthLib.models.settings import pick_device
-from EchoSynthLib.sampling.generators import SimulatorGenerator, open_generator
+from EchoSynthLib.sampling.generators import GeneratorSettings, SimulatorGenerator, open_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = ROOT / "EchoSynth" / "Resources" / "Scripts" / "batch_synthesize.py"
@@ -140,7 +140,7 @@ def test_generators(small_map):
     with pytest.raises(InputError, match="no heart structure"):
         generator.prepare(small_map.with_array(np.zeros_like(small_map.array)))
     with pytest.raises(InputError, match="sampler"):
-        open_generator("any", sampler="euler")
+        open_generator(GeneratorSettings("any", sampler="euler"))
 
 
 def test_batch_script_runs_with_plain_python_on_a_folder(tmp_path, small_map):

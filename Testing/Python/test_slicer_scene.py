@@ -204,3 +204,19 @@ def test_worker_errors_reach_the_caller(scene, phantom):
     with pytest.raises(JobFailed, match="no-such-model"):
         synthesis.synthesize(labelmap, generator="no-such-model")
     assert node_ids(scene) == before
+
+
+def test_the_generator_list_offers_the_simulator_then_installed_models(tmp_path, monkeypatch):
+    import torch
+
+    from EchoSynthLib.models.package import save_package
+    from EchoSynthLib.models.registry import BUNDLED_ENV, CACHE_ENV
+    from EchoSynthScene.models import generator_choices
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(BUNDLED_ENV, str(tmp_path / "bundled"))
+    save_package(tmp_path / "cache" / "tiny", "sdm2d", {"version": "0.1"}, {"w": torch.zeros(2)}, "card")
+    (tmp_path / "cache" / "not-a-model").mkdir()
+    choices = generator_choices()
+    assert [c.spec for c in choices] == ["simulator", str(tmp_path / "cache" / "tiny")]
+    assert choices[1].label.startswith("tiny 0.1 (cache, sdm2d)")
