@@ -36,11 +36,11 @@ class SynthesisOptions(GeneratorSettings):
 
     @classmethod
     def from_keywords(cls, **options: Any) -> SynthesisOptions:
-        """Options from keyword arguments; an unknown name is an InputError listing the known ones."""
-        known = {f.name for f in fields(SynthesisOptions)}
-        unknown = sorted(set(options) - known)
+        """Settings from keyword arguments; an unknown name is an InputError listing the known ones."""
+        known = {f.name for f in fields(cls)} - {"format_version"}
+        unknown = sorted(set(options) - known - {"format_version"})
         if unknown:
-            raise InputError(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise InputError(f"unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         return cls(**options)
 
 
@@ -73,11 +73,10 @@ class JobSpec(SynthesisOptions):
                 f"{path}: job format version {document.get('format_version')!r}; this EchoSynth reads "
                 f"{FORMAT_VERSION}"
             )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(document) - known)
-        if unknown:
-            raise InputError(f"{path}: unknown job setting(s) {', '.join(unknown)}")
-        return cls(**document)
+        try:
+            return cls.from_keywords(**document)
+        except InputError as error:
+            raise InputError(f"{path}: {error}") from None
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def test_job_spec_round_trip_and_refusals(tmp_path):
     with pytest.raises(InputError, match="job format version 7"):
         JobSpec.read(tmp_path)
     (tmp_path / "job.json").write_text(json.dumps(document | {"frames": 3}))
-    with pytest.raises(InputError, match="unknown job setting"):
+    with pytest.raises(InputError, match="unknown setting"):
         JobSpec.read(tmp_path)
 
 

@@ -94,7 +94,7 @@ def test_bad_inputs_are_named_and_leave_the_scene_alone(scene, phantom, tmp_path
         synthesis.prepare_job(empty, tmp_path / "job", synthesis.SynthesisOptions())
     with pytest.raises(ValueError, match="segmentation or a labelmap"):
         synthesis.prepare_job(None, tmp_path / "job", synthesis.SynthesisOptions())
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="unknown setting"):
         synthesis.synthesize(empty, frames=3)
     assert node_ids(scene) == before
 
