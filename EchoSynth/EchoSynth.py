@@ -345,20 +345,11 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def missingInput(parameters):
         """What stops Generate (a sentence for the button's tooltip), or None when inputs are valid."""
-        from EchoSynthScene.labels import is_label_input
+        from EchoSynthScene.synthesis import input_problem
 
         if parameters is None:
             return "No parameter node"
-        if not is_label_input(parameters.inputNode):
-            return "Select an input segmentation or labelmap volume"
-        if parameters.inputNode.IsA("vtkMRMLSegmentationNode"):
-            if parameters.inputNode.GetSegmentation().GetNumberOfSegments() == 0:
-                return "The input segmentation has no segments"
-        elif parameters.inputNode.GetImageData() is None:
-            return "The input labelmap volume is empty"
-        if not parameters.generator:
-            return "Choose a generator"
-        return None
+        return input_problem(parameters.inputNode, parameters.generator)
 
     def startSynthesis(self, parameters):
         """Start a background run for the panel (EchoSynthScene.synthesis.BackgroundSynthesis)."""

@@ -43,6 +43,20 @@ class SceneJob:
         return node.GetName()
 
 
+def input_problem(input_node, generator: str) -> str | None:
+    """Why Generate cannot run yet (a sentence for the panel), or None when the inputs are usable."""
+    if not is_label_input(input_node):
+        return "Select an input segmentation or labelmap volume"
+    if input_node.IsA("vtkMRMLSegmentationNode"):
+        if input_node.GetSegmentation().GetNumberOfSegments() == 0:
+            return f"The segmentation '{input_node.GetName()}' has no segments"
+    elif input_node.GetImageData() is None:
+        return f"The labelmap volume '{input_node.GetName()}' has no voxels"
+    if not generator:
+        return "Choose a generator"
+    return None
+
+
 def prepare_job(input_node, folder: str | Path, options: SynthesisOptions, reference=None) -> SceneJob:
     """Write the label map of ``input_node`` (each frame of a sequence) and the job file into ``folder``.
 

@@ -220,3 +220,16 @@ def test_the_generator_list_offers_the_simulator_then_installed_models(tmp_path,
     choices = generator_choices()
     assert [c.spec for c in choices] == ["simulator", str(tmp_path / "cache" / "tiny")]
     assert choices[1].label.startswith("tiny 0.1 (cache, sdm2d)")
+
+
+def test_generate_says_what_is_missing(scene, phantom):
+    assert "Select an input" in synthesis.input_problem(None, "simulator")
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "image")
+    assert "Select an input" in synthesis.input_problem(volume, "simulator")
+    empty = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
+    assert "'empty' has no segments" in synthesis.input_problem(empty, "simulator")
+    blank = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "blank")
+    assert "'blank' has no voxels" in synthesis.input_problem(blank, "simulator")
+    labelmap = _labelmap(scene, phantom)
+    assert "generator" in synthesis.input_problem(labelmap, "")
+    assert synthesis.input_problem(labelmap, "simulator") is None
