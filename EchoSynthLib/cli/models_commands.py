@@ -92,7 +92,7 @@ def _run_list(args: argparse.Namespace) -> None:
     if len(rows) > 1:
         _print_table(rows)
     else:
-        print("no models installed or listed in the manifest (the 'simulate' generator needs none)")
+        print("no models installed or listed in the manifest (the 'simulator' generator needs none)")
     print(f"bundled models: {registry.bundled_models_dir()}")
     print(f"cache: {registry.user_cache_dir()}")
     if missing:
