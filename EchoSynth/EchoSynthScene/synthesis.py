@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from EchoSynthLib.data.io import read_image, read_label_map, write_label_map
@@ -34,7 +34,6 @@ class SceneJob:
     input_node: object
     options: SynthesisOptions
     sequence: SequenceInput | None = None
-    frames: list[str] = field(default_factory=list)
 
     @property
     def base_name(self) -> str:
@@ -87,7 +86,7 @@ def prepare_job(input_node, folder: str | Path, options: SynthesisOptions, refer
         frames.append(name)
     spec = JobSpec(inputs=tuple(frames), **asdict(options))
     spec.write(folder)
-    return SceneJob(folder, input_node, options, sequence, frames)
+    return SceneJob(folder, input_node, options, sequence)
 
 
 def _tracks(job: SceneJob) -> dict[str, list[tuple[str, Path]]]:

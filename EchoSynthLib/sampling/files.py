@@ -78,7 +78,8 @@ def synthesize_files(
             jobs: list[tuple[str, Volume, Path | None]] = [(stem, labels, None)]
             for index, variant in enumerate(augment_many(labels, augment, seed) if augment else []):
                 name = f"{stem}_aug{index:02d}"
-                jobs.append((name, variant, write_label_map(variant, staging / f"{name}{full_suffix(path)}")))
+                written = write_label_map(variant, staging / f"{name}{full_suffix(path)}")
+                jobs.append((name, variant, out_dir / written.name))
             for name, label_map, written_labels in jobs:
                 done = len(outputs)
 
@@ -88,22 +89,13 @@ def synthesize_files(
 
                 images = generator.generate(label_map, n, seed, advance)
                 paths = tuple(
-                    write_image(image, staging / f"{name}_synth{index:02d}{suffix}")
+                    out_dir / write_image(image, staging / f"{name}_synth{index:02d}{suffix}").name
                     for index, image in enumerate(images)
                 )
                 outputs.append(SynthesisOutput(Path(path), name, paths, written_labels))
-                advance(1.0)
         # Every staged file moves, .mhd headers last (their data files must be there first).
         for source in sorted(staging.iterdir(), key=lambda p: p.suffix.lower() == ".mhd"):
             os.replace(source, out_dir / source.name)
-        return [
-            SynthesisOutput(
-                o.source,
-                o.name,
-                tuple(out_dir / p.name for p in o.images),
-                None if o.labels is None else out_dir / o.labels.name,
-            )
-            for o in outputs
-        ]
+        return outputs
     finally:
         shutil.rmtree(staging, ignore_errors=True)
