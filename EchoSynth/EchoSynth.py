@@ -4,10 +4,12 @@ Pick a segmentation (or labelmap volume), choose a generator, press Generate: ne
 the input's study with its geometry. The work runs in a separate PythonSlicer process (files in, files
 out), so the panel stays responsive and Cancel kills it. Scene code lives in ``EchoSynthScene`` (MRML
 only, tested outside Slicer); this file holds the Slicer module classes. It stays light at load time:
-the library, numpy and torch are imported on first use.
+the library, numpy and torch are imported on first use. It parses on Python 3.9, so an older Slicer
+loads it far enough to say which version EchoSynth needs (``MINIMUM_SLICER_VERSION``).
 """
 
 import logging
+import time
 from typing import Annotated, Union
 
 import qt
@@ -26,6 +28,21 @@ SAMPLERS = ["dpm++sde", "dpm++", "ddim", "ddpm"]
 DEVICES = ["auto", "cpu", "gpu"]
 PLANES = ["ij", "kj"]
 POLL_INTERVAL_MS = 100
+# Slicer 5.10 is the first with Python 3.12 (EchoSynthLib needs Python >= 3.10); slicer.packaging (pip_ensure)
+# arrives in 5.11, and 5.10 installs through slicer.util.pip_install.
+MINIMUM_SLICER_VERSION = (5, 10)
+
+
+def slicerVersionProblem(app):
+    """Why this Slicer cannot run EchoSynth (a sentence), or None when its version is recent enough."""
+    version = (int(app.majorVersion), int(app.minorVersion))
+    if version >= MINIMUM_SLICER_VERSION:
+        return None
+    needed = ".".join(str(v) for v in MINIMUM_SLICER_VERSION)
+    return (
+        f"EchoSynth needs 3D Slicer {needed} or later; this is Slicer {version[0]}.{version[1]}. "
+        f"Install Slicer {needed} or a newer release to use EchoSynth."
+    )
 
 
 class EchoSynth(ScriptedLoadableModule):
@@ -43,13 +60,18 @@ class EchoSynth(ScriptedLoadableModule):
             "into its study; a sequence input gives output sequences in the same browser."
         )
         self.parent.acknowledgementText = "Uses MONAI, PyTorch, SimpleITK and slicerio."
+        problem = slicerVersionProblem(slicer.app)
+        if problem:
+            logging.error(problem)
+            self.parent.helpText = problem + "\n\n" + self.parent.helpText
 
 
 @parameterNodeWrapper
 class EchoSynthParameterNode:
     """The panel's state; every field but ``generator`` is bound to a widget through SlicerParameterName."""
 
-    inputNode: Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode]  # noqa: UP007
+    # None is a member: the wrapper writes None as the default, and a Union without it cannot hold None.
+    inputNode: Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode, None]  # noqa: UP007
     referenceVolume: slicer.vtkMRMLScalarVolumeNode
     generator: str = "simulator"
     plane: Annotated[str, Choice(PLANES)] = "ij"
@@ -93,6 +115,13 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        problem = slicerVersionProblem(slicer.app)
+        if problem:  # the panel would need the library, which this Slicer's Python cannot import
+            label = qt.QLabel(problem)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/EchoSynth.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -115,6 +144,8 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self):
+        if self._timer is not None:
+            self._timer.stop()
         if self._run is not None:
             self._run.cancel()
             self._run = None
@@ -189,13 +220,13 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onBrowseModel(self):
         folder = qt.QFileDialog.getExistingDirectory(self.parent, "EchoSynth model folder")
         if folder and self._parameterNode:
-            message = "This folder is not an EchoSynth model package."
+            message = "This folder is not an EchoSynth model that makes images from label maps."
             with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
-                from EchoSynthLib.models.registry import package_summary
+                from EchoSynthScene.models import checked_model_folder
 
-                package_summary(folder)
-                self._parameterNode.generator = folder
-                self._selectGenerator(folder)
+                spec = checked_model_folder(folder)
+                self._parameterNode.generator = spec
+                self._selectGenerator(spec)
 
     # --- Generate / Cancel ----------------------------------------------------------------------
 
@@ -214,10 +245,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._run is not None:
             self.cancelRun("cancelled")
             return
-        from EchoSynthScene import dependencies
-
-        if not dependencies.ensure(ask=True):
-            self.ui.statusLabel.text = "Dependencies are not installed: nothing was generated."
+        if not self.installDependencies():
             return
         with slicer.util.tryWithErrorDisplay("EchoSynth could not start.", waitCursor=True):
             self._run = self.logic.startSynthesis(self._parameterNode)
@@ -226,6 +254,19 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Starting the worker process..."
             self._timer.start()
         self._checkCanGenerate()
+
+    def installDependencies(self):
+        """Install what this run needs (asking first); False, with the reason in the panel, if not done."""
+        from EchoSynthScene.dependencies import DependencyError, ensure, needs_for
+
+        try:
+            ensure(needs_for(self._parameterNode.generator, self._parameterNode.augment), ask=True)
+        except DependencyError as error:
+            self.ui.statusLabel.text = f"Nothing was generated: {error}"
+            if "declined" not in str(error):
+                slicer.util.errorDisplay(str(error), windowTitle="EchoSynth: Python packages")
+            return False
+        return True
 
     def onPoll(self):
         """Timer: show the worker's progress; bring its results in when it ends."""
@@ -366,14 +407,21 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         ``model``: 'simulator', an installed model's name, or a model folder. Other options: seed, steps,
         sampler, guidance_scale, augment, plane, slice_index, device ('auto', 'cpu', 'gpu').
         ``progress`` receives the worker's events (kind, message, fraction)."""
-        from EchoSynthScene import synthesis
+        problem = slicerVersionProblem(slicer.app)
+        if problem:
+            raise RuntimeError(problem)
+        from EchoSynthScene import dependencies, synthesis
 
+        dependencies.ensure(dependencies.needs_for(model, options.get("augment", 0)), ask=True)
         return synthesis.synthesize(inputNode, referenceVolumeNode, progress, generator=model, n=n, **options)
 
 
 class EchoSynthTest(ScriptedLoadableModuleTest):
     """Self-test, run inside Slicer (Reload and Test, or ctest in a Slicer build). Must pass before a
-    release: the widget cannot run outside Slicer."""
+    release: the widget cannot run outside Slicer. The simulator tests need no download; a test that needs
+    torch is skipped, with a message, when torch is not installed, and nothing is installed by the test."""
+
+    WAIT_TIMEOUT_S = 120
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -395,6 +443,26 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
         fill_volume_node(node, phantom.labels)
         return node
 
+    def _installed(self, generator, augment=0):
+        """True when everything a run needs is installed; else False, after saying the test is skipped."""
+        from EchoSynthScene.dependencies import missing_for, needs_for
+
+        if missing_for(needs_for(generator, augment)).nothing:
+            return True
+        message = "skipped: needs torch and MONAI, which are not installed (use the PyTorch Utils module)"
+        logging.warning("EchoSynthTest: %s", message)
+        self.delayDisplay(message)
+        return False
+
+    def _waitUntil(self, done, what):
+        """Process events until ``done()``; a failure after WAIT_TIMEOUT_S."""
+        deadline = time.monotonic() + self.WAIT_TIMEOUT_S
+        while not done():
+            if time.monotonic() > deadline:
+                self.fail(f"{what} did not finish within {self.WAIT_TIMEOUT_S} s")
+            slicer.app.processEvents()
+            qt.QThread.msleep(50)
+
     def test_labelmap_to_echo_keeps_geometry(self):
         from EchoSynthScene.geometry import same_geometry
 
@@ -405,6 +473,8 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Labelmap to echo: passed")
 
     def test_segmentation_with_augmented_anatomy(self):
+        if not self._installed("simulator", augment=1):
+            return
         from EchoSynthScene.labels import add_segmentation_node, label_map_from_node
 
         labelNode = self._phantomLabelmap()
@@ -419,11 +489,16 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
     def test_panel_generate_and_cancel(self):
         widget = slicer.modules.echosynth.widgetRepresentation().self()
         slicer.util.selectModule("EchoSynth")
+        self.assertIsNotNone(widget.ui.inputSelector.mrmlScene())  # the .ui connection gave it the scene
         parameters = widget.logic.getParameterNode()
         parameters.inputNode = None
         self.assertFalse(widget.ui.generateButton.enabled)
         self.assertIn("Select an input", widget.ui.generateButton.toolTip)
-        parameters.inputNode = self._phantomLabelmap("panel")
+        labelNode = self._phantomLabelmap("panel")
+        self.assertGreater(widget.ui.inputSelector.nodeCount(), 0)  # the selector lists the new node
+        parameters.inputNode = labelNode
+        parameters.generator = "simulator"
+        parameters.augment = 0
         parameters.samples = 50
         self.assertTrue(widget.ui.generateButton.enabled)
         nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
@@ -435,8 +510,6 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
         parameters.samples = 1
         widget.ui.generateButton.click()
-        while widget._run is not None:
-            slicer.app.processEvents()
-            qt.QThread.msleep(50)
+        self._waitUntil(lambda: widget._run is None, "Generate")
         self.assertIsNotNone(slicer.mrmlScene.GetFirstNodeByName("panel echo"))
         self.delayDisplay("Panel Generate and Cancel: passed")

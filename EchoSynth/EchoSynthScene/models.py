@@ -1,10 +1,13 @@
-"""What the Generator list offers: the simulator, models shipped with the extension and models in the
-user's cache (``EchoSynthLib.models.registry``), plus any model folder the user picks."""
+"""What the Generator list offers: the simulator, then the installed models (shipped with the extension,
+then in the user's cache; ``EchoSynthLib.models.registry``) that can do the panel's task, plus any model
+folder the user picks and that can do it too. A package of another task (a segmenter) never appears."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from EchoSynthLib.models.tasks import LABELS_TO_IMAGE, require_task, task_of
 from EchoSynthLib.sampling.generators import SIMULATOR
 
 
@@ -16,12 +19,23 @@ class GeneratorChoice:
     spec: str
 
 
-def generator_choices() -> list[GeneratorChoice]:
-    """The simulator first, then every installed model (bundled, then cached)."""
+def generator_choices(task: str = LABELS_TO_IMAGE) -> list[GeneratorChoice]:
+    """The simulator first, then every installed model that performs ``task`` (bundled, then cached)."""
     from EchoSynthLib.models.registry import installed_models
 
     choices = [GeneratorChoice("Simulator (training-free, 2D and 3D)", SIMULATOR)]
     for model in installed_models():
-        label = f"{model.name} {model.version} ({model.source}, {model.kind})"
-        choices.append(GeneratorChoice(label, str(model.path)))
+        if task_of(model.kind) == task:
+            label = f"{model.name} {model.version} ({model.source}, {model.kind})"
+            choices.append(GeneratorChoice(label, str(model.path)))
     return choices
+
+
+def checked_model_folder(folder: str | Path, task: str = LABELS_TO_IMAGE) -> str:
+    """A model folder picked by hand, as a generator spec; InputError if it is not a package or cannot do
+    ``task`` (for example a segmenter)."""
+    from EchoSynthLib.models.registry import package_summary
+
+    summary = package_summary(folder)
+    require_task(summary.kind, task, f"the folder {folder}")
+    return str(folder)

@@ -3,7 +3,7 @@
 Importing this package imports MONAI and torch; ``EchoSynthLib`` itself does not import it.
 """
 
-from EchoSynthLib.augmentation.files import augment_files, find_label_files, output_path
+from EchoSynthLib.augmentation.files import augment_files, output_path
 from EchoSynthLib.augmentation.labelmaps import (
     LabelMapAugmentation,
     augment_label_map,
@@ -17,7 +17,6 @@ __all__ = [
     "augment_files",
     "augment_label_map",
     "augment_many",
-    "find_label_files",
     "output_path",
     "paired_augmentation",
     "variant_seed",

@@ -14,11 +14,10 @@ from EchoSynthLib.augmentation.labelmaps import (
     augment_many,
 )
 from EchoSynthLib.data.io import (
-    IMAGE_SUFFIXES,
     file_kind,
+    find_label_files,
     full_suffix,
     read_label_map,
-    readable_files,
     stem_of,
     write_label_map,
 )
@@ -27,26 +26,6 @@ from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 
 PathLike = str | os.PathLike
-
-
-def find_label_files(inputs: PathLike | Sequence[PathLike]) -> list[Path]:
-    """Label files named by ``inputs``: files as given, folders expanded to their supported files."""
-    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    files: list[Path] = []
-    for item in map(Path, items):
-        if item.is_dir():
-            found = readable_files(item)
-            if not found:
-                raise InputError(f"{item}: no label files (.seg.nrrd, {', '.join(IMAGE_SUFFIXES)}) in folder")
-            files.extend(found)
-        elif not item.exists():
-            raise InputError(f"{item}: no such file or folder")
-        else:
-            file_kind(item)
-            files.append(item)
-    if not files:
-        raise InputError("no label files given")
-    return files
 
 
 def output_path(path: PathLike, index: int, out_dir: PathLike, n: int) -> Path:

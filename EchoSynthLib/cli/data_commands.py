@@ -159,7 +159,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
 def _run_augment(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from EchoSynthLib.augmentation import augment_files, find_label_files
+    from EchoSynthLib.augmentation import augment_files
+    from EchoSynthLib.data.io import find_label_files
 
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")

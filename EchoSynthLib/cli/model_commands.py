@@ -117,7 +117,7 @@ def _run_synthesize(args: argparse.Namespace) -> None:
 
     from tqdm import tqdm
 
-    from EchoSynthLib.augmentation import find_label_files
+    from EchoSynthLib.data.io import find_label_files
     from EchoSynthLib.data.labels import schema_named
     from EchoSynthLib.sampling.files import synthesize_files
     from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator

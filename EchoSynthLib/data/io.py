@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,26 @@ def readable_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(
         p for p in Path(folder).iterdir() if p.is_file() and full_suffix(p) and not p.name.startswith(".")
     )
+
+
+def find_label_files(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """Label files named by ``inputs``: files as given, folders expanded to their supported files."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    files: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = readable_files(item)
+            if not found:
+                raise InputError(f"{item}: no label files (.seg.nrrd, {', '.join(IMAGE_SUFFIXES)}) in folder")
+            files.extend(found)
+        elif not item.exists():
+            raise InputError(f"{item}: no such file or folder")
+        else:
+            file_kind(item)
+            files.append(item)
+    if not files:
+        raise InputError("no label files given")
+    return files
 
 
 def with_data_files(*paths: Path) -> tuple[Path, ...]:

@@ -27,6 +27,9 @@ from EchoSynthLib.errors import EchoSynthError
 
 WORKER_MODULE = "EchoSynthLib.jobs.worker"
 _WINDOWS = sys.platform == "win32"
+# Windows process creation flags (subprocess defines them on Windows only).
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
 
 
 class JobFailed(EchoSynthError):
@@ -59,6 +62,16 @@ def child_environment(device: str = "auto", base: Mapping[str, str] | None = Non
     return env
 
 
+def popen_options(windows: bool = _WINDOWS) -> dict:
+    """How the worker is started: in a process group of its own (so cancel() can kill the whole tree) and,
+    on Windows, without a console window. PythonSlicer is a console program: started from the GUI it would
+    open one (slicer.util.launchConsoleProcess hides it the same way; that helper is not used because it
+    merges stderr into stdout and starts no process group)."""
+    if windows:
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
 def parse_event(line: str) -> JobEvent:
     """A worker's JSON line as an event; any other line is a 'log' event."""
     try:
@@ -87,7 +100,6 @@ class JobProcess:
         self._stderr: deque[str] = deque(maxlen=40)
         self._error: str | None = None
         command = [python or sys.executable, "-u", "-m", WORKER_MODULE, str(self.folder)]
-        options: dict = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if _WINDOWS else {}
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -97,8 +109,7 @@ class JobProcess:
             encoding="utf-8",
             errors="replace",
             env=child_environment(device, env),
-            start_new_session=not _WINDOWS,
-            **options,
+            **popen_options(),
         )
         self._readers = [
             threading.Thread(target=self._read_stdout, daemon=True),

@@ -10,8 +10,9 @@ import torch
 
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.settings import SettingsMixin, pick_device
+from EchoSynthLib.models.tasks import SEGMENTER_KIND
 
-KIND = "segmenter2d"
+KIND = SEGMENTER_KIND
 
 
 @dataclass(frozen=True)

@@ -125,12 +125,16 @@ def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) 
     if settings.generator == SIMULATOR:
         return SimulatorGenerator()
     from EchoSynthLib.diffusion.samplers import SAMPLERS
+    from EchoSynthLib.models.package import read_package_header
     from EchoSynthLib.models.registry import resolve_model
+    from EchoSynthLib.models.tasks import LABELS_TO_IMAGE, require_task
     from EchoSynthLib.sampling.synthesizer import Synthesizer
 
     if settings.sampler not in SAMPLERS:
         raise InputError(f"unknown sampler '{settings.sampler}' (known: {', '.join(SAMPLERS)})")
-    synthesizer = Synthesizer.load(resolve_model(settings.generator), settings.device, warn)
+    folder = resolve_model(settings.generator)
+    require_task(read_package_header(folder)["kind"], LABELS_TO_IMAGE, f"'{settings.generator}'")
+    synthesizer = Synthesizer.load(folder, settings.device, warn)
     if not 1 <= settings.steps <= synthesizer.diffusion.num_timesteps:
         raise InputError(f"steps must be in 1..{synthesizer.diffusion.num_timesteps}, got {settings.steps}")
     return DiffusionGenerator(

@@ -25,9 +25,10 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.sdm import SDMConfig, build_sdm
 from EchoSynthLib.models.settings import pick_device
+from EchoSynthLib.models.tasks import SDM_KIND
 from EchoSynthLib.preprocessing.resample import Grid, resample, target_grid
 
-KIND = "sdm2d"
+KIND = SDM_KIND
 
 
 def with_sector(labels: Volume) -> Volume:

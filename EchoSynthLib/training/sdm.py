@@ -23,6 +23,7 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.sdm import SDMConfig, build_sdm
 from EchoSynthLib.models.settings import pick_device
+from EchoSynthLib.models.tasks import SDM_KIND
 from EchoSynthLib.training.cards import model_card, training_provenance
 from EchoSynthLib.training.runs import (
     StepTrainer,
@@ -31,7 +32,7 @@ from EchoSynthLib.training.runs import (
     step_generator,
 )
 
-KIND = "sdm2d"
+KIND = SDM_KIND
 # Settings a resumed run may change; everything else must match the run's config.json.
 RESUMABLE_CHANGES = {"max_steps", "log_every", "val_every", "sample_every", "checkpoint_every", "workers"}
 VAL_CASES = 32

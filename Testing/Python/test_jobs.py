@@ -15,7 +15,15 @@ from EchoSynthLib.data.io import read_image, write_label_map
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.jobs.process import JobFailed, JobProcess, child_environment, library_root, parse_event
+from EchoSynthLib.jobs.process import (
+    CREATE_NO_WINDOW,
+    JobFailed,
+    JobProcess,
+    child_environment,
+    library_root,
+    parse_event,
+    popen_options,
+)
 from EchoSynthLib.jobs.spec import OUTPUT_DIR, RESULT_FILE, JobSpec, read_result
 from EchoSynthLib.jobs.worker import main as worker_main
 from EchoSynthLib.models.settings import pick_device
@@ -97,6 +105,12 @@ def test_child_environment_and_event_parsing():
     assert "CUDA_VISIBLE_DEVICES" not in child_environment("auto", {})
     assert parse_event('{"event": "progress", "fraction": 0.5, "message": "a"}').fraction == 0.5
     assert parse_event("plain text\n").kind == "log"
+
+
+def test_the_worker_gets_its_own_process_group_and_no_console_window():
+    assert popen_options(windows=False) == {"start_new_session": True}
+    flags = popen_options(windows=True)["creationflags"]
+    assert flags & CREATE_NO_WINDOW and flags & 0x00000200  # CREATE_NEW_PROCESS_GROUP, for taskkill /T
 
 
 def test_a_gpu_asked_for_without_one_falls_back_with_a_warning():

@@ -206,20 +206,31 @@ def test_worker_errors_reach_the_caller(scene, phantom):
     assert node_ids(scene) == before
 
 
-def test_the_generator_list_offers_the_simulator_then_installed_models(tmp_path, monkeypatch):
+def test_the_generator_list_offers_only_models_that_make_images(tmp_path, monkeypatch):
     import torch
 
+    from EchoSynthLib.errors import InputError
     from EchoSynthLib.models.package import save_package
     from EchoSynthLib.models.registry import BUNDLED_ENV, CACHE_ENV
-    from EchoSynthScene.models import generator_choices
+    from EchoSynthLib.models.tasks import SEGMENTER_KIND
+    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthScene.models import checked_model_folder, generator_choices
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(BUNDLED_ENV, str(tmp_path / "bundled"))
     save_package(tmp_path / "cache" / "tiny", "sdm2d", {"version": "0.1"}, {"w": torch.zeros(2)}, "card")
+    segmenter = tmp_path / "bundled" / "camus-segmenter"
+    save_package(segmenter, SEGMENTER_KIND, {"version": "1"}, {"w": torch.zeros(2)}, "card")
     (tmp_path / "cache" / "not-a-model").mkdir()
     choices = generator_choices()
     assert [c.spec for c in choices] == ["simulator", str(tmp_path / "cache" / "tiny")]
     assert choices[1].label.startswith("tiny 0.1 (cache, sdm2d)")
+    # Picked by hand ("Use a model folder...") or named in a job, a segmenter is refused before any work.
+    with pytest.raises(InputError, match=r"segmenter2d.*cannot be used for label map -> image"):
+        checked_model_folder(segmenter)
+    with pytest.raises(InputError, match="cannot be used for label map -> image"):
+        open_generator(GeneratorSettings("camus-segmenter"))
+    assert checked_model_folder(tmp_path / "cache" / "tiny") == str(tmp_path / "cache" / "tiny")
 
 
 def test_generate_says_what_is_missing(scene, phantom):

@@ -5,9 +5,11 @@ Runs both ways, with the same arguments as ``echosynth synthesize``:
     Slicer --no-main-window --python-script batch_synthesize.py --model simulator --labels maps/ --out out/
     python batch_synthesize.py --model simulator --labels maps/ --out out/ --n 4
 
-Inside Slicer, missing Python packages are installed first (no questions asked); with plain Python the
-``echosynth`` package must be installed (``pip install -e .`` in the EchoSynth checkout). The exit status is
-0 on success and 2 on bad input, with one line naming the problem; nothing partial is written.
+Inside Slicer, the Python packages this run needs are installed first (no questions asked; the simulator
+needs only tqdm for the progress bar, augmented anatomy adds torch and MONAI, a model everything); with
+plain Python the ``echosynth`` package must be installed (``pip install -e .`` in the EchoSynth checkout).
+The exit status is 0 on success and 2 on bad input or a failed install, with one line naming the problem;
+nothing partial is written.
 """
 
 import sys
@@ -20,13 +22,20 @@ def _in_slicer() -> bool:
 
 def run(argv: list[str]) -> int:
     """``echosynth synthesize`` with ``argv``; its exit status."""
-    if _in_slicer():
-        from EchoSynthScene import dependencies
+    from EchoSynthLib.cli.main import build_parser, main
 
-        if not dependencies.ensure(ask=False):
-            print("batch_synthesize: error: EchoSynth's dependencies could not be installed", file=sys.stderr)
+    if _in_slicer():
+        from EchoSynthScene.dependencies import DependencyError, ensure, needs_for
+
+        try:
+            args = build_parser().parse_args(["synthesize", *argv])
+        except SystemExit as stop:  # argparse has printed the usage error
+            return int(stop.code or 0)
+        try:
+            ensure(needs_for(args.model, args.augment, extra=("tqdm",)), ask=False)
+        except DependencyError as error:
+            print(f"batch_synthesize: error: {error}", file=sys.stderr)
             return 2
-    from EchoSynthLib.cli.main import main
 
     return main(["synthesize", *argv])
 
