@@ -16,12 +16,16 @@ import numpy as np
 from scipy import ndimage
 
 from EchoSynthLib.anatomy.parameters import PHASES, HeartParameters, sample_heart
+from EchoSynthLib.checks import check_memory, check_number, check_seed
 from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.data.sector import SectorGeometry
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 
 MAX_DRAWS = 200
+
+# Peak memory of rendering a phantom (measured: about 90 bytes per voxel in 2D and 3D).
+PHANTOM_BYTES_PER_VOXEL = 100
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class PhantomGrid:
     def for_view(cls, view: str, size: int | None = None, **overrides: float) -> PhantomGrid:
         """Default grid for a view: 256x256 for 2D, 128^3 for 3D (``size`` sets every side)."""
         dims = 3 if view.upper() == "3D" else 2
-        side = size or (128 if dims == 3 else 256)
+        side = size if size is not None else (128 if dims == 3 else 256)
         if dims == 3:
             return cls(
                 size=(side,) * 3,
@@ -55,6 +59,9 @@ class PhantomGrid:
         """An empty label volume with isotropic spacing fitting the sector, apex at (0, 0, 0) mm."""
         if len(self.size) not in (2, 3) or min(self.size) < 8:
             raise InputError(f"phantom grid size must be 2 or 3 numbers of at least 8, got {self.size}")
+        check_memory(PHANTOM_BYTES_PER_VOXEL * math.prod(self.size), f"a phantom of {self.size} voxels")
+        for name in ("angle_deg", "elevation_angle_deg", "depth_mm"):
+            check_number(getattr(self, name), f"phantom {name}")
         if not 10.0 <= self.angle_deg <= 120.0 or not 10.0 <= self.elevation_angle_deg <= 120.0:
             raise InputError("sector angles must lie between 10 and 120 degrees")
         if not 20.0 <= self.depth_mm <= 400.0:
@@ -106,6 +113,7 @@ def phantom_label_map(
     grid = grid or PhantomGrid.for_view(view)
     if (len(grid.size) == 3) != (view == "3D"):
         raise InputError(f"view {view} needs a {'3D' if view == '3D' else '2D'} grid, got size {grid.size}")
+    seed = check_seed(seed)
     empty, sector = grid.volume_and_sector()
     rng = np.random.default_rng(seed)
     for _ in range(MAX_DRAWS):

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from EchoSynthLib.augmentation.labelmaps import (
-    LabelMapAugmentation,
-    augment_many,
-)
+from EchoSynthLib.augmentation.labelmaps import LabelMapAugmentation, augment_label_map, variant_seed
+from EchoSynthLib.checks import check_outputs, check_seed
+from EchoSynthLib.data.atomic import staged_files
 from EchoSynthLib.data.io import (
     file_kind,
     find_label_files,
@@ -68,8 +67,7 @@ def augment_files(
     """
     if n < 1:
         raise InputError(f"the number of variants (--n) must be at least 1, got {n}")
-    if seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed}")
+    check_seed(seed)
     schema = schema_named(schema) if isinstance(schema, str) else schema
     files = find_label_files(inputs)
     outputs = {path: [output_path(path, i, out_dir, n) for i in range(n)] for path in files}
@@ -78,12 +76,15 @@ def augment_files(
         raise InputError("two inputs have the same file name; their outputs would overwrite each other")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
+    check_outputs(planned, files)
     maps = {path: _read_checked(path, schema) for path in files}
-    written = []
-    for path, labels in maps.items():
-        variants = augment_many(labels, n, file_seed(seed, path), settings or LabelMapAugmentation())
-        for variant, target in zip(variants, outputs[path], strict=True):
-            written.append(write_label_map(variant, target))
-            if progress is not None:
-                progress(target)
-    return written
+    settings = settings or LabelMapAugmentation()
+    with staged_files(out_dir) as staged:
+        for path, labels in maps.items():
+            base = file_seed(seed, path)
+            for index, target in enumerate(outputs[path]):  # one variant in memory at a time
+                variant = augment_label_map(labels, variant_seed(base, index), settings)
+                write_label_map(variant, staged.path(target.name))
+                if progress is not None:
+                    progress(target)
+    return planned

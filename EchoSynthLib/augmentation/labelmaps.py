@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from monai.transforms import Rand2DElastic, Rand3DElastic
 
+from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.labels import HEART, Structure, require_heart
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
@@ -124,12 +125,6 @@ def _retry_seed(seed: int, attempt: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(attempt,)).generate_state(1)[0])
 
 
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
 def augment_label_map(
     labels: Volume, seed: int, settings: LabelMapAugmentation = LabelMapAugmentation()
 ) -> Volume:
@@ -138,7 +133,7 @@ def augment_label_map(
     The same seed gives the same map. If a heart structure vanishes, the warp is redrawn with seeds
     derived from ``seed`` (up to 10 tries) before an InputError.
     """
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     values = require_heart(labels.array)
     heart = {s.label for s in HEART} & {int(v) for v in values}
     original = labels.array.astype(np.uint8)
@@ -154,7 +149,7 @@ def augment_label_map(
 
 def variant_seed(seed: int, index: int) -> int:
     """The seed of variant ``index`` of ``augment_many(..., seed)``."""
-    return int(np.random.SeedSequence([_check_seed(seed), index]).generate_state(1)[0])
+    return int(np.random.SeedSequence([check_seed(seed), index]).generate_state(1)[0])
 
 
 def augment_many(

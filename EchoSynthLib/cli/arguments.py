@@ -3,8 +3,63 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import NoReturn
 
+from EchoSynthLib.checks import check_count, check_number, check_seed
 from EchoSynthLib.errors import InputError
+
+EXIT_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with usage errors as one line naming the problem (and where the help is), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+
+
+def _checked(check, *args, **kwargs):
+    try:
+        return check(*args, **kwargs)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def seed_argument(text: str) -> int:
+    """A --seed value: an integer in 0 .. 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed must be an integer, got '{text}'") from None
+    return _checked(check_seed, value)
+
+
+def count_argument(minimum: int = 1):
+    """An integer-option parser that accepts ``minimum`` or more."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        return _checked(check_count, value, "the value", minimum)
+
+    return parse
+
+
+def number_argument(minimum: float | None = None, above: float | None = None):
+    """A float-option parser that accepts finite numbers (at least ``minimum``, above ``above``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+        return _checked(check_number, value, "the value", minimum=minimum, above=above)
+
+    return parse
 
 
 def parse_pairs(pairs: list[str], flag: str, kind: type = float) -> list[tuple[str, float]]:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from EchoSynthLib.cli.arguments import parse_numbers, parse_pairs, parse_size
+from EchoSynthLib.cli.arguments import count_argument, parse_numbers, parse_pairs, parse_size, seed_argument
 from EchoSynthLib.errors import InputError
 
 
@@ -48,7 +48,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         metavar="TRAIN,VAL,TEST",
         help="split fractions for patients without a dataset split (default 0.8,0.1,0.1)",
     )
-    prepare.add_argument("--seed", type=int, default=0, help="seed of the patient shuffle")
+    prepare.add_argument("--seed", type=seed_argument, default=0, help="seed of the patient shuffle")
     prepare.add_argument("--strict", action="store_true", help="stop at the first unusable case")
     prepare.add_argument("--half-sequences", action="store_true", help="camus: add every half-sequence frame")
     prepare.add_argument(
@@ -69,9 +69,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "nearest neighbour, clipped to the original sector.",
     )
     augment.add_argument("labels", type=Path, nargs="+", help="label files and/or folders of label files")
-    augment.add_argument("--n", type=int, default=5, help="variants per label map (default 5)")
+    augment.add_argument("--n", type=count_argument(1), default=5, help="variants per label map (default 5)")
     augment.add_argument("--out", required=True, type=Path, help="output folder")
-    augment.add_argument("--seed", type=int, default=0)
+    augment.add_argument("--seed", type=seed_argument, default=0)
     augment.add_argument("--schema", default="echosynth", help="label values of label images")
     augment.set_defaults(run=_run_augment)
 

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from EchoSynthLib.cli import data_commands, model_commands, models_commands, simulate_commands
+from EchoSynthLib.cli.arguments import OneLineParser
 from EchoSynthLib.errors import EchoSynthError
 
 EXIT_ERROR = 2
@@ -18,7 +19,7 @@ EXIT_ERROR = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="echosynth", description="Labelled synthetic echocardiography from label maps."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -30,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already printed as one line
+        return int(stop.code or 0)
     try:
         args.run(args)
     except EchoSynthError as error:

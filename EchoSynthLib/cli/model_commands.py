@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from EchoSynthLib.cli.arguments import settings_from
+from EchoSynthLib.cli.arguments import count_argument, number_argument, seed_argument, settings_from
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -44,18 +44,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     synthesize.add_argument("--labels", required=True, type=Path, nargs="+", help="label files or folders")
     synthesize.add_argument("--out", required=True, type=Path, help="output folder")
-    synthesize.add_argument("--n", type=int, default=1, help="images per label map (default 1)")
-    synthesize.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    synthesize.add_argument("--n", type=count_argument(1), default=1, help="images per label map (default 1)")
+    synthesize.add_argument("--steps", type=count_argument(1), default=25, help="sampling steps (default 25)")
     synthesize.add_argument("--sampler", default="dpm++sde", choices=["dpm++sde", "dpm++", "ddim", "ddpm"])
-    synthesize.add_argument("--seed", type=int, default=0, help="image k of a map uses seed + k")
+    synthesize.add_argument("--seed", type=seed_argument, default=0, help="image k of a map uses seed + k")
     synthesize.add_argument(
-        "--augment", type=int, default=0, metavar="N", help="also N new anatomies per map"
+        "--augment", type=count_argument(0), default=0, metavar="N", help="also N new anatomies per map"
     )
-    synthesize.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    synthesize.add_argument(
+        "--guidance", type=number_argument(minimum=0.0), default=1.0, help="classifier-free guidance scale"
+    )
     synthesize.add_argument(
         "--plane", default="ij", choices=["ij", "kj"], help="plane of a 3D map for a 2D model (default ij)"
     )
-    synthesize.add_argument("--slice", type=int, help="slice index across that plane (default: middle)")
+    synthesize.add_argument(
+        "--slice", type=count_argument(0), help="slice index across that plane (default: middle)"
+    )
     synthesize.add_argument("--schema", default="echosynth", help="label values of label images")
     synthesize.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda:N")
     synthesize.set_defaults(run=_run_synthesize)
@@ -73,9 +77,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("--split", default="val")
     validate.add_argument("--sampler", default="dpm++sde", choices=["dpm++sde", "dpm++", "ddim", "ddpm"])
-    validate.add_argument("--steps", type=int, default=25)
-    validate.add_argument("--cases", type=int, help="at most this many label maps")
-    validate.add_argument("--seed", type=int, default=0)
+    validate.add_argument("--steps", type=count_argument(1), default=25)
+    validate.add_argument("--cases", type=count_argument(1), help="at most this many label maps")
+    validate.add_argument("--seed", type=seed_argument, default=0)
     validate.add_argument("--device", default="auto")
     validate.add_argument("--out", type=Path, help="also write the report as JSON here")
     validate.set_defaults(run=_run_validate)

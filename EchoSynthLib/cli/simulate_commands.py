@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from EchoSynthLib.cli.arguments import parse_settings
+from EchoSynthLib.cli.arguments import count_argument, number_argument, parse_settings, seed_argument
 from EchoSynthLib.errors import InputError
 
 
@@ -18,10 +18,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     phantom.add_argument("--view", default="4CH", choices=["4CH", "2CH", "3D"], type=str.upper)
     phantom.add_argument("--phase", default="ED", choices=["ED", "ES"], type=str.upper)
-    phantom.add_argument("--seed", type=int, default=0)
-    phantom.add_argument("--size", type=int, help="grid side in voxels (default 256 for 2D, 128 for 3D)")
-    phantom.add_argument("--depth", type=float, help="sector depth in mm (default 150 for 2D, 140 for 3D)")
-    phantom.add_argument("--angle", type=float, help="sector opening angle in degrees (default 75 / 70)")
+    phantom.add_argument("--seed", type=seed_argument, default=0)
+    phantom.add_argument(
+        "--size", type=count_argument(8), help="grid side in voxels (default 256 for 2D, 128 for 3D)"
+    )
+    phantom.add_argument(
+        "--depth", type=number_argument(above=0.0), help="sector depth in mm (default 150 for 2D, 140 for 3D)"
+    )
+    phantom.add_argument(
+        "--angle", type=number_argument(above=0.0), help="sector opening angle in degrees (default 75 / 70)"
+    )
     phantom.add_argument(
         "--set",
         action="append",
@@ -41,17 +47,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     simulate.add_argument("labels", type=Path, help="label map (.seg.nrrd, .nii.gz, .nrrd, .mha, .mhd, .png)")
     simulate.add_argument("--out", required=True, type=Path, help="output image file")
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--n", type=int, default=1, help="number of images (seeds seed..seed+n-1)")
+    simulate.add_argument("--seed", type=seed_argument, default=0)
+    simulate.add_argument(
+        "--n", type=count_argument(1), default=1, help="number of images (seeds seed..seed+n-1)"
+    )
     simulate.add_argument(
         "--schema",
         default="echosynth",
         help="label values of a label image: echosynth, camus, mitea, echonet, echo-from-noise",
     )
     simulate.add_argument("--no-tgc", action="store_true", help="do not compensate attenuation with depth")
-    simulate.add_argument("--dynamic-range", type=float, default=None, metavar="DB")
-    simulate.add_argument("--gain", type=float, default=None, metavar="DB")
-    simulate.add_argument("--frequency", type=float, default=None, metavar="MHZ")
+    simulate.add_argument("--dynamic-range", type=number_argument(above=0.0), default=None, metavar="DB")
+    simulate.add_argument("--gain", type=number_argument(), default=None, metavar="DB")
+    simulate.add_argument("--frequency", type=number_argument(above=0.0), default=None, metavar="MHZ")
     simulate.set_defaults(run=_run_simulate)
 
     info = commands.add_parser(
@@ -69,7 +77,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         description="Write phantom label maps, simulated images and a montage.",
     )
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=seed_argument, default=0)
     demo.set_defaults(run=_run_demo)
 
 
@@ -87,13 +95,13 @@ def _run_phantom(args: argparse.Namespace) -> None:
     print(f"wrote {path} ({phantom.labels.describe_geometry()})")
 
 
-def _output_paths(out: Path, seeds: range) -> list[Path]:
-    if len(seeds) == 1:
-        return [out]
+def _output_path(out: Path, seed: int, n: int) -> Path:
+    """``out`` for one image; ``<stem>_s<seed><suffix>`` beside it for several."""
+    if n == 1:
+        return out
     name = out.name
     suffix = next((s for s in (".seg.nrrd", ".nii.gz") if name.lower().endswith(s)), out.suffix)
-    stem = name[: len(name) - len(suffix)]
-    return [out.with_name(f"{stem}_s{seed}{suffix}") for seed in seeds]
+    return out.with_name(f"{name[: len(name) - len(suffix)]}_s{seed}{suffix}")
 
 
 def _run_simulate(args: argparse.Namespace) -> None:
@@ -101,14 +109,15 @@ def _run_simulate(args: argparse.Namespace) -> None:
 
     from tqdm import tqdm
 
+    from EchoSynthLib.checks import check_outputs, check_seed
+    from EchoSynthLib.data.atomic import staged_files
     from EchoSynthLib.data.io import file_kind, read_label_map, write_image
     from EchoSynthLib.data.labels import schema_named
     from EchoSynthLib.simulation import SimulatorSettings, simulate_bmode
 
-    if args.n < 1:
-        raise InputError(f"--n must be at least 1, got {args.n}")
     if file_kind(args.out) != "image":
         raise InputError(f"{args.out}: simulated images are written as .nii.gz, .nrrd, .mha, .mhd or .png")
+    check_seed(args.seed, args.n, "--seed")
     settings = SimulatorSettings()
     changes = {
         "tgc": not args.no_tgc,
@@ -117,15 +126,16 @@ def _run_simulate(args: argparse.Namespace) -> None:
         "frequency_mhz": args.frequency,
     }
     settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
-    labels = read_label_map(args.labels, schema_named(args.schema))
     seeds = range(args.seed, args.seed + args.n)
-    images = [
-        simulate_bmode(labels, seed, settings)
-        for seed in tqdm(seeds, desc="simulate", unit="image", disable=len(seeds) == 1)
-    ]
-    for image, path in zip(images, _output_paths(args.out, seeds), strict=True):
-        write_image(image, path)
-        print(f"wrote {path}")
+    check_outputs((_output_path(args.out, seed, args.n) for seed in seeds), [args.labels])
+    labels = read_label_map(args.labels, schema_named(args.schema))
+    # Each image is written to the staging folder as soon as it is made; all appear together at the end.
+    with staged_files(args.out.parent) as staged:
+        for seed in tqdm(seeds, desc="simulate", unit="image", disable=args.n == 1):
+            image = simulate_bmode(labels, seed, settings)
+            write_image(image, staged.path(_output_path(args.out, seed, args.n).name))
+    first, last = _output_path(args.out, seeds[0], args.n), _output_path(args.out, seeds[-1], args.n)
+    print(f"wrote {first}" if args.n == 1 else f"wrote {args.n} images: {first} .. {last}")
 
 
 def _run_info(args: argparse.Namespace) -> None:

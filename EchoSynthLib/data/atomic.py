@@ -62,3 +62,43 @@ def staged_directory(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+class StagedFiles:
+    """Files written into a hidden staging folder inside ``directory`` that move in together on ``commit``.
+
+    Each file is written when it is made (memory stays flat however many there are); until ``commit``
+    nothing appears in ``directory``, so a failed or interrupted run leaves nothing there."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=self.directory))
+
+    def path(self, name: str) -> Path:
+        """Where to write the file that will be ``directory/name``."""
+        return self.staging / name
+
+    def final(self, path: Path) -> Path:
+        """The place a staged file will have after ``commit``."""
+        return self.directory / Path(path).relative_to(self.staging)
+
+    def commit(self) -> None:
+        """Move every staged file into ``directory`` (MetaImage ``.mhd`` headers after their data files)."""
+        for source in sorted(self.staging.iterdir(), key=lambda p: p.suffix.lower() == ".mhd"):
+            os.replace(source, self.directory / source.name)
+
+    def discard(self) -> None:
+        """Remove the staging folder and whatever is still in it."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+@contextmanager
+def staged_files(directory: str | os.PathLike) -> Iterator[StagedFiles]:
+    """A StagedFiles for ``directory``, committed when the block succeeds and removed in every case."""
+    staged = StagedFiles(directory)
+    try:
+        yield staged
+        staged.commit()
+    finally:
+        staged.discard()

@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from EchoSynthLib.data.atomic import write_atomically
+from EchoSynthLib.data.integrity import check_complete
 from EchoSynthLib.data.labels import (
     ECHOSYNTH,
     LabelSchema,
@@ -115,6 +116,7 @@ def read_image(path: str | os.PathLike) -> Volume:
     path = Path(path)
     file_kind(path)
     _require_file(path)
+    check_complete(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
@@ -127,6 +129,8 @@ def read_image(path: str | os.PathLike) -> Volume:
         )
     dimension = image.GetDimension()
     array = sitk.GetArrayFromImage(image)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise InputError(f"{path}: the image contains NaN or infinite values")
     if dimension == 2:
         direction2 = np.array(image.GetDirection()).reshape(2, 2)
         direction = np.eye(3)

@@ -37,6 +37,10 @@ class Volume:
         direction = tuple(float(d) for d in self.direction)
         if len(origin) != 3 or len(direction) != 9:
             raise InputError("origin needs 3 values and direction 9 (a row-major 3x3 matrix)")
+        if not all(np.isfinite(v) for v in origin + direction):
+            raise InputError(f"origin and direction must be finite numbers, got {origin} and {direction}")
+        if abs(np.linalg.det(np.reshape(direction, (3, 3)))) < 1e-6:
+            raise InputError(f"the direction matrix must be invertible (axes not parallel), got {direction}")
         object.__setattr__(self, "array", array)
         object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "origin", origin)
@@ -54,6 +58,21 @@ class Volume:
         if array2d.ndim != 2:
             raise InputError(f"expected a 2D array (rows, cols), got shape {array2d.shape}")
         return cls(array2d[np.newaxis], (*spacing, 1.0), (*origin, 0.0))
+
+    @classmethod
+    def of(cls, data: Volume | np.ndarray) -> Volume:
+        """A Volume as it is; a 2D (rows, cols) or 3D (k, j, i) array on a unit grid; booleans as 0/1."""
+        if isinstance(data, Volume):
+            return data
+        if not isinstance(data, np.ndarray):
+            raise InputError(f"expected a Volume or a numpy array, got {type(data).__name__}")
+        if data.dtype == bool:
+            data = data.astype(np.uint8)
+        if data.ndim == 2:
+            return cls.from_2d(data)
+        if data.ndim == 3:
+            return cls(data)
+        raise InputError(f"expected a 2D or 3D array, got shape {data.shape}")
 
     @property
     def is_2d(self) -> bool:

@@ -1,25 +1,28 @@
-"""Synthesizing for label files: read and check every input first, write everything at the end.
+"""Synthesizing for label files: plan every name and read and check every input first, then write.
 
-Outputs go to a staging folder beside ``out_dir`` and are moved in only when all are written, so a failed
-run leaves nothing behind. Names: ``<stem>_synth<NN>.<ext>`` (the input's image format; ``.nrrd`` for
-``.seg.nrrd`` inputs); with ``augment`` also ``<stem>_aug<KK><suffix>`` (new label maps, input format)
-and ``<stem>_aug<KK>_synth<NN>.<ext>``.
+Outputs are written, as they are made, to a staging folder inside ``out_dir`` and are moved in only when
+all are written, so a failed run leaves nothing behind and memory stays flat for any ``n``. Names:
+``<stem>_synth<NN>.<ext>`` (the input's image format; ``.nrrd`` for ``.seg.nrrd`` inputs); with
+``augment`` also ``<stem>_aug<KK><suffix>`` (new label maps, input format) and
+``<stem>_aug<KK>_synth<NN>.<ext>``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from EchoSynthLib.checks import check_outputs, check_seed
+from EchoSynthLib.data.atomic import staged_files
 from EchoSynthLib.data.io import file_kind, full_suffix, read_label_map, stem_of, write_image, write_label_map
 from EchoSynthLib.data.labels import LabelSchema
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.sampling.generators import Generator
+
+# Images generated (and held in memory) at a time, per label map.
+CHUNK = 8
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,42 @@ def read_checked_maps(generator: Generator, inputs: Sequence[Path], schema: Labe
     return maps
 
 
+def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, count) pairs covering 0 .. n - 1 in pieces of at most ``size``."""
+    for start in range(0, n, size):
+        yield start, min(size, n - start)
+
+
+def _reporter(
+    progress: Callable[[float, str], None] | None, offset: float, scale: float, total: int, name: str
+) -> Callable[[float], None] | None:
+    """A generator's progress(fraction) as the whole run's progress(fraction, name)."""
+    if progress is None:
+        return None
+    return lambda fraction: progress((offset + scale * fraction) / total, name)
+
+
+def planned_names(inputs: Sequence[Path], n: int, augment: int) -> dict[Path, list[tuple[str, list[str]]]]:
+    """Per input: (map name, image file names) for the input's own map and each augmented anatomy.
+
+    Two inputs whose outputs would share a name (``d1/x.nii.gz`` and ``d2/x.nii.gz``, ``a.seg.nrrd`` and
+    ``a.nrrd``) are an InputError naming both."""
+    plan: dict[Path, list[tuple[str, list[str]]]] = {}
+    owner: dict[str, Path] = {}
+    for path in inputs:
+        stem, suffix = stem_of(path), _image_suffix(path)
+        maps = [stem] + [f"{stem}_aug{index:02d}" for index in range(augment)]
+        entries = [(name, [f"{name}_synth{k:02d}{suffix}" for k in range(n)]) for name in maps]
+        for name in [f"{m}{full_suffix(path)}" for m in maps[1:]] + [f for _, fs in entries for f in fs]:
+            if name in owner and owner[name] != path:
+                raise InputError(
+                    f"{owner[name]} and {path} would both write {name}; rename one or synthesize them apart"
+                )
+            owner[name] = path
+        plan[Path(path)] = entries
+    return plan
+
+
 def synthesize_files(
     generator: Generator,
     inputs: Sequence[Path],
@@ -61,41 +100,39 @@ def synthesize_files(
 ) -> list[SynthesisOutput]:
     """Images (and, with ``augment``, new label maps and their images) for every input label file.
 
-    ``progress(fraction, name)`` follows the work done over all maps."""
+    Each image is written to a staging folder as soon as it is made (at most ``CHUNK`` images are held in
+    memory); everything moves into ``out_dir`` at the end. ``progress(fraction, name)`` follows the work
+    done over all maps."""
     if n < 1 or augment < 0:
         raise InputError(f"n must be at least 1 and augment at least 0, got {n} and {augment}")
+    check_seed(seed, n)
+    inputs = [Path(p) for p in inputs]
+    plan = planned_names(inputs, n, augment)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    finals = [out_dir / f for entries in plan.values() for _, files in entries for f in files]
+    check_outputs(finals, inputs)
     maps = read_checked_maps(generator, inputs, schema)
     if augment:
-        from EchoSynthLib.augmentation import augment_many
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".synthesize.", dir=out_dir))
+        from EchoSynthLib.augmentation import augment_label_map, variant_seed
     outputs: list[SynthesisOutput] = []
     total = len(maps) * (1 + augment)
-    try:
+    with staged_files(out_dir) as staged:
         for path, labels in zip(inputs, maps, strict=True):
-            stem, suffix = stem_of(path), _image_suffix(path)
-            jobs: list[tuple[str, Volume, Path | None]] = [(stem, labels, None)]
-            for index, variant in enumerate(augment_many(labels, augment, seed) if augment else []):
-                name = f"{stem}_aug{index:02d}"
-                written = write_label_map(variant, staging / f"{name}{full_suffix(path)}")
-                jobs.append((name, variant, out_dir / written.name))
-            for name, label_map, written_labels in jobs:
+            for index, (name, files) in enumerate(plan[path]):
+                written_labels = None
+                label_map = labels
+                if index > 0:
+                    label_map = augment_label_map(labels, variant_seed(seed, index - 1))
+                    written = write_label_map(label_map, staged.path(f"{name}{full_suffix(path)}"))
+                    written_labels = staged.final(written)
                 done = len(outputs)
-
-                def advance(fraction: float, done: int = done, name: str = name) -> None:
-                    if progress is not None:
-                        progress((done + fraction) / total, name)
-
-                images = generator.generate(label_map, n, seed, advance)
-                paths = tuple(
-                    out_dir / write_image(image, staging / f"{name}_synth{index:02d}{suffix}").name
-                    for index, image in enumerate(images)
-                )
-                outputs.append(SynthesisOutput(Path(path), name, paths, written_labels))
-        # Every staged file moves, .mhd headers last (their data files must be there first).
-        for source in sorted(staging.iterdir(), key=lambda p: p.suffix.lower() == ".mhd"):
-            os.replace(source, out_dir / source.name)
-        return outputs
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+                images: list[Path] = []
+                for start, count in _chunks(n, CHUNK):
+                    advance = _reporter(progress, done + start / n, count / n, total, name)
+                    for k, image in enumerate(generator.generate(label_map, count, seed + start, advance)):
+                        written = write_image(image, staged.path(files[start + k]))
+                        images.append(staged.final(written))
+                outputs.append(SynthesisOutput(path, name, tuple(images), written_labels))
+    return outputs

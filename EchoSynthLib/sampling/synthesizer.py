@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from EchoSynthLib.checks import check_number, check_seed
 from EchoSynthLib.data.labels import Structure, require_heart
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.sector import SectorGeometry
@@ -101,10 +102,11 @@ class Synthesizer:
 
         A 3D map gives images of one plane (``plane``, ``slice_index``: see ``data.planes``);
         ``progress(done, total)`` counts sampler steps over all batches."""
-        if isinstance(labels, np.ndarray):
-            labels = Volume.from_2d(labels) if labels.ndim == 2 else Volume(labels)
+        labels = Volume.of(labels)
         if n < 1 or batch_size < 1:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
+        check_seed(seed, n)
+        check_number(guidance_scale, "guidance scale", minimum=0.0)
         if device is not None:
             self.to(device)
         target = with_sector(slice_of(labels, slice_index, plane))
