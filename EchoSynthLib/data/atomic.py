@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -41,11 +42,35 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> 
     return path
 
 
+def recover_directory(target: str | os.PathLike) -> None:
+    """Clean up after a ``staged_directory`` that was killed: if ``target`` is missing because the kill came
+    between its two renames, the retired complete copy (``.<name>.*.old/<name>``) is put back; staging
+    (``.tmp``) and retired (``.old``) folders of earlier kills are removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    pattern = f".{glob.escape(target.name)}.*"
+    leftovers = [p for p in target.parent.glob(pattern) if p.is_dir() and p.suffix in (".tmp", ".old")]
+    if not target.exists():
+        for retired in sorted(
+            (p for p in leftovers if p.suffix == ".old"), key=os.path.getmtime, reverse=True
+        ):
+            if (retired / target.name).is_dir():
+                os.replace(retired / target.name, target)
+                break
+    for leftover in leftovers:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 @contextmanager
 def staged_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty staging folder; on success it replaces ``target`` whole, on error it is removed."""
+    """Yield an empty staging folder; on success it replaces ``target`` whole, on error it is removed.
+
+    The replacement is two renames (target away, staging in); ``recover_directory`` (run first here)
+    undoes what a kill between them leaves."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield staging

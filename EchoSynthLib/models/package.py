@@ -39,9 +39,10 @@ def save_package(
     folder = Path(folder)
     with staged_directory(folder) as staging:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-        save_file(
-            tensors, str(staging / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION), "kind": kind}
-        )
+        # One metadata entry: safetensors writes several in a random order, and a package's SHA-256 must
+        # depend on its content only.
+        header = json.dumps({"format_version": FORMAT_VERSION, "kind": kind}, sort_keys=True)
+        save_file(tensors, str(staging / WEIGHTS), metadata={"echosynth": header})
         document = {"format_version": FORMAT_VERSION, "kind": kind, **config, PROVENANCE: provenance or {}}
         (staging / CONFIG).write_text(json.dumps(document, indent=1))
         (staging / CARD).write_text(card)

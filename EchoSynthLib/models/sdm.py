@@ -8,8 +8,9 @@ learned-variance interpolation). MONAI's ``SPADEDiffusionModelUNet`` is exactly 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from EchoSynthLib.checks import SEED_MAX
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.settings import SettingsMixin
 
@@ -73,7 +74,38 @@ class SDMConfig(SettingsMixin):
     sample_steps: int = 25
     classes: dict[str, str] = field(default_factory=dict)  # class value -> structure name, from the cache
 
+    LIMITS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+        "image_size": (8, None),
+        "label_channels": (1, None),
+        "channels": (1, None),
+        "num_res_blocks": (1, None),
+        "num_head_channels": (1, None),
+        "spade_channels": (1, None),
+        "norm_groups": (1, None),
+        "timesteps": (2, 100_000),
+        "vlb_weight": (0.0, None),
+        "batch_size": (1, None),
+        "learning_rate": (1e-12, 10.0),
+        "weight_decay": (0.0, None),
+        "grad_clip": (1e-12, None),
+        "ema_decay": (0.0, 1.0),
+        "max_steps": (1, None),
+        "flip_prob": (0.0, 1.0),
+        "label_dropout": (0.0, 0.999),
+        "seed": (0, SEED_MAX),
+        "log_every": (1, None),
+        "val_every": (1, None),
+        "sample_every": (1, None),
+        "checkpoint_every": (1, None),
+        "sample_steps": (1, None),
+    }
+
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sample_steps > self.timesteps:
+            raise InputError(
+                f"setting sample_steps ({self.sample_steps}) must be at most timesteps ({self.timesteps})"
+            )
         if len(self.channels) != len(self.attention_levels):
             raise InputError("channels and attention_levels need one entry per resolution level")
         if any(c % self.norm_groups for c in self.channels):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from EchoSynthLib.checks import SEED_MAX
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.settings import SettingsMixin, pick_device
 from EchoSynthLib.models.tasks import SEGMENTER_KIND
@@ -18,6 +20,18 @@ KIND = SEGMENTER_KIND
 @dataclass(frozen=True)
 class SegmenterConfig(SettingsMixin):
     """Network and training settings (saved with the run and the model)."""
+
+    LIMITS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+        "channels": (1, None),
+        "strides": (1, None),
+        "batch_size": (1, None),
+        "learning_rate": (1e-12, 10.0),
+        "max_steps": (1, None),
+        "seed": (0, SEED_MAX),
+        "log_every": (1, None),
+        "val_every": (1, None),
+        "checkpoint_every": (1, None),
+    }
 
     channels: tuple[int, ...] = (16, 32, 64, 128)
     strides: tuple[int, ...] = (2, 2, 2)

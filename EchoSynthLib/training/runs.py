@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from EchoSynthLib.data.atomic import staged_directory, write_atomically
+from EchoSynthLib.data.atomic import recover_directory, staged_directory, write_atomically
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.settings import Settings
 
@@ -46,12 +46,21 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 def run_settings(run: Path, settings: Settings, resumable: set[str]) -> Settings:
-    """The run's settings: written on the first start; on a resume only ``resumable`` keys may differ."""
+    """The run's settings, checked against its ``config.json`` if the run was started before (only
+    ``resumable`` keys may differ). Nothing is written here: ``save_run_settings`` does that once the
+    trainer has checked the data and built everything, so a failed start leaves no run folder behind."""
     path = run / "config.json"
     if not path.is_file():
-        write_atomically(path, lambda tmp: tmp.write_text(json.dumps(settings.as_dict(), indent=1)))
         return settings
-    saved = type(settings).from_dict(json.loads(path.read_text())).as_dict()
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(
+            f"{path}: cannot be read ({error}); fix it or start a new run with another --out"
+        ) from None
+    if not isinstance(document, dict):
+        raise InputError(f"{path}: not a settings file; fix it or start a new run with another --out")
+    saved = type(settings).from_dict(document).as_dict()
     mine = settings.as_dict()
     changed = sorted(k for k in mine if mine[k] != saved[k] and k not in resumable)
     if changed:
@@ -60,9 +69,15 @@ def run_settings(run: Path, settings: Settings, resumable: set[str]) -> Settings
             + ", ".join(f"{k}: {saved[k]} -> {mine[k]}" for k in changed)
             + "); resume with the same settings or use a new --out"
         )
-    if mine != saved:
-        write_atomically(path, lambda tmp: tmp.write_text(json.dumps(mine, indent=1)))
     return settings
+
+
+def save_run_settings(run: Path, settings: Settings) -> None:
+    """Write (or update) the run's ``config.json``; creates the run folder."""
+    path = run / "config.json"
+    text = json.dumps(settings.as_dict(), indent=1)
+    if not path.is_file() or path.read_text() != text:
+        write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def save_checkpoint(run: Path, step: int, networks: dict[str, torch.nn.Module], optimizer) -> None:
@@ -87,12 +102,18 @@ def load_checkpoint(run: Path, networks: dict[str, torch.nn.Module], optimizer, 
             network.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)))
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device, weights_only=True))
         return int(json.loads((folder / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        raise InputError(f"{folder}: checkpoint cannot be restored ({str(error).splitlines()[0]})") from None
+    except Exception as error:  # safetensors, torch.load and JSON raise many types for damaged files
+        first = (str(error).splitlines() or [type(error).__name__])[0]
+        raise InputError(
+            f"{folder}: checkpoint cannot be restored ({type(error).__name__}: {first}); delete the "
+            "checkpoint folder to start again from step 0, or use another --out"
+        ) from None
 
 
 def has_checkpoint(run: Path) -> bool:
-    """True if the run folder holds a checkpoint to resume from."""
+    """True if the run folder holds a checkpoint to resume from (after recovering one that a kill left
+    in the middle of its replacement)."""
+    recover_directory(run / "checkpoint")
     return (run / "checkpoint" / "state.json").is_file()
 
 
@@ -191,5 +212,6 @@ class StepTrainer:
             self.periodic(state.step, stop)
             state.model.train()
         if state.step >= stop:
+            self.periodic(state.step, stop)  # a run killed after its last checkpoint still gets its grid
             self.export()
         return state.step

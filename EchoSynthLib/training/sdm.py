@@ -29,6 +29,7 @@ from EchoSynthLib.training.runs import (
     StepTrainer,
     TrainState,
     run_settings,
+    save_run_settings,
     step_generator,
 )
 
@@ -87,14 +88,14 @@ class SDMTrainer(StepTrainer):
         if "sector" not in classes.values():
             raise InputError(f"{data}: the cache has no sector class (prepare with --layout echosynth)")
         config = config.with_overrides({"label_channels": len(classes), "classes": classes})
-        self.run.mkdir(parents=True, exist_ok=True)
-        self.config = run_settings(self.run, config, RESUMABLE_CHANGES)
         self.device = pick_device(device)
+        self.config = run_settings(self.run, config, RESUMABLE_CHANGES)
         self.diffusion = GaussianDiffusion(self.config.timesteps, self.config.schedule)
         self.train_set = CachedPairs(self.cache, "train", one_hot=True)
         self.val_set = CachedPairs(self.cache, "val", one_hot=True) if self.cache.cases("val") else None
         self.state = _new_state(self.config, self.device)
         self.resume()
+        save_run_settings(self.run, self.config)  # everything checked: the run folder may appear
 
     def _loss(
         self,
@@ -194,5 +195,6 @@ class SDMTrainer(StepTrainer):
 
     def periodic(self, step: int, stop: int) -> None:
         """A sample grid every ``sample_every`` steps and at the end."""
-        if step % self.config.sample_every == 0 or step == stop:
-            self.sample_grid(self.run / "samples" / f"step_{step:06d}.png")
+        path = self.run / "samples" / f"step_{step:06d}.png"
+        if (step % self.config.sample_every == 0 or step == stop) and not path.is_file():
+            self.sample_grid(path)

@@ -19,7 +19,7 @@ from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.segmenter import KIND, SegmenterConfig, build_segmenter
 from EchoSynthLib.models.settings import pick_device
 from EchoSynthLib.training.cards import model_card, training_provenance
-from EchoSynthLib.training.runs import StepTrainer, TrainState, run_settings
+from EchoSynthLib.training.runs import StepTrainer, TrainState, run_settings, save_run_settings
 
 RESUMABLE_CHANGES = {"max_steps", "log_every", "val_every", "checkpoint_every", "workers"}
 
@@ -38,10 +38,9 @@ class SegmenterTrainer(StepTrainer):
         if self.cache.manifest.get("spatial_dims") != 2:
             raise InputError(f"{data}: the segmenter trains on 2D caches")
         self.run = Path(run)
-        self.run.mkdir(parents=True, exist_ok=True)
         config = config.with_overrides({"classes": self.cache.manifest["classes"]})
-        self.config = run_settings(self.run, config, RESUMABLE_CHANGES)
         self.device = pick_device(device)
+        self.config = run_settings(self.run, config, RESUMABLE_CHANGES)
         self.train_set = CachedPairs(self.cache, "train")
         self.val_set = CachedPairs(self.cache, "val") if self.cache.cases("val") else None
         self.values = sorted(int(v) for v in self.config.classes)
@@ -52,6 +51,7 @@ class SegmenterTrainer(StepTrainer):
         self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self.augment = paired_augmentation(spatial_dims=2) if self.config.augment else None
         self.resume()
+        save_run_settings(self.run, self.config)  # everything checked: the run folder may appear
 
     def _targets(self, labels: torch.Tensor) -> torch.Tensor:
         """Cache values -> class indices 0..C-1 (the U-Net's channels)."""
