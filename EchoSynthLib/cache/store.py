@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from EchoSynthLib import __version__
+from EchoSynthLib.checks import check_memory, check_outside
 from EchoSynthLib.data.atomic import staged_directory
 from EchoSynthLib.data.cases import SPLITS, Scan, Skipped
 from EchoSynthLib.errors import InputError
@@ -30,6 +32,8 @@ from EchoSynthLib.preprocessing.splits import assign_splits
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _HASH_CHUNK = 1 << 20
+# Peak memory per voxel of the target grid while one case is prepared (float images, resampling, labels).
+PREPARE_BYTES_PER_VOXEL = 64
 # Keys that identify what a cache was built from; a rerun with the same values is a no-op.
 _IDENTITY_KEYS = ("format_version", "dataset", "root", "options", "settings", "use_dataset_splits", "sources")
 
@@ -112,6 +116,10 @@ def build_cache(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
+    check_outside(out, scan.root, "the dataset folder")  # nothing is ever written inside ROOT
+    check_memory(
+        PREPARE_BYTES_PER_VOXEL * math.prod(settings.size), f"preparing cases of {settings.size} voxels"
+    )
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
         raise InputError(
             f"{out}: is a non-empty folder without an EchoSynth manifest; refusing to replace it"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import shutil
@@ -30,13 +31,22 @@ def _default_mode(directory: bool) -> int:
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(temp_path)`` then rename the result onto ``path``; on failure nothing is left behind."""
     path = Path(path)
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_sibling(path)
+    try:
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _temporary_sibling(path)
+    except OSError as error:  # name the user's file, not a temporary one
+        raise OSError(error.errno, error.strerror, str(path)) from None
     try:
         write(temporary)
         os.chmod(temporary, _default_mode(directory=False))
         os.replace(temporary, path)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None
+    except RuntimeError as error:  # SimpleITK's writers: the message names the temporary file
+        lines = str(error).strip().splitlines()
+        reason = (lines[-1].strip() if lines else str(error)).replace(str(temporary), str(path))
+        raise OSError(errno.EIO, f"cannot be written ({reason})", str(path)) from None
     finally:
         temporary.unlink(missing_ok=True)
     return path

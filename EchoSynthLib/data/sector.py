@@ -16,6 +16,8 @@ import numpy as np
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 
+MIN_SIDE = 8  # voxels along each axis of a map that a sector can be drawn in
+
 
 @dataclass(frozen=True)
 class SectorGeometry:
@@ -54,6 +56,11 @@ class SectorGeometry:
         """The widest symmetric sector from the top-centre of the grid that spans its depth."""
         sx, sy, sz = volume.spacing
         i_size, j_size, k_size = volume.size
+        if min(i_size, j_size) < MIN_SIDE or not (volume.is_2d or k_size >= MIN_SIDE):
+            raise InputError(
+                f"the label map is {'x'.join(map(str, volume.size[: 2 if volume.is_2d else 3]))} voxels; an "
+                f"ultrasound sector needs at least {MIN_SIDE} voxels along every axis"
+            )
         depth = (j_size - 1) * sy
         azimuth = min(max_angle_deg, 2 * math.degrees(math.atan2((i_size - 1) * sx / 2, depth)))
         elevation = (

@@ -13,6 +13,7 @@ image does not depend on the batch it was drawn in or on the device (up to float
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -122,7 +123,9 @@ def _solver(
             dynamic_thresholding_ratio=1.0,
             sample_max_value=1.0,
         )
-        scheduler.set_timesteps(steps)
+        with warnings.catch_warnings():  # diffusers' own np.array(tensor) call; nothing our users can fix
+            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+            scheduler.set_timesteps(steps)
 
         def step(eps: Tensor, t: Tensor, sample: Tensor) -> Tensor:
             noise = _noise(sample.shape, generators, sample.device) if sampler == "dpm++sde" else None

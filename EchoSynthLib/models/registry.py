@@ -395,8 +395,9 @@ def _validate(root: Path, label: str, kind: str | None, version: str | None) -> 
     if kind is not None and header["kind"] != kind:
         raise InputError(f"{label}: holds a '{header['kind']}' model, but the manifest says '{kind}'")
     found = _version(header)
-    if version is not None and found and found != version:
-        raise InputError(f"{label}: holds version '{found}' of the model, but the manifest says '{version}'")
+    if version is not None and found != version:
+        what = f"version '{found}'" if found else "no version"
+        raise InputError(f"{label}: holds {what} of the model, but the manifest says '{version}'")
 
 
 def _install(
@@ -531,6 +532,23 @@ def install_from_archive(
     )
 
 
+def _refuse_outside_links(folder: Path) -> None:
+    """InputError for a symbolic link in the package that points outside it (or in a loop): a package is
+    copied with what links point to, and must not pull other files of the machine into the cache."""
+    root = folder.resolve()
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            continue
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise InputError(f"{path}: a symbolic link that loops or points nowhere; remove it") from None
+        if not target.is_relative_to(root):
+            raise InputError(f"{path}: a symbolic link to {target}, outside the package; copy the file in")
+        if target.is_dir():  # a package holds files; a link to a folder can make copying recurse forever
+            raise InputError(f"{path}: a symbolic link to a folder; a model package holds plain files")
+
+
 def install_from_folder(
     folder: str | os.PathLike, name: str | None = None, cache_dir: str | os.PathLike | None = None
 ) -> Path:
@@ -542,6 +560,8 @@ def install_from_folder(
     target = cache / _check_name(name or Path(os.path.abspath(folder)).name)  # "." and "x/.." have names
     if target.exists() and target.resolve() == folder.resolve():
         return target
+
+    _refuse_outside_links(folder)
 
     def copy(staging: Path) -> Path:
         shutil.copytree(folder, staging, dirs_exist_ok=True)

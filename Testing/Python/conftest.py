@@ -1,6 +1,21 @@
-"""Shared fixtures: small phantoms made by the library itself."""
+"""Shared fixtures: small phantoms made by the library itself.
+
+Tests (and the worker processes they start, which inherit the environment) use one thread per process
+for OpenMP (torch), BLAS and ITK: the networks and images are tiny, and with one core busy elsewhere,
+threads that spin waiting for each other made the suite 8x slower. Set a variable to override.
+"""
 
 from __future__ import annotations
+
+import os
+
+for _variable in (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+):
+    os.environ.setdefault(_variable, "1")
 
 import pytest
 
@@ -37,6 +52,6 @@ def tiny_cache(tmp_path_factory):
             phantom = phantom_label_map("4CH", phase, seed=patient, grid=grid)
             write_image(simulate_bmode(phantom.labels, seed=patient), root / f"pt{patient}_{phase}.nii.gz")
             write_label_map(phantom.labels, root / f"pt{patient}_{phase}_label.nii.gz")
-    cache = root / "cache"
+    cache = tmp_path_factory.mktemp("caches") / "cache"  # never inside the dataset folder
     build_cache(scan_dataset("folder", root), cache, PrepareSettings(size=(32, 32)))
     return cache
