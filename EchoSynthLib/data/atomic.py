@@ -52,24 +52,38 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> 
     return path
 
 
+def _retired(directory: Path, name: str) -> list[Path]:
+    """Retired copies ``.<name>.*.old/<name>`` in ``directory``, newest first."""
+    found = [p for p in directory.glob(f".{glob.escape(name)}.*.old") if (p / name).is_dir()]
+    return sorted(found, key=os.path.getmtime, reverse=True)
+
+
+def restore_retired(target: str | os.PathLike) -> bool:
+    """If ``target`` is missing because a ``staged_directory`` was killed between its two renames, put the
+    retired complete copy back. Safe for readers: it removes nothing. True if it restored one."""
+    target = Path(target)
+    if target.exists() or not target.parent.is_dir():
+        return False
+    for retired in _retired(target.parent, target.name):
+        try:
+            os.replace(retired / target.name, target)
+        except OSError:  # another process got there first
+            continue
+        return True
+    return False
+
+
 def recover_directory(target: str | os.PathLike) -> None:
-    """Clean up after a ``staged_directory`` that was killed: if ``target`` is missing because the kill came
-    between its two renames, the retired complete copy (``.<name>.*.old/<name>``) is put back; staging
-    (``.tmp``) and retired (``.old``) folders of earlier kills are removed."""
+    """Clean up after a killed ``staged_directory`` (for the one process that writes ``target``): restore a
+    retired copy if ``target`` is missing, then remove the staging (``.tmp``) and retired (``.old``) folders
+    that earlier kills left beside it."""
     target = Path(target)
     if not target.parent.is_dir():
         return
-    pattern = f".{glob.escape(target.name)}.*"
-    leftovers = [p for p in target.parent.glob(pattern) if p.is_dir() and p.suffix in (".tmp", ".old")]
-    if not target.exists():
-        for retired in sorted(
-            (p for p in leftovers if p.suffix == ".old"), key=os.path.getmtime, reverse=True
-        ):
-            if (retired / target.name).is_dir():
-                os.replace(retired / target.name, target)
-                break
-    for leftover in leftovers:
-        shutil.rmtree(leftover, ignore_errors=True)
+    restore_retired(target)
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        if leftover.is_dir() and leftover.suffix in (".tmp", ".old"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import EchoSynthLib
-from EchoSynthLib.data.atomic import staged_directory
+from EchoSynthLib.data.atomic import restore_retired, staged_directory
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.package import CARD, CONFIG, PROVENANCE, WEIGHTS, read_package_header
 
@@ -245,6 +245,9 @@ def package_summary(folder: str | os.PathLike, source: str = "folder") -> Instal
 def _scan(directory: Path, source: str) -> list[InstalledModel]:
     if not directory.is_dir():
         return []
+    for retired in directory.glob(".*.old"):  # an install killed between its two renames
+        for inner in retired.iterdir() if retired.is_dir() else []:
+            restore_retired(directory / inner.name)
     found = []
     for entry in sorted(directory.iterdir()):
         if entry.name.startswith(".") or not entry.is_dir():  # files (manifest.json) and install temporaries
@@ -294,6 +297,7 @@ def resolve_model(
     if _looks_like_path(text):
         raise InputError(f"{text}: no such model folder")
     cache = _cache(cache_dir)
+    restore_retired(cache / text)  # an install killed between its two renames
     for directory in (_bundled(bundled_dir), cache):
         folder = directory / text
         if folder.is_dir():

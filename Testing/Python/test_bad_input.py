@@ -1,0 +1,257 @@
+"""Every kind of bad input in docs/RELIABILITY.md, through the real command line or the Python API.
+
+Each command-line case asserts exit status 2, exactly one line on stderr naming the problem, nothing
+written (no output, no staging folder, no run folder: the workspace is the same file for file), and every
+input byte-identical (SHA-256). Each API case asserts an InputError with a one-line message. The table in
+docs/RELIABILITY.md lists exactly these cases (a test checks that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+from EchoSynthLib.cli.main import main
+from EchoSynthLib.data.io import write_image, write_label_map
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
+RELIABILITY = ROOT / "docs" / "RELIABILITY.md"
+TINY = {
+    "channels": [32, 32, 32],
+    "attention_levels": [False, False, True],
+    "num_head_channels": 32,
+    "spade_channels": 16,
+    "batch_size": 2,
+    "workers": 0,
+    "sample_every": 1000,
+    "sample_steps": 2,
+    "checkpoint_every": 1,
+}
+TINY_SET = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
+MARKER = "pickle-ran"
+
+
+class _Exploit:
+    """A pickle that would create a file if it were ever unpickled."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+def _truncate(source: Path, target: Path) -> None:
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) * 2 // 3])
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_cache) -> Path:
+    """Every input the cases use, made once."""
+    w = tmp_path_factory.mktemp("bad-input")
+    labels = phantom_label_map("4CH", "ED", seed=2, grid=PhantomGrid.for_view("4CH", size=48)).labels
+    write_label_map(labels, w / "map.nii.gz")
+    write_label_map(labels, w / "map.seg.nrrd")
+    write_image(Volume.from_2d(np.full((16, 16), 7, np.uint8)), w / "bad_values.nii.gz")
+    write_image(Volume.from_2d(np.zeros((16, 16), np.uint8)), w / "empty.nii.gz")
+    write_image(Volume.from_2d(np.ones((1, 1), np.uint8)), w / "tiny.nii.gz")
+    float_map = labels.array.astype(np.float32)
+    float_map[0, 3, 3] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(float_map), str(w / "nan.nii.gz"))
+    infinite = labels.array.astype(np.float32)
+    infinite[0, 3, 3] = np.inf
+    sitk.WriteImage(sitk.GetImageFromArray(infinite), str(w / "inf.nrrd"))
+    volume = sitk.GetImageFromArray(labels.array.astype(np.uint8))
+    for suffix in ("nii.gz", "nii", "mha", "nrrd"):
+        sitk.WriteImage(volume, str(w / f"whole.{suffix}"), useCompression=suffix == "nii.gz")
+        _truncate(w / f"whole.{suffix}", w / f"truncated.{suffix}")
+    sitk.WriteImage(sitk.Image([3, 3, 3, 2], sitk.sitkUInt8), str(w / "four_d.nrrd"))
+    (w / "corrupt.nrrd").write_bytes(b"NRRD0004\nsizes: x\n")
+    (w / "text.nii.gz").write_bytes(b"not an image")
+    for folder in ("d1", "d2"):
+        (w / folder).mkdir()
+        write_label_map(labels, w / folder / "x.nii.gz")
+    (w / "pair").mkdir()
+    write_label_map(labels, w / "pair" / "a.seg.nrrd")
+    write_label_map(labels, w / "pair" / "a.nrrd")
+    (w / "a_file").write_text("a file, not a folder")
+    (w / "foreign").mkdir()
+    (w / "foreign" / "notes.txt").write_text("not a model")
+    _packages(w)
+    _runs(w, tiny_cache)
+    (w / "camus").mkdir()  # a dataset root for prepare
+    np.savez(w / "camus" / "camus224_train.npz", images=np.zeros((1, 8, 8), np.uint8),
+             labels=np.zeros((1, 8, 8), np.uint8), ids=np.array(["patient0001_4CH_ED"]))  # fmt: skip
+    return w
+
+
+def _packages(w: Path) -> None:
+    import torch
+
+    from EchoSynthLib.models.package import save_package
+    from EchoSynthLib.models.tasks import SEGMENTER_KIND
+
+    save_package(w / "segmenter", SEGMENTER_KIND, {"version": "1"}, {"w": torch.zeros(2)}, "card")
+    save_package(w / "linked", "sdm2d", {"version": "1"}, {"w": torch.zeros(2)}, "card")
+    (w / "outside.txt").write_text("a file outside the package")
+    (w / "linked" / "extra.txt").symlink_to(w / "outside.txt")
+    save_package(w / "looped", "sdm2d", {"version": "1"}, {"w": torch.zeros(2)}, "card")
+    (w / "looped" / "self").symlink_to(w / "looped")
+
+
+def _runs(w: Path, cache: Path) -> None:
+    """A run whose config.json is not JSON, and two one-step runs with damaged checkpoints."""
+    (w / "run_json").mkdir()
+    (w / "run_json" / "config.json").write_text("{ not json")
+    for name in ("run_truncated", "run_pickle"):
+        assert main(["train", "sdm", "--data", str(cache), "--out", str(w / name), *TINY_SET,
+                     "--set=max_steps=1"]) == 0  # fmt: skip
+    checkpoint = w / "run_truncated" / "checkpoint" / "model.safetensors"
+    _truncate(checkpoint, checkpoint)
+    (w / "run_pickle" / "checkpoint" / "optimizer.pt").write_bytes(pickle.dumps(_Exploit()))
+
+
+TRAIN = ["train", "sdm", "--data", "{cache}", *TINY_SET]
+# (id, what is wrong, command, words the one-line message must contain)
+CLI_CASES = [
+    ("simulate-missing", "input file does not exist", ["simulate", "{w}/missing.nii.gz", "--out", "{w}/o.nii.gz"], "no such file"),
+    ("simulate-onto-input", "output path is the input", ["simulate", "{w}/map.nii.gz", "--out", "{w}/map.nii.gz"], "is an input"),
+    ("simulate-onto-input-alias", "output names the input by another path", ["simulate", "{w}/map.nii.gz", "--out", "{w}/d1/../map.nii.gz"], "is an input"),
+    ("simulate-unknown-labels", "label values outside the schema", ["simulate", "{w}/bad_values.nii.gz", "--out", "{w}/o.nii.gz"], "[7]"),
+    ("simulate-empty-map", "map with no heart structure", ["simulate", "{w}/empty.nii.gz", "--out", "{w}/o.nii.gz"], "empty"),
+    ("simulate-nan-nifti", "NaN voxels in a NIfTI map", ["simulate", "{w}/nan.nii.gz", "--out", "{w}/o.nii.gz"], "NaN or infinite"),
+    ("simulate-inf-nrrd", "infinite voxels in an NRRD map", ["simulate", "{w}/inf.nrrd", "--out", "{w}/o.nii.gz"], "NaN or infinite"),
+    ("simulate-truncated-niigz", "truncated .nii.gz", ["simulate", "{w}/truncated.nii.gz", "--out", "{w}/o.nii.gz"], "truncated"),
+    ("simulate-truncated-nii", "truncated .nii", ["simulate", "{w}/truncated.nii", "--out", "{w}/o.nii.gz"], "truncated"),
+    ("simulate-truncated-mha", "truncated .mha", ["simulate", "{w}/truncated.mha", "--out", "{w}/o.nii.gz"], "truncated"),
+    ("simulate-truncated-nrrd", "truncated .nrrd", ["simulate", "{w}/truncated.nrrd", "--out", "{w}/o.nii.gz"], "cannot be read"),
+    ("simulate-4d", "a 4D image as a map", ["simulate", "{w}/four_d.nrrd", "--out", "{w}/o.nii.gz"], "4 dimensions"),
+    ("simulate-corrupt-header", "corrupt NRRD header", ["simulate", "{w}/corrupt.nrrd", "--out", "{w}/o.nii.gz"], "cannot be read"),
+    ("simulate-not-an-image", "a text file named .nii.gz", ["simulate", "{w}/text.nii.gz", "--out", "{w}/o.nii.gz"], "cannot be read"),
+    ("simulate-tiny-map", "a 1x1 map", ["simulate", "{w}/tiny.nii.gz", "--out", "{w}/o.nii.gz"], "at least 8 voxels"),
+    ("simulate-seed-negative", "--seed -1", ["simulate", "{w}/map.nii.gz", "--out", "{w}/o.nii.gz", "--seed", "-1"], "seed must be"),
+    ("simulate-seed-too-large", "--seed 2**70", ["simulate", "{w}/map.nii.gz", "--out", "{w}/o.nii.gz", "--seed", str(2**70)], "seed must be"),
+    ("simulate-seed-range-overflow", "seed + n past 2**32 - 1", ["simulate", "{w}/map.nii.gz", "--out", "{w}/o.nii.gz", "--seed", str(2**32 - 1), "--n", "2"], "largest seed"),
+    ("simulate-seed-text", "--seed abc", ["simulate", "{w}/map.nii.gz", "--out", "{w}/o.nii.gz", "--seed", "abc"], "must be an integer"),
+    ("simulate-gain-inf", "--gain inf", ["simulate", "{w}/map.nii.gz", "--out", "{w}/o.nii.gz", "--gain", "inf"], "finite"),
+    ("simulate-range-zero", "--dynamic-range 0", ["simulate", "{w}/map.nii.gz", "--out", "{w}/o.nii.gz", "--dynamic-range", "0"], "greater than 0"),
+    ("simulate-n-zero", "--n 0", ["simulate", "{w}/map.nii.gz", "--out", "{w}/o.nii.gz", "--n", "0"], "at least 1"),
+    ("simulate-output-type", "output with an unknown extension", ["simulate", "{w}/map.nii.gz", "--out", "{w}/o.txt"], "unsupported file type"),
+    ("simulate-unknown-schema", "--schema xyz", ["simulate", "{w}/map.nii.gz", "--out", "{w}/o.nii.gz", "--schema", "xyz"], "unknown label"),
+    ("phantom-size-zero", "--size 0", ["phantom", "--size", "0", "--out", "{w}/p.nii.gz"], "at least 8"),
+    ("phantom-too-large", "--view 3D --size 2000 (memory)", ["phantom", "--view", "3D", "--size", "2000", "--out", "{w}/p.nii.gz"], "GiB of memory"),
+    ("phantom-seed-negative", "--seed -1", ["phantom", "--seed", "-1", "--out", "{w}/p.nii.gz"], "seed must be"),
+    ("phantom-set-malformed", "--set without a value", ["phantom", "--set", "lv_length_mm", "--out", "{w}/p.nii.gz"], "NAME=NUMBER"),
+    ("phantom-set-out-of-range", "--set wall_mm=-1", ["phantom", "--set", "wall_mm=-1", "--out", "{w}/p.nii.gz"], "wall_mm"),
+    ("phantom-depth-nan", "--depth nan", ["phantom", "--depth", "nan", "--out", "{w}/p.nii.gz"], "finite"),
+    ("synthesize-same-stem", "two inputs named x.nii.gz in two folders", ["synthesize", "--model", "simulator", "--labels", "{w}/d1/x.nii.gz", "{w}/d2/x.nii.gz", "--out", "{w}/out"], "would both write"),
+    ("synthesize-seg-and-nrrd", "a.seg.nrrd and a.nrrd side by side", ["synthesize", "--model", "simulator", "--labels", "{w}/pair", "--out", "{w}/out"], "would both write"),
+    ("synthesize-segmenter-model", "a segmenter package as the generator", ["synthesize", "--model", "{w}/segmenter", "--labels", "{w}/map.nii.gz", "--out", "{w}/out"], "cannot be used"),
+    ("synthesize-foreign-model", "a folder that is no model package", ["synthesize", "--model", "{w}/foreign", "--labels", "{w}/map.nii.gz", "--out", "{w}/out"], "not an EchoSynth model package"),
+    ("synthesize-unknown-model", "a model name that is not installed", ["synthesize", "--model", "no-such-model", "--labels", "{w}/map.nii.gz", "--out", "{w}/out"], "no model named"),
+    ("synthesize-guidance-nan", "--guidance nan", ["synthesize", "--model", "simulator", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--guidance", "nan"], "finite"),
+    ("synthesize-seed-negative", "--seed -1 with the simulator", ["synthesize", "--model", "simulator", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--seed", "-1"], "seed must be"),
+    ("synthesize-out-is-file", "--out names a file", ["synthesize", "--model", "simulator", "--labels", "{w}/map.nii.gz", "--out", "{w}/a_file"], "not a folder"),
+    ("synthesize-missing-folder", "--labels names a missing folder", ["synthesize", "--model", "simulator", "--labels", "{w}/nowhere", "--out", "{w}/out"], "no such file or folder"),
+    ("augment-n-zero", "--n 0", ["augment", "{w}/map.nii.gz", "--out", "{w}/out", "--n", "0"], "at least 1"),
+    ("augment-same-stem", "two inputs named x.nii.gz", ["augment", "{w}/d1/x.nii.gz", "{w}/d2/x.nii.gz", "--out", "{w}/out"], "same file name"),
+    ("prepare-inside-root", "--out inside the dataset folder", ["prepare", "camus224", "{w}/camus", "--out", "{w}/camus/cache"], "inside the dataset folder"),
+    ("prepare-too-large", "--size 100000 (memory)", ["prepare", "camus224", "{w}/camus", "--out", "{w}/cache", "--size", "100000"], "GiB of memory"),
+    ("prepare-missing-root", "the dataset folder does not exist", ["prepare", "camus224", "{w}/nowhere", "--out", "{w}/cache"], "nowhere"),
+    ("train-batch-zero", "--set batch_size=0", [*TRAIN, "--out", "{w}/run", "--set", "batch_size=0"], "batch_size must be at least 1"),
+    ("train-rate-nan", "--set learning_rate=NaN", [*TRAIN, "--out", "{w}/run", "--set", "learning_rate=NaN"], "learning_rate must be a finite"),
+    ("train-checkpoint-zero", "--set checkpoint_every=0", [*TRAIN, "--out", "{w}/run", "--set", "checkpoint_every=0"], "checkpoint_every"),
+    ("train-steps-negative", "--set max_steps=-1", [*TRAIN, "--out", "{w}/run", "--set", "max_steps=-1"], "max_steps"),
+    ("train-channels-text", "--set channels=abc", [*TRAIN, "--out", "{w}/run", "--set", "channels=abc"], "channels must be"),
+    ("train-timesteps-zero", "--set timesteps=0", [*TRAIN, "--out", "{w}/run", "--set", "timesteps=0"], "timesteps must be"),
+    ("train-unknown-setting", "--set colour=red", [*TRAIN, "--out", "{w}/run", "--set", "colour=red"], "unknown SDMConfig setting"),
+    ("train-bad-device", "--device tpu", [*TRAIN, "--out", "{w}/run", "--device", "tpu"], "unknown device"),
+    ("train-config-not-json", "a run whose config.json is not JSON", [*TRAIN, "--out", "{w}/run_json"], "cannot be read"),
+    ("train-checkpoint-truncated", "a run whose checkpoint safetensors is truncated", [*TRAIN, "--out", "{w}/run_truncated", "--set=max_steps=2"], "checkpoint cannot be restored"),
+    ("train-optimizer-pickle", "a run whose optimizer.pt is a pickle, not tensors", [*TRAIN, "--out", "{w}/run_pickle", "--set=max_steps=2"], "checkpoint cannot be restored"),
+    ("models-add-link-outside", "a package with a link to a file outside it", ["models", "add", "{w}/linked"], "outside the package"),
+    ("models-add-link-loop", "a package with a link to its own folder", ["models", "add", "{w}/looped"], "link to a folder"),
+    ("info-truncated", "info on a truncated .nii.gz", ["info", "{w}/truncated.nii.gz"], "truncated"),
+]  # fmt: skip
+
+
+def _api_cases():
+    from EchoSynthLib.anatomy import phantom_label_map
+    from EchoSynthLib.simulation import SimulatorSettings, simulate_bmode
+
+    nan_map = np.zeros((32, 32), np.float32)
+    nan_map[1, 1] = np.nan
+    return [
+        ("api-simulate-nan-array", "simulate_bmode on a float array with NaN", lambda: simulate_bmode(nan_map), "NaN"),
+        ("api-simulate-1d-array", "simulate_bmode on a 1D array", lambda: simulate_bmode(np.zeros(5, np.uint8)), "2D or 3D"),
+        ("api-simulate-seed-negative", "simulate_bmode seed -1", lambda: simulate_bmode(np.ones((32, 32), np.uint8), seed=-1), "seed must be"),
+        ("api-simulate-seed-float", "simulate_bmode seed 1.5", lambda: simulate_bmode(np.ones((32, 32), np.uint8), seed=1.5), "seed must be"),
+        ("api-volume-origin-nan", "Volume with a NaN origin", lambda: Volume(np.zeros((1, 4, 4)), origin=(np.nan, 0, 0)), "finite"),
+        ("api-volume-direction-zero", "Volume with an all-zero direction", lambda: Volume(np.zeros((1, 4, 4)), direction=(0,) * 9), "invertible"),
+        ("api-settings-gain-inf", "SimulatorSettings(gain_db=inf)", lambda: SimulatorSettings(gain_db=float("inf")), "finite"),
+        ("api-phantom-seed-negative", "phantom_label_map seed -1", lambda: phantom_label_map("4CH", "ED", seed=-1), "seed must be"),
+    ]  # fmt: skip
+
+
+API_IDS = [
+    "api-simulate-nan-array",
+    "api-simulate-1d-array",
+    "api-simulate-seed-negative",
+    "api-simulate-seed-float",
+    "api-volume-origin-nan",
+    "api-volume-direction-zero",
+    "api-settings-gain-inf",
+    "api-phantom-seed-negative",
+]
+
+
+def _snapshot(*folders: Path) -> dict[str, str]:
+    """Every file and folder under ``folders`` (hidden ones too) with the SHA-256 of each file."""
+    state = {}
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.is_symlink() or path.is_dir():
+                state[str(path)] = "link" if path.is_symlink() else "folder"
+            else:
+                state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, on the pickle case
+@pytest.mark.parametrize(("case", "what", "args", "words"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_bad_command_line_input(
+    workspace, tiny_cache, tmp_path, monkeypatch, capsys, case, what, args, words
+):
+    monkeypatch.setenv("ECHOSYNTH_CACHE_DIR", str(tmp_path / "model-cache"))
+    monkeypatch.chdir(tmp_path)  # where a pickle that ran would leave its marker
+    before = _snapshot(workspace, tiny_cache)
+    code = main([a.format(w=workspace, cache=tiny_cache) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2, f"{what}: exit {code}"
+    assert len(err.strip().splitlines()) == 1, f"{what}: {err!r}"
+    assert words in err, f"{what}: {err!r}"
+    assert _snapshot(workspace, tiny_cache) == before, f"{what}: files were written or changed"
+    assert not (tmp_path / MARKER).exists() and not (tmp_path / "model-cache").exists()
+
+
+@pytest.mark.parametrize("index", range(len(API_IDS)), ids=API_IDS)
+def test_bad_api_input(index):
+    case, what, call, words = _api_cases()[index]
+    assert case == API_IDS[index]
+    with pytest.raises(InputError) as raised:
+        call()
+    assert words in str(raised.value) and len(str(raised.value).splitlines()) == 1, what
+
+
+def test_the_reliability_table_lists_exactly_the_tested_cases():
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \|", RELIABILITY.read_text(), re.M)
+    assert sorted(rows) == sorted([c[0] for c in CLI_CASES] + API_IDS)
