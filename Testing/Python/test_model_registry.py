@@ -285,6 +285,9 @@ def test_version_mismatch_is_refused(places, tmp_path):
     archive = _zip(tmp_path / "tiny.zip", package)
     with pytest.raises(InputError, match=r"holds version '0\.9'"):
         install_from_url(_known(archive))
+    unversioned = _zip(tmp_path / "bare.zip", _package(tmp_path / "bare" / "tiny"))
+    with pytest.raises(InputError, match="holds no version of the model, but the manifest says"):
+        install_from_url(_known(unversioned))
 
 
 def test_network_error_says_how_to_install_offline(places, tmp_path):

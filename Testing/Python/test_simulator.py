@@ -116,3 +116,13 @@ def test_input_is_not_modified(phantom_2d):
 def test_bad_settings_are_refused():
     with pytest.raises(InputError, match="dynamic_range_db"):
         SimulatorSettings(dynamic_range_db=0.0)
+
+
+def test_plain_arrays_are_label_maps_too(phantom_2d):
+    """A 2D or 3D integer or boolean array works like a Volume on a unit grid."""
+    array = phantom_2d.labels.array[0]
+    from_array = simulate_bmode(array, seed=3)
+    assert from_array.array.shape == (1, *array.shape)
+    np.testing.assert_array_equal(from_array.array, simulate_bmode(Volume.from_2d(array), seed=3).array)
+    mask = simulate_bmode(array == 1, seed=3)  # a boolean map is the LV cavity
+    assert mask.array.shape == from_array.array.shape and mask.array.max() > 0
