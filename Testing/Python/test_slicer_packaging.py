@@ -117,3 +117,24 @@ def test_importing_the_library_does_not_import_torch():
     code = "import sys, EchoSynthLib, EchoSynthLib.cli.main; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_extensions_index_entry_matches_the_cmake_metadata():
+    """EchoSynth.json in the catalog-entry schema v1.0.2 (additionalProperties false), consistent with
+    CMakeLists.txt as the Extensions Index checks require, and a LICENSE file at the root."""
+    import json
+
+    entry = json.loads((ROOT / "EchoSynth.json").read_text())
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+               "dicom_support_rule", "build_subdirectory", "enabled", "tier"}  # fmt: skip
+    assert {"$schema", "category", "scm_url"} <= set(entry) <= allowed
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.2.json#")
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    assert re.search(r"project\((\w+)\)", cmake).group(1) == "EchoSynth"  # the entry is named after it
+    depends = re.search(r'set\(EXTENSION_DEPENDS "([^"]*)"\)', cmake).group(1).split()
+    assert entry["build_dependencies"] == depends
+    assert entry["category"] == re.search(r'set\(EXTENSION_CATEGORY "([^"]*)"\)', cmake).group(1)
+    assert isinstance(entry["tier"], int) and 1 <= entry["tier"] <= 5
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+    description = re.search(r'set\(EXTENSION_DESCRIPTION "([^"]*)"\)', cmake).group(1)
+    assert "5.10 or later" in description and "translat" not in description  # no promise of what is missing
