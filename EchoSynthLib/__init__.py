@@ -1,8 +1,10 @@
 """EchoSynth headless library: labelled synthetic echocardiography.
 
-Sub-packages, in the direction data flows:
-``data`` (image type, IO, label schema, sector geometry) -> ``anatomy`` (phantom label maps)
--> ``simulation`` (training-free B-mode simulator) -> ``cli`` (the ``echosynth`` command).
+Sub-packages, in the direction data flows: ``data`` (image type, IO, label schema, sector geometry)
+-> ``datasets`` -> ``preprocessing`` -> ``cache`` (training data); ``anatomy`` (phantom label maps) ->
+``simulation`` (the training-free simulator); ``models`` (one folder per model family, the family registry,
+packages and the model manager, on ``diffusion`` and ``training``) -> ``sampling`` (generators, file-level
+synthesis) -> ``jobs`` (worker processes) and ``evaluation``; ``cli`` (the ``echosynth`` command) on top.
 Nothing here imports slicer or qt; importing the package is cheap (no torch at import).
 """
 

@@ -43,9 +43,10 @@ def main() -> None:
 
     from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
     from EchoSynthLib.diffusion.samplers import sample
-    from EchoSynthLib.models.sdm import SDMConfig, build_sdm
+    from EchoSynthLib.models.sdm.config import SDMConfig
+    from EchoSynthLib.models.sdm.network import build_sdm
+    from EchoSynthLib.models.sdm.pipeline import Synthesizer
     from EchoSynthLib.models.settings import pick_device
-    from EchoSynthLib.sampling.synthesizer import Synthesizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,7 +96,7 @@ def main() -> None:
 def _train_speed(config, device, iterations: int, diffusion) -> None:
     import torch
 
-    from EchoSynthLib.models.sdm import build_sdm
+    from EchoSynthLib.models.sdm.network import build_sdm
 
     model = build_sdm(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)

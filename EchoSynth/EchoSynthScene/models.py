@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from EchoSynthLib.models.tasks import LABELS_TO_IMAGE, require_task, task_of
+from EchoSynthLib.models.families import LABELS_TO_IMAGE, require_task, task_of
 from EchoSynthLib.sampling.generators import SIMULATOR
 
 

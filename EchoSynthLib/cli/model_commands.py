@@ -6,17 +6,21 @@ import argparse
 from pathlib import Path
 
 from EchoSynthLib.cli.arguments import count_argument, number_argument, seed_argument, settings_from
+from EchoSynthLib.models.families import families
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register this module's subcommands."""
+    from EchoSynthLib.data.planes import PLANES
+    from EchoSynthLib.diffusion import DEFAULT_SAMPLER, SAMPLERS
+
     train = commands.add_parser(
         "train",
-        help="train a model: sdm (2D semantic diffusion) or segmenter (label-adherence U-Net)",
+        help="train a model family: sdm (2D semantic diffusion), segmenter (label-adherence U-Net), ...",
         description="Train on a cache from 'echosynth prepare'. Rerunning the same command resumes from "
         "the last checkpoint (same step count and optimizer state).",
     )
-    train.add_argument("model", choices=["sdm", "segmenter"])
+    train.add_argument("model", choices=[family.name for family in families()], help="model family")
     train.add_argument("--data", required=True, type=Path, help="training cache")
     train.add_argument("--out", required=True, type=Path, help="run folder (created, or resumed)")
     train.add_argument("--config", type=Path, help="JSON file of settings (applied over the size preset)")
@@ -46,7 +50,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     synthesize.add_argument("--out", required=True, type=Path, help="output folder")
     synthesize.add_argument("--n", type=count_argument(1), default=1, help="images per label map (default 1)")
     synthesize.add_argument("--steps", type=count_argument(1), default=25, help="sampling steps (default 25)")
-    synthesize.add_argument("--sampler", default="dpm++sde", choices=["dpm++sde", "dpm++", "ddim", "ddpm"])
+    synthesize.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS)
     synthesize.add_argument("--seed", type=seed_argument, default=0, help="image k of a map uses seed + k")
     synthesize.add_argument(
         "--augment", type=count_argument(0), default=0, metavar="N", help="also N new anatomies per map"
@@ -55,7 +59,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--guidance", type=number_argument(minimum=0.0), default=1.0, help="classifier-free guidance scale"
     )
     synthesize.add_argument(
-        "--plane", default="ij", choices=["ij", "kj"], help="plane of a 3D map for a 2D model (default ij)"
+        "--plane", default=PLANES[0], choices=PLANES, help="plane of a 3D map for a 2D model (default ij)"
     )
     synthesize.add_argument(
         "--slice", type=count_argument(0), help="slice index across that plane (default: middle)"
@@ -76,7 +80,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--data", required=True, type=Path, help="cache (same size and classes as the model)"
     )
     validate.add_argument("--split", default="val")
-    validate.add_argument("--sampler", default="dpm++sde", choices=["dpm++sde", "dpm++", "ddim", "ddpm"])
+    validate.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS)
     validate.add_argument("--steps", type=count_argument(1), default=25)
     validate.add_argument("--cases", type=count_argument(1), help="at most this many label maps")
     validate.add_argument("--seed", type=seed_argument, default=0)
@@ -88,22 +92,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from EchoSynthLib.cache.store import CacheIndex
+    from EchoSynthLib.models.families import family_named
 
-    cache = CacheIndex.open(args.data)
-    settings = settings_from(args)
-    if args.model == "sdm":
-        from EchoSynthLib.models.sdm import SDMConfig
-        from EchoSynthLib.training.sdm import SDMTrainer
-
-        size = int(settings.pop("image_size", cache.manifest["shape"][-1]))
-        trainer = SDMTrainer(cache.path, args.out, SDMConfig.preset(size, **settings), args.device)
-        total = trainer.config.max_steps
-    else:
-        from EchoSynthLib.training.segmenter import SegmenterConfig, SegmenterTrainer
-
-        trainer = SegmenterTrainer(cache.path, args.out, SegmenterConfig.from_dict(settings), args.device)
-        total = trainer.config.max_steps
+    family = family_named(args.model).load()
+    trainer = family.build_trainer(args.data, args.out, settings_from(args), args.device)
+    total = trainer.config.max_steps
     print(f"training {args.model} on {trainer.device}: step {trainer.state.step} of {total}, run {args.out}")
     with tqdm(total=total, initial=trainer.state.step, desc=f"train {args.model}", unit="step") as bar:
 
@@ -112,7 +105,7 @@ def _run_train(args: argparse.Namespace) -> None:
             bar.update(step - bar.n)
 
         trainer.fit(progress=advance)
-    samples = f", sample grids in {args.out}/samples" if args.model == "sdm" else ""
+    samples = f", sample grids in {args.out}/samples" if (args.out / "samples").is_dir() else ""
     print(f"done: {args.out}/model (log {args.out}/log.jsonl{samples})")
 
 
@@ -159,8 +152,8 @@ def _run_validate(args: argparse.Namespace) -> None:
 
     from EchoSynthLib.data.atomic import write_atomically
     from EchoSynthLib.evaluation.adherence import adherence_report
-    from EchoSynthLib.models.segmenter import Segmenter
-    from EchoSynthLib.sampling.synthesizer import Synthesizer
+    from EchoSynthLib.models.sdm.pipeline import Synthesizer
+    from EchoSynthLib.models.segmenter.network import Segmenter
 
     synthesizer = Synthesizer.load(args.model, args.device)
     segmenter = Segmenter.load(args.segmenter, synthesizer.device)

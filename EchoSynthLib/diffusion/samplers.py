@@ -19,10 +19,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from EchoSynthLib.diffusion import SAMPLERS
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.errors import InputError
-
-SAMPLERS = ("ddpm", "ddim", "dpm++", "dpm++sde")
 
 
 def _denoiser(

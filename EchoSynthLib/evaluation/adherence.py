@@ -18,8 +18,8 @@ from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
-from EchoSynthLib.models.segmenter import Segmenter
-from EchoSynthLib.sampling.synthesizer import Synthesizer
+from EchoSynthLib.models.sdm.pipeline import Synthesizer
+from EchoSynthLib.models.segmenter.network import Segmenter
 
 
 def _summary(scores: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:

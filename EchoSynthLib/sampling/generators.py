@@ -1,8 +1,9 @@
 """Generators: one interface over everything that turns a label map into echo images.
 
 - ``simulator``: the training-free B-mode simulator (2D and 3D maps, no torch, no model file);
-- a model package (a name from ``models.registry`` or a folder): the 2D semantic diffusion model, which
-  makes images of one plane of a 3D map.
+- a model package (a name from ``models.registry`` or a folder) of any family whose task is label map ->
+  image (``models.families``); the family builds its own Generator (e.g. the 2D semantic diffusion
+  model, which makes images of one plane of a 3D map).
 
 ``open_generator(settings)`` picks one; ``prepare(labels)`` cuts and checks a map before anything is
 written, ``generate(labels, n, seed)`` makes ``n`` images on the prepared map's grid (image k uses
@@ -12,16 +13,17 @@ seed + k).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from EchoSynthLib.checks import check_count, check_number
 from EchoSynthLib.data.labels import require_heart
-from EchoSynthLib.data.planes import slice_of
+from EchoSynthLib.data.planes import PLANES
 from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.diffusion import DEFAULT_SAMPLER, SAMPLERS
 from EchoSynthLib.errors import InputError
 
 if TYPE_CHECKING:
-    from EchoSynthLib.sampling.synthesizer import Synthesizer
     from EchoSynthLib.simulation import SimulatorSettings
 
 SIMULATOR = "simulator"
@@ -65,55 +67,32 @@ class SimulatorGenerator:
         return images
 
 
-@dataclass
-class DiffusionGenerator:
-    """A trained 2D semantic diffusion model; a 3D map gives images of one plane."""
-
-    synthesizer: Synthesizer
-    steps: int = 25
-    sampler: str = "dpm++sde"
-    guidance_scale: float = 1.0
-    plane: str = "ij"
-    slice_index: int | None = None
-    description: str = field(default="")
-
-    def __post_init__(self) -> None:
-        if not self.description:
-            model = f"model {self.synthesizer.source.name} on {self.synthesizer.device}"
-            self.description = f"{model}: {self.sampler}, {self.steps} steps"
-
-    def prepare(self, labels: Volume) -> Volume:
-        """The chosen plane (a 2D map as it is) with a sector, checked against the model's classes."""
-        from EchoSynthLib.sampling.synthesizer import with_sector
-
-        target = with_sector(slice_of(labels, self.slice_index, self.plane))
-        self.synthesizer.conditioning(target)
-        return target
-
-    def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
-        """``n`` sampled images of a prepared map."""
-        return self.synthesizer.synthesize(
-            labels,
-            n=n,
-            steps=self.steps,
-            sampler=self.sampler,
-            seed=seed,
-            guidance_scale=self.guidance_scale,
-            progress=None if progress is None else (lambda done, total: progress(done / total)),
-        )
-
-
 @dataclass(frozen=True)
 class GeneratorSettings:
     """Which generator ('simulator', a model name or folder) and how it samples."""
 
     generator: str = SIMULATOR
     steps: int = 25
-    sampler: str = "dpm++sde"
+    sampler: str = DEFAULT_SAMPLER
     guidance_scale: float = 1.0
     plane: str = "ij"
     slice_index: int | None = None
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        """The checks every generator shares (a family checks the rest, e.g. steps against its schedule)."""
+        if not isinstance(self.generator, str) or not self.generator:
+            raise InputError(
+                f"generator must be 'simulator', a model name or a folder, got {self.generator!r}"
+            )
+        if self.sampler not in SAMPLERS:
+            raise InputError(f"unknown sampler '{self.sampler}' (known: {', '.join(SAMPLERS)})")
+        if self.plane not in PLANES:
+            raise InputError(f"unknown plane '{self.plane}' (known: {', '.join(PLANES)})")
+        check_count(self.steps, "steps", 1)
+        check_number(self.guidance_scale, "guidance scale", minimum=0.0)
+        if self.slice_index is not None:
+            check_count(self.slice_index, "slice index", 0)
 
 
 def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) -> Generator:
@@ -124,24 +103,10 @@ def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) 
         settings = GeneratorSettings(settings)
     if settings.generator == SIMULATOR:
         return SimulatorGenerator()
-    from EchoSynthLib.diffusion.samplers import SAMPLERS
+    from EchoSynthLib.models.families import LABELS_TO_IMAGE, require_task
     from EchoSynthLib.models.package import read_package_header
     from EchoSynthLib.models.registry import resolve_model
-    from EchoSynthLib.models.tasks import LABELS_TO_IMAGE, require_task
-    from EchoSynthLib.sampling.synthesizer import Synthesizer
 
-    if settings.sampler not in SAMPLERS:
-        raise InputError(f"unknown sampler '{settings.sampler}' (known: {', '.join(SAMPLERS)})")
     folder = resolve_model(settings.generator)
-    require_task(read_package_header(folder)["kind"], LABELS_TO_IMAGE, f"'{settings.generator}'")
-    synthesizer = Synthesizer.load(folder, settings.device, warn)
-    if not 1 <= settings.steps <= synthesizer.diffusion.num_timesteps:
-        raise InputError(f"steps must be in 1..{synthesizer.diffusion.num_timesteps}, got {settings.steps}")
-    return DiffusionGenerator(
-        synthesizer,
-        settings.steps,
-        settings.sampler,
-        settings.guidance_scale,
-        settings.plane,
-        settings.slice_index,
-    )
+    family = require_task(read_package_header(folder)["kind"], LABELS_TO_IMAGE, f"'{settings.generator}'")
+    return family.load().build_generator(folder, settings, warn)

@@ -97,8 +97,8 @@ def workspace(tmp_path_factory, tiny_cache) -> Path:
 def _packages(w: Path) -> None:
     import torch
 
+    from EchoSynthLib.models.families import SEGMENTER_KIND
     from EchoSynthLib.models.package import save_package
-    from EchoSynthLib.models.tasks import SEGMENTER_KIND
 
     save_package(w / "segmenter", SEGMENTER_KIND, {"version": "1"}, {"w": torch.zeros(2)}, "card")
     save_package(w / "linked", "sdm2d", {"version": "1"}, {"w": torch.zeros(2)}, "card")

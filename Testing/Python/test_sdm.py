@@ -17,9 +17,9 @@ from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import _denoiser, sample
 from EchoSynthLib.errors import InputError, UnknownLabelError
 from EchoSynthLib.models.package import CONFIG
-from EchoSynthLib.models.sdm import SDMConfig
-from EchoSynthLib.sampling.synthesizer import Synthesizer
-from EchoSynthLib.training.sdm import SDMTrainer
+from EchoSynthLib.models.sdm.config import SDMConfig
+from EchoSynthLib.models.sdm.pipeline import Synthesizer
+from EchoSynthLib.models.sdm.trainer import SDMTrainer
 
 SIZE = 32  # the tiny_cache fixture (conftest) is prepared at this size
 TINY = {

@@ -10,8 +10,8 @@ import torch
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.evaluation.dice import dice_per_structure
-from EchoSynthLib.models.segmenter import Segmenter, SegmenterConfig
-from EchoSynthLib.training.segmenter import SegmenterTrainer
+from EchoSynthLib.models.segmenter.network import Segmenter, SegmenterConfig
+from EchoSynthLib.models.segmenter.trainer import SegmenterTrainer
 
 CLASSES = {"0": "background", "1": "lv_cavity", "2": "lv_myocardium", "3": "left_atrium", "4": "sector"}
 
@@ -67,8 +67,8 @@ def test_segmenter_trains_resumes_and_loads(segmenter_run, tiny_cache):
 
 
 def test_validate_reports_dice_for_synthetic_and_real(segmenter_run, tiny_cache, tmp_path, capsys):
-    from EchoSynthLib.models.sdm import SDMConfig
-    from EchoSynthLib.training.sdm import SDMTrainer
+    from EchoSynthLib.models.sdm.config import SDMConfig
+    from EchoSynthLib.models.sdm.trainer import SDMTrainer
 
     config = SDMConfig.preset(
         32,

@@ -116,6 +116,12 @@ def test_every_parameter_name_binds_to_a_widget_that_shows_its_type(module):
     for name in ("plane", "sampler", "device"):
         (choice,) = [e for e in typing.get_args(fields[name])[1:] if isinstance(e, Choice)]
         assert getattr(module.EchoSynthParameterNode, name) in choice.choices
+    # The panel's lists are the library's (the module file cannot import the library at load time).
+    from EchoSynthLib.data.planes import PLANES
+    from EchoSynthLib.diffusion import DEFAULT_SAMPLER, SAMPLERS
+
+    assert tuple(module.SAMPLERS) == SAMPLERS and tuple(module.PLANES) == PLANES
+    assert module.EchoSynthParameterNode.sampler == DEFAULT_SAMPLER
 
 
 def test_every_node_selector_receives_the_scene():

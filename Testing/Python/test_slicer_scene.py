@@ -210,9 +210,9 @@ def test_the_generator_list_offers_only_models_that_make_images(tmp_path, monkey
     import torch
 
     from EchoSynthLib.errors import InputError
+    from EchoSynthLib.models.families import SEGMENTER_KIND
     from EchoSynthLib.models.package import save_package
     from EchoSynthLib.models.registry import BUNDLED_ENV, CACHE_ENV
-    from EchoSynthLib.models.tasks import SEGMENTER_KIND
     from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
     from EchoSynthScene.models import checked_model_folder, generator_choices
 

@@ -20,10 +20,11 @@ from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.families import SDM_KIND
 from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.sdm import SDMConfig, build_sdm
+from EchoSynthLib.models.sdm.config import SDMConfig
+from EchoSynthLib.models.sdm.network import build_sdm
 from EchoSynthLib.models.settings import pick_device
-from EchoSynthLib.models.tasks import SDM_KIND
 from EchoSynthLib.training.cards import model_card, training_provenance
 from EchoSynthLib.training.runs import (
     StepTrainer,

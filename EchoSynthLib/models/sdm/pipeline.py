@@ -9,7 +9,7 @@ images back onto the input's grid, black outside the sector.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +23,13 @@ from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.families import SDM_KIND
 from EchoSynthLib.models.package import load_weights, read_package_config
-from EchoSynthLib.models.sdm import SDMConfig, build_sdm
+from EchoSynthLib.models.sdm.config import SDMConfig
+from EchoSynthLib.models.sdm.network import build_sdm
 from EchoSynthLib.models.settings import pick_device
-from EchoSynthLib.models.tasks import SDM_KIND
 from EchoSynthLib.preprocessing.resample import Grid, resample, target_grid
+from EchoSynthLib.sampling.generators import Progress
 
 KIND = SDM_KIND
 
@@ -139,3 +141,39 @@ class Synthesizer:
                     target.with_array(np.where(sector, np.clip(np.rint(back), 0, 255), 0).astype(np.uint8))
                 )
         return images
+
+
+@dataclass
+class DiffusionGenerator:
+    """A trained 2D semantic diffusion model; a 3D map gives images of one plane."""
+
+    synthesizer: Synthesizer
+    steps: int = 25
+    sampler: str = "dpm++sde"
+    guidance_scale: float = 1.0
+    plane: str = "ij"
+    slice_index: int | None = None
+    description: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.description:
+            model = f"model {self.synthesizer.source.name} on {self.synthesizer.device}"
+            self.description = f"{model}: {self.sampler}, {self.steps} steps"
+
+    def prepare(self, labels: Volume) -> Volume:
+        """The chosen plane (a 2D map as it is) with a sector, checked against the model's classes."""
+        target = with_sector(slice_of(labels, self.slice_index, self.plane))
+        self.synthesizer.conditioning(target)
+        return target
+
+    def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
+        """``n`` sampled images of a prepared map."""
+        return self.synthesizer.synthesize(
+            labels,
+            n=n,
+            steps=self.steps,
+            sampler=self.sampler,
+            seed=seed,
+            guidance_scale=self.guidance_scale,
+            progress=None if progress is None else (lambda done, total: progress(done / total)),
+        )

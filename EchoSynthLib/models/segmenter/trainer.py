@@ -16,7 +16,7 @@ from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
 from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.segmenter import KIND, SegmenterConfig, build_segmenter
+from EchoSynthLib.models.segmenter.network import KIND, SegmenterConfig, build_segmenter
 from EchoSynthLib.models.settings import pick_device
 from EchoSynthLib.training.cards import model_card, training_provenance
 from EchoSynthLib.training.runs import StepTrainer, TrainState, run_settings, save_run_settings

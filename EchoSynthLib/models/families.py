@@ -1,0 +1,116 @@
+"""The model families: which package kind belongs to which family, and what task each performs.
+
+A family is one folder, ``EchoSynthLib/models/<name>/``, holding its settings, network, trainer and
+pipeline (inference). Its package (``__init__.py``) exposes the family's entry points, imported only when
+used, so this table is all that ``import EchoSynthLib`` and the Generator list need (no torch):
+
+- ``build_trainer(data, run, settings, device)``: a resumable trainer (``training.runs.StepTrainer``) for a
+  training cache, run folder, settings dict (``--config`` / ``--set``) and device;
+- ``build_generator(folder, settings, warn)``, for label map -> image families: a ``sampling.generators``
+  Generator for a package folder and ``GeneratorSettings``.
+
+The command line (``train``, ``synthesize``), the worker and the Slicer panel choose code through this
+table; no kind name is tested anywhere else. ``register`` adds a family (a plug-in, or a test's toy
+family); ``ECHOSYNTH_FAMILIES`` names modules to import for their ``register`` calls, so worker processes
+know them too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+from EchoSynthLib.errors import InputError
+
+LABELS_TO_IMAGE = "label map -> image"
+NOTHING_TO_PAIRS = "nothing -> (image, label map)"
+IMAGE_TO_IMAGE = "image (+ labels) -> image"
+IMAGE_TO_FEATURES = "image -> features"
+IMAGE_TO_LABELS = "image -> label map"
+TASKS = (LABELS_TO_IMAGE, NOTHING_TO_PAIRS, IMAGE_TO_IMAGE, IMAGE_TO_FEATURES, IMAGE_TO_LABELS)
+PLUGINS_ENV = "ECHOSYNTH_FAMILIES"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: its name (``echosynth train NAME``), package kind, task, and module."""
+
+    name: str
+    kind: str
+    task: str
+    module: str
+
+    def load(self) -> ModuleType:
+        """The family's module (imports torch and its networks)."""
+        return importlib.import_module(self.module)
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    """Add a family (its name and kind must be new, its task one of TASKS)."""
+    if family.task not in TASKS:
+        raise InputError(f"family '{family.name}': unknown task '{family.task}' (known: {', '.join(TASKS)})")
+    clash = [f for f in _FAMILIES.values() if f.kind == family.kind and f.name != family.name]
+    if clash:
+        raise InputError(f"family '{family.name}': kind '{family.kind}' belongs to '{clash[0].name}'")
+    _FAMILIES[family.name] = family
+    return family
+
+
+SDM = register(Family("sdm", "sdm2d", LABELS_TO_IMAGE, "EchoSynthLib.models.sdm"))
+SEGMENTER = register(Family("segmenter", "segmenter2d", IMAGE_TO_LABELS, "EchoSynthLib.models.segmenter"))
+SDM_KIND, SEGMENTER_KIND = SDM.kind, SEGMENTER.kind
+
+
+def _load_plugins() -> None:
+    for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise InputError(f"{PLUGINS_ENV}: cannot import model family module '{name}' ({error})") from None
+
+
+def families() -> list[Family]:
+    """Every known family (built in, then registered plug-ins)."""
+    _load_plugins()
+    return list(_FAMILIES.values())
+
+
+def family_named(name: str) -> Family:
+    """The family called ``name`` (InputError listing the known ones)."""
+    known = {f.name: f for f in families()}
+    if name not in known:
+        raise InputError(f"unknown model family '{name}' (known: {', '.join(known)})")
+    return known[name]
+
+
+def family_of_kind(kind: str) -> Family | None:
+    """The family whose packages have ``kind``, or None for a kind this EchoSynth does not know."""
+    return next((f for f in families() if f.kind == kind), None)
+
+
+def task_of(kind: str) -> str | None:
+    """The task of a package kind, or None for a kind this EchoSynth does not know."""
+    family = family_of_kind(kind)
+    return family.task if family else None
+
+
+def kinds_for(task: str) -> tuple[str, ...]:
+    """The package kinds that perform ``task``."""
+    return tuple(f.kind for f in families() if f.task == task)
+
+
+def require_task(kind: str, task: str, what: str) -> Family:
+    """The family of a ``kind`` package; InputError naming ``what`` when it cannot do ``task``."""
+    family = family_of_kind(kind)
+    if family is None or family.task != task:
+        does = family.task if family else "unknown to this EchoSynth"
+        raise InputError(
+            f"{what} is a '{kind}' model ({does}); it cannot be used for {task} "
+            f"(kinds that can: {', '.join(kinds_for(task))})"
+        )
+    return family

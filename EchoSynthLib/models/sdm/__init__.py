@@ -1,0 +1,46 @@
+"""The 2D semantic diffusion model of Echo from noise: a label map in, echo images out.
+
+``config`` (settings and size presets), ``network`` (MONAI's SPADE diffusion U-Net), ``trainer``
+(resumable hybrid-loss training), ``pipeline`` (``Synthesizer``: a package in, images on the label map's
+grid out). The diffusion process and samplers it uses are shared (``EchoSynthLib.diffusion``). The two
+functions below are the family's entry points for ``models.families``; nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from EchoSynthLib.sampling.generators import Generator, GeneratorSettings, Warn
+    from EchoSynthLib.training.runs import StepTrainer
+
+
+def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], device: str) -> StepTrainer:
+    """A trainer for a cache; the size preset follows the cache's image size unless ``image_size`` is set."""
+    from EchoSynthLib.cache.store import CacheIndex
+    from EchoSynthLib.models.sdm.config import SDMConfig
+    from EchoSynthLib.models.sdm.trainer import SDMTrainer
+
+    cache = CacheIndex.open(data)
+    settings = dict(settings)
+    size = int(settings.pop("image_size", cache.manifest["shape"][-1]))
+    return SDMTrainer(cache.path, run, SDMConfig.preset(size, **settings), device)
+
+
+def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn | None = None) -> Generator:
+    """A Generator sampling the package in ``folder`` with ``settings`` (sampler, steps, guidance, plane)."""
+    from EchoSynthLib.errors import InputError
+    from EchoSynthLib.models.sdm.pipeline import DiffusionGenerator, Synthesizer
+
+    synthesizer = Synthesizer.load(folder, settings.device, warn)
+    if not 1 <= settings.steps <= synthesizer.diffusion.num_timesteps:
+        raise InputError(f"steps must be in 1..{synthesizer.diffusion.num_timesteps}, got {settings.steps}")
+    return DiffusionGenerator(
+        synthesizer,
+        settings.steps,
+        settings.sampler,
+        settings.guidance_scale,
+        settings.plane,
+        settings.slice_index,
+    )
