@@ -7,9 +7,7 @@ import sys
 from typing import NoReturn
 
 from EchoSynthLib.checks import check_count, check_number, check_seed
-from EchoSynthLib.errors import InputError
-
-EXIT_ERROR = 2
+from EchoSynthLib.errors import EXIT_ERROR, InputError
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -10,11 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from EchoSynthLib.cli import data_commands, model_commands, models_commands, simulate_commands
+from EchoSynthLib.cli import data_commands, generate_commands, model_store_commands, simulate_commands
 from EchoSynthLib.cli.arguments import OneLineParser
-from EchoSynthLib.errors import EchoSynthError
-
-EXIT_ERROR = 2
+from EchoSynthLib.errors import run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for module in (simulate_commands, data_commands, model_commands, models_commands):
+    for module in (simulate_commands, data_commands, generate_commands, model_store_commands):
         module.add_commands(commands)
     return parser
 
@@ -35,23 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, or a usage error already printed as one line
         return int(stop.code or 0)
-    try:
-        args.run(args)
-    except EchoSynthError as error:
-        print(f"echosynth {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as error:
-        print(
-            f"echosynth {args.command}: error: {error.strerror or error}: {error.filename or ''}".rstrip(
-                ": "
-            ),
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"echosynth {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_main(
+        lambda: args.run(args),
+        lambda message: print(f"echosynth {args.command}: error: {message}", file=sys.stderr),
+    )
 
 
 if __name__ == "__main__":

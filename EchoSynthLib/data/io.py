@@ -9,8 +9,6 @@ segmentations: segment names and colours survive a round trip. Every write is at
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from EchoSynthLib.data.atomic import write_atomically
+from EchoSynthLib.data.atomic import staged_files, write_atomically
 from EchoSynthLib.data.integrity import check_complete
 from EchoSynthLib.data.labels import (
     ECHOSYNTH,
@@ -188,16 +186,10 @@ def write_image(volume: Volume, path: str | os.PathLike) -> Path:
 
 
 def _write_metaimage_pair(image: sitk.Image, path: Path, compress: bool) -> Path:
-    """A .mhd header names its data file, so write both under their final names in a temporary folder,
-    then move the data file first and the header last (the header appearing is the commit)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        sitk.WriteImage(image, str(staging / path.name), useCompression=compress)
-        for written in sorted(staging.iterdir(), key=lambda p: p.suffix.lower() == ".mhd"):
-            os.replace(written, path.parent / written.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    """A .mhd header names its data file, so both are written under their final names in a staging
+    folder and moved in together, the header last (the header appearing is the commit)."""
+    with staged_files(path.parent) as staged:
+        sitk.WriteImage(image, str(staged.path(path.name)), useCompression=compress)
     return path
 
 

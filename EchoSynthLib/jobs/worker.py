@@ -14,11 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from EchoSynthLib.errors import EchoSynthError
+from EchoSynthLib.errors import EXIT_ERROR, run_main
 from EchoSynthLib.jobs.spec import OUTPUT_DIR, InputResult, JobSpec, write_result
 
 Report = Callable[[dict[str, Any]], None]
-EXIT_ERROR = 2
 
 
 def run_job(folder: str | Path, report: Report) -> list[InputResult]:
@@ -72,18 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1:
         _print_event({"event": "error", "message": "usage: python -m EchoSynthLib.jobs.worker JOB_FOLDER"})
         return EXIT_ERROR
-    try:
-        run_job(args[0], _print_event)
-    except EchoSynthError as error:
-        _print_event({"event": "error", "message": str(error)})
-        return EXIT_ERROR
-    except OSError as error:
-        _print_event({"event": "error", "message": f"{error.strerror or error}: {error.filename or ''}"})
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        _print_event({"event": "error", "message": "interrupted"})
-        return 130
-    return 0
+    return run_main(
+        lambda: run_job(args[0], _print_event), lambda m: _print_event({"event": "error", "message": m})
+    )
 
 
 if __name__ == "__main__":
