@@ -9,7 +9,6 @@ inputs and settings; source files are only re-hashed when their size or modifica
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -23,7 +22,7 @@ import numpy as np
 
 from EchoSynthLib import __version__
 from EchoSynthLib.checks import check_memory, check_outside
-from EchoSynthLib.data.atomic import staged_directory
+from EchoSynthLib.data.atomic import sha256_of, staged_directory
 from EchoSynthLib.data.cases import SPLITS, Scan, Skipped
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.preprocessing.prepare import PreparedCase, PrepareSettings, prepare_case
@@ -31,20 +30,10 @@ from EchoSynthLib.preprocessing.splits import assign_splits
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_HASH_CHUNK = 1 << 20
 # Peak memory per voxel of the target grid while one case is prepared (float images, resampling, labels).
 PREPARE_BYTES_PER_VOXEL = 64
 # Keys that identify what a cache was built from; a rerun with the same values is a no-op.
 _IDENTITY_KEYS = ("format_version", "dataset", "root", "options", "settings", "use_dataset_splits", "sources")
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def source_checksums(files: list[Path], root: Path, previous: dict[str, Any] | None = None) -> dict[str, Any]:

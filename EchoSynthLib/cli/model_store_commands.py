@@ -1,4 +1,5 @@
-"""``echosynth models list | install | add | path | clear``: the installed and downloadable model packages."""
+"""``echosynth models list | install | add | upgrade | path | clear``: installed and downloadable model
+packages."""
 
 from __future__ import annotations
 
@@ -49,6 +50,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add.add_argument("folder", type=Path, help="model package folder")
     add.add_argument("--name", help="name in the cache (default: the folder's name)")
     add.set_defaults(run=_run_add)
+
+    upgrade = actions.add_parser(
+        "upgrade",
+        help="convert a format-1 model package folder to format 2, in place",
+        description="Convert a model package of format 1 (model.safetensors, settings at the top of "
+        "config.json) to format 2 (named components with SHA-256); the weights are kept as they are.",
+    )
+    upgrade.add_argument("folder", type=Path, help="model package folder")
+    upgrade.set_defaults(run=_run_upgrade)
 
     path = actions.add_parser(
         "path", help="print the cache folder", description="Print the folder of installed models."
@@ -126,6 +136,12 @@ def _run_add(args: argparse.Namespace) -> None:
     path = registry.install_from_folder(args.folder, args.name)
     model = registry.package_summary(path, "cache")
     print(f"added {model.name} {model.version} ({model.kind}) to {path}")
+
+
+def _run_upgrade(args: argparse.Namespace) -> None:
+    from EchoSynthLib.models.package import upgrade_package
+
+    print(f"{upgrade_package(args.folder)}: model package format 2")
 
 
 def _run_path(args: argparse.Namespace) -> None:

@@ -1,93 +1,194 @@
-"""The model package: a folder with ``model.safetensors``, ``config.json`` and ``MODEL_CARD.md``.
+"""The model package (format 2): a folder with ``config.json``, ``MODEL_CARD.md`` and one safetensors file
+per named network component (``model.safetensors`` for the one-network families; a latent diffusion model
+would hold ``vae.safetensors`` and ``unet.safetensors``).
 
-``config.json`` carries ``format_version``, ``kind`` (what network it is) and the network's settings; the
-weights are safetensors (never pickles). Loading checks all of it and names what is wrong. Importing this
-module does not import torch (the model manager reads package headers without it).
+``config.json``::
+
+    {"format_version": 2, "kind": "sdm2d", "task": "label map -> image",
+     "components": [{"name": "model", "file": "model.safetensors", "sha256": "..."}],
+     "settings": {...network and process settings...}, "classes": {"1": "lv_cavity", ...},
+     "grid": {"image_size": 64}, "provenance": {...training data, steps, licence...}}
+
+Weights are safetensors, never pickles, and each component's SHA-256 is checked before it is loaded. A
+format-1 package (``model.safetensors`` and the settings at the top level of ``config.json``) is refused
+with the command that converts it (``echosynth models upgrade FOLDER``, cheap: the weights are kept).
+Importing this module does not import torch (the model manager reads package headers without it).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from EchoSynthLib.data.atomic import staged_directory
+from EchoSynthLib.data.atomic import sha256_of, staged_directory
 from EchoSynthLib.errors import InputError
 
 if TYPE_CHECKING:
     import torch
 
-FORMAT_VERSION = 1
-WEIGHTS = "model.safetensors"
+FORMAT_VERSION = 2
 CONFIG = "config.json"
 CARD = "MODEL_CARD.md"
 PROVENANCE = "provenance"
+DEFAULT_COMPONENT = "model"
+WEIGHTS = f"{DEFAULT_COMPONENT}.safetensors"  # the one-network families' component (and format 1's file)
+
+
+def _task(kind: str) -> str:
+    from EchoSynthLib.models.families import task_of
+
+    task = task_of(kind)
+    if task is None:
+        raise InputError(f"unknown model kind '{kind}': no model family of this EchoSynth makes it")
+    return task
 
 
 def save_package(
     folder: str | Path,
     kind: str,
     config: dict[str, Any],
-    state: dict[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor] | None,
     card: str,
     provenance: dict[str, Any] | None = None,
+    *,
+    components: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> Path:
-    """Write a package atomically (the folder appears whole or not at all). ``provenance`` (training
-    data, steps) is stored under its own key beside the network settings."""
+    """Write a package atomically (the folder appears whole or not at all): ``components`` (name -> state
+    dict), or ``state`` as the one component ``model``; ``config`` holds the settings; ``provenance``
+    (training data, steps, licence) is stored under its own key."""
     from safetensors.torch import save_file
 
+    parts = dict(components) if components is not None else {DEFAULT_COMPONENT: state}
+    if not parts or any(not name.isidentifier() for name in parts):
+        raise InputError(f"a package needs components named like identifiers, got {list(parts)}")
+    task = _task(kind)
     folder = Path(folder)
     with staged_directory(folder) as staging:
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-        # One metadata entry: safetensors writes several in a random order, and a package's SHA-256 must
-        # depend on its content only.
-        header = json.dumps({"format_version": FORMAT_VERSION, "kind": kind}, sort_keys=True)
-        save_file(tensors, str(staging / WEIGHTS), metadata={"echosynth": header})
-        document = {"format_version": FORMAT_VERSION, "kind": kind, **config, PROVENANCE: provenance or {}}
+        listed = []
+        for name, part in parts.items():
+            tensors = {k: v.detach().to("cpu").contiguous() for k, v in part.items()}
+            path = staging / f"{name}.safetensors"
+            # One metadata entry: safetensors writes several in a random order, and a package's SHA-256
+            # must depend on its content only.
+            header = json.dumps({"format_version": FORMAT_VERSION, "kind": kind}, sort_keys=True)
+            save_file(tensors, str(path), metadata={"echosynth": header})
+            listed.append({"name": name, "file": path.name, "sha256": sha256_of(path)})
+        document = _document(kind, task, listed, config, provenance or {})
         (staging / CONFIG).write_text(json.dumps(document, indent=1))
         (staging / CARD).write_text(card)
     return folder
 
 
-def read_package_header(folder: str | Path) -> dict[str, Any]:
-    """The whole ``config.json`` of a package of any kind, after checking the folder holds the three files
-    and the format version is one this EchoSynth reads (``kind`` is checked to be a name, not a value)."""
-    folder = Path(folder)
+def _document(
+    kind: str, task: str, components: list[dict], settings: dict[str, Any], provenance: dict[str, Any]
+) -> dict[str, Any]:
+    grid = {k: settings[k] for k in ("image_size", "spatial_dims") if k in settings}
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "task": task,
+        "components": components,
+        "settings": settings,
+        "classes": settings.get("classes", {}),
+        "grid": grid,
+        PROVENANCE: provenance,
+    }
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise InputError(f"{folder}: no such model folder")
-    missing = [name for name in (WEIGHTS, CONFIG, CARD) if not (folder / name).is_file()]
-    if missing:
-        raise InputError(
-            f"{folder}: not an EchoSynth model package (missing {', '.join(missing)}; expected "
-            f"{WEIGHTS}, {CONFIG} and {CARD})"
-        )
+    if not (folder / CONFIG).is_file():
+        raise InputError(f"{folder}: not an EchoSynth model package (missing {CONFIG})")
     try:
         config = json.loads((folder / CONFIG).read_text())
     except (OSError, ValueError) as error:
         raise InputError(f"{folder / CONFIG}: not valid JSON ({error})") from None
-    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
-        found = config.get("format_version") if isinstance(config, dict) else None
-        raise InputError(f"{folder}: model format version {found!r}; this EchoSynth reads {FORMAT_VERSION}")
-    if not isinstance(config.get("kind"), str) or not config["kind"]:
-        raise InputError(f"{folder / CONFIG}: no model 'kind' (what network the package holds)")
+    if not isinstance(config, dict):
+        raise InputError(f"{folder / CONFIG}: not an EchoSynth package configuration")
     return config
 
 
+def is_package_folder(folder: str | Path) -> bool:
+    """True for a folder that holds an EchoSynth package of any format (what installs may replace)."""
+    try:
+        config = _read_config(Path(folder))
+    except InputError:
+        return False
+    return config.get("format_version") in (1, FORMAT_VERSION) and isinstance(config.get("kind"), str)
+
+
+def read_package_header(folder: str | Path) -> dict[str, Any]:
+    """The whole ``config.json`` of a package, after checking the folder holds it, the card and every
+    listed component, that the format is 2 and that kind and task belong to a known model family."""
+    folder = Path(folder)
+    config = _read_config(folder)
+    absent = ([] if any(folder.glob("*.safetensors")) else [WEIGHTS]) + (
+        [] if (folder / CARD).is_file() else [CARD]
+    )
+    if absent:
+        raise InputError(f"{folder}: not an EchoSynth model package (missing {', '.join(absent)})")
+    found = config.get("format_version")
+    if found == 1:
+        raise InputError(
+            f"{folder}: a model package of format 1; convert it with 'echosynth models upgrade {folder}'"
+        )
+    if found != FORMAT_VERSION:
+        raise InputError(f"{folder}: model format version {found!r}; this EchoSynth reads {FORMAT_VERSION}")
+    kind, task = config.get("kind"), config.get("task")
+    if not isinstance(kind, str) or not kind:
+        raise InputError(f"{folder / CONFIG}: no model 'kind' (what network the package holds)")
+    if task != _task(kind):
+        raise InputError(
+            f"{folder / CONFIG}: task {task!r} is not what a '{kind}' model does ({_task(kind)})"
+        )
+    components = config.get("components")
+    if not isinstance(components, list) or not components:
+        raise InputError(f"{folder / CONFIG}: no 'components' (the weight files of the package)")
+    missing = []
+    for entry in components:
+        if not isinstance(entry, dict) or not {"name", "file", "sha256"} <= set(entry):
+            raise InputError(f"{folder / CONFIG}: a component needs a name, a file and a sha256, got {entry}")
+        if Path(entry["file"]).name != entry["file"] or not (folder / entry["file"]).is_file():
+            missing.append(str(entry["file"]))
+    if missing:
+        raise InputError(f"{folder}: not an EchoSynth model package (missing {', '.join(missing)})")
+    if not isinstance(config.get("settings"), dict):
+        raise InputError(f"{folder / CONFIG}: no 'settings'")
+    return config
+
+
+def component_path(folder: str | Path, header: dict[str, Any], name: str = DEFAULT_COMPONENT) -> Path:
+    """The file of component ``name``, after checking its SHA-256 against ``config.json``."""
+    entry = next((c for c in header["components"] if c["name"] == name), None)
+    if entry is None:
+        known = ", ".join(c["name"] for c in header["components"])
+        raise InputError(f"{folder}: the package has no component '{name}' (it has: {known})")
+    path = Path(folder) / entry["file"]
+    if sha256_of(path) != entry["sha256"]:
+        raise InputError(f"{path}: SHA-256 differs from {CONFIG}; the file was changed or damaged")
+    return path
+
+
 def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
-    """The network settings of a package (without format_version, kind and provenance), after checking
-    the folder is a ``kind`` package."""
-    config = read_package_header(folder)
-    if config["kind"] != kind:
-        raise InputError(f"{folder}: is a '{config['kind']}' model, expected '{kind}'")
-    return {k: v for k, v in config.items() if k not in ("format_version", "kind", PROVENANCE)}
+    """The settings of a ``kind`` package."""
+    header = read_package_header(folder)
+    if header["kind"] != kind:
+        raise InputError(f"{folder}: is a '{header['kind']}' model, expected '{kind}'")
+    return dict(header["settings"])
 
 
-def load_weights(folder: str | Path, model: torch.nn.Module) -> torch.nn.Module:
-    """Load the package's safetensors weights into ``model`` (every tensor must match by name and shape)."""
+def load_weights(
+    folder: str | Path, model: torch.nn.Module, component: str = DEFAULT_COMPONENT
+) -> torch.nn.Module:
+    """Load a component's safetensors weights into ``model`` (SHA-256 checked; every tensor must match by
+    name and shape)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(folder) / WEIGHTS
+    path = component_path(folder, read_package_header(folder), component)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
@@ -98,3 +199,28 @@ def load_weights(folder: str | Path, model: torch.nn.Module) -> torch.nn.Module:
         first = str(error).splitlines()[0]
         raise InputError(f"{path}: weights do not fit the network in {CONFIG} ({first})") from None
     return model
+
+
+def upgrade_package(folder: str | Path) -> Path:
+    """Convert a format-1 package in place to format 2 (its weights become the ``model`` component);
+    the folder is replaced whole. A format-2 package is left as it is."""
+    folder = Path(folder)
+    config = _read_config(folder)
+    if config.get("format_version") == FORMAT_VERSION:
+        read_package_header(folder)
+        return folder
+    if config.get("format_version") != 1 or not isinstance(config.get("kind"), str):
+        raise InputError(f"{folder}: not a format-1 EchoSynth model package")
+    for name in (WEIGHTS, CARD):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder}: not a format-1 EchoSynth model package (missing {name})")
+    kind = config["kind"]
+    settings = {k: v for k, v in config.items() if k not in ("format_version", "kind", PROVENANCE)}
+    provenance = config.get(PROVENANCE) if isinstance(config.get(PROVENANCE), dict) else {}
+    with staged_directory(folder) as staging:
+        for name in (WEIGHTS, CARD):
+            (staging / name).write_bytes((folder / name).read_bytes())
+        listed = [{"name": DEFAULT_COMPONENT, "file": WEIGHTS, "sha256": sha256_of(staging / WEIGHTS)}]
+        document = _document(kind, _task(kind), listed, settings, provenance)
+        (staging / CONFIG).write_text(json.dumps(document, indent=1))
+    return folder

@@ -31,9 +31,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import EchoSynthLib
-from EchoSynthLib.data.atomic import restore_retired, staged_directory
+from EchoSynthLib.data.atomic import restore_retired, sha256_of, staged_directory
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.package import CARD, CONFIG, PROVENANCE, WEIGHTS, read_package_header
+from EchoSynthLib.models.package import (
+    CARD,
+    CONFIG,
+    PROVENANCE,
+    component_path,
+    is_package_folder,
+    read_package_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +230,8 @@ def _licence(provenance: dict[str, Any]) -> str:
 
 def _version(header: dict[str, Any]) -> str:
     provenance = header.get(PROVENANCE) if isinstance(header.get(PROVENANCE), dict) else {}
-    return _text(header.get("version")) or _text(provenance.get("version"))
+    settings = header.get("settings") if isinstance(header.get("settings"), dict) else {}
+    return _text(header.get("version")) or _text(settings.get("version")) or _text(provenance.get("version"))
 
 
 def package_summary(folder: str | os.PathLike, source: str = "folder") -> InstalledModel:
@@ -315,14 +323,6 @@ def resolve_model(
 # --- installing -----------------------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_digest(actual: str, model: KnownModel, label: str) -> None:
     if actual != model.sha256:
         raise InputError(
@@ -350,13 +350,11 @@ def _refuse_foreign(target: Path) -> None:
     """Installing replaces ``target``: only allow that for an EchoSynth package."""
     if not (target.exists() or target.is_symlink()):
         return
-    try:
-        read_package_header(target)
-    except InputError:
+    if not is_package_folder(target):  # any format: an install may replace an old package
         raise InputError(
             f"{target} exists and is not an EchoSynth model package; move it away first (installing "
             "would replace it)"
-        ) from None
+        )
 
 
 def _member_parts(info: zipfile.ZipInfo, label: str) -> list[str]:
@@ -384,8 +382,8 @@ def _archive_members(archive: zipfile.ZipFile, label: str) -> tuple[list[zipfile
     if len(tops) == 1 and not root_files:
         return members, tops.pop()
     raise InputError(
-        f"{label}: the archive holds neither one model package folder nor the package files ({WEIGHTS}, "
-        f"{CONFIG}, {CARD}) at its root"
+        f"{label}: the archive holds neither one model package folder nor the package files ({CONFIG}, "
+        f"{CARD} and the weights) at its root"
     )
 
 
@@ -393,7 +391,9 @@ def _validate(root: Path, label: str, kind: str | None, version: str | None) -> 
     """Check the package at ``root`` (a staging folder), naming ``label`` (what the user gave) in errors."""
     try:
         header = read_package_header(root)
-        _check_weights(root / WEIGHTS)
+        for component in header["components"]:
+            _check_weights(root / component["file"])
+            component_path(root, header, component["name"])  # its SHA-256
     except InputError as error:
         raise InputError(str(error).replace(str(root), label)) from None
     if kind is not None and header["kind"] != kind:
@@ -525,7 +525,7 @@ def install_from_archive(
     if not zip_path.is_file():
         raise InputError(f"{zip_path}: no such archive")
     if model is not None:
-        _check_digest(_sha256_file(zip_path), model, str(zip_path))
+        _check_digest(sha256_of(zip_path), model, str(zip_path))
     return _install_archive(
         zip_path,
         str(zip_path),
@@ -587,9 +587,7 @@ def clear_cache(cache_dir: str | os.PathLike | None = None) -> list[str]:
             continue
         if entry.name.startswith(".") or not entry.is_dir():
             continue
-        try:
-            read_package_header(entry)
-        except InputError:
+        if not is_package_folder(entry):
             continue
         _remove(entry)
         removed.append(entry.name)

@@ -82,7 +82,12 @@ def test_training_lowers_the_loss_and_exports_a_package(trained):
     card = (trained.run / "model" / "MODEL_CARD.md").read_text()
     assert "folder" in card and "Licence" in card
     config = json.loads((trained.run / "model" / CONFIG).read_text())
-    assert config["format_version"] == 1 and config["kind"] == "sdm2d" and config["schedule"] == "cosine"
+    assert (
+        config["format_version"] == 2 and config["kind"] == "sdm2d" and config["task"] == "label map -> image"
+    )
+    assert config["settings"]["schedule"] == "cosine" and [c["name"] for c in config["components"]] == [
+        "model"
+    ]
     assert config["provenance"]["trained_steps"] == 24
     assert config["provenance"]["training_data"]["dataset"] == "folder"
 
@@ -190,9 +195,9 @@ def test_foreign_or_damaged_model_folders_are_refused(trained, tmp_path):
         Synthesizer.load(tmp_path / "empty")
     package = trained.run / "model"
     for name, damage, message in (
-        ("kind", lambda c: c | {"kind": "segmenter2d"}, "expected 'sdm2d'"),
+        ("kind", lambda c: c | {"kind": "segmenter2d", "task": "image -> label map"}, "expected 'sdm2d'"),
         ("version", lambda c: c | {"format_version": 99}, "format version"),
-        ("shape", lambda c: c | {"channels": [64, 64, 64]}, "do not fit"),
+        ("shape", lambda c: c | {"settings": c["settings"] | {"channels": [64, 64, 64]}}, "do not fit"),
     ):
         copy = tmp_path / name
         copy.mkdir()
