@@ -96,17 +96,23 @@ def _run_train(args: argparse.Namespace) -> None:
 
     family = family_named(args.model).load()
     trainer = family.build_trainer(args.data, args.out, settings_from(args), args.device)
-    total = trainer.config.max_steps
-    print(f"training {args.model} on {trainer.device}: step {trainer.state.step} of {total}, run {args.out}")
-    with tqdm(total=total, initial=trainer.state.step, desc=f"train {args.model}", unit="step") as bar:
+    total, main = trainer.config.max_steps, trainer.rank.main  # under torchrun only the main process speaks
+    if main:
+        where = f" (process 0 of {trainer.rank.world})" if trainer.rank.distributed else ""
+        step = trainer.state.step
+        print(f"training {args.model} on {trainer.device}{where}: step {step} of {total}, run {args.out}")
+    with tqdm(
+        total=total, initial=trainer.state.step, desc=f"train {args.model}", unit="step", disable=not main
+    ) as bar:
 
         def advance(step: int, losses: dict[str, float]) -> None:
             bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
             bar.update(step - bar.n)
 
         trainer.fit(progress=advance)
-    samples = f", sample grids in {args.out}/samples" if (args.out / "samples").is_dir() else ""
-    print(f"done: {args.out}/model (log {args.out}/log.jsonl{samples})")
+    if main:
+        samples = f", sample grids in {args.out}/samples" if (args.out / "samples").is_dir() else ""
+        print(f"done: {args.out}/model (log {args.out}/log.jsonl{samples})")
 
 
 def _run_synthesize(args: argparse.Namespace) -> None:

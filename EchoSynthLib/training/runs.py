@@ -20,7 +20,9 @@ import torch
 
 from EchoSynthLib.data.atomic import recover_directory, staged_directory, write_atomically
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.settings import Settings
+from EchoSynthLib.models.settings import Settings, pick_device
+from EchoSynthLib.training import distributed
+from EchoSynthLib.training.distributed import Rank
 
 
 def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
@@ -31,15 +33,20 @@ def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
 
 
 class StepBatches(torch.utils.data.Sampler):
-    """Batch indices for steps ``start``..``stop - 1``, each drawn from a generator seeded (seed, step)."""
+    """Batch indices for steps ``start``..``stop - 1``: the global batch of a step is drawn from a generator
+    seeded (seed, step), and this process gets its share of it (``rank``)."""
 
-    def __init__(self, size: int, batch: int, seed: int, start: int, stop: int) -> None:
+    def __init__(
+        self, size: int, batch: int, seed: int, start: int, stop: int, rank: Rank | None = None
+    ) -> None:
         self.size, self.batch, self.seed, self.start, self.stop = size, batch, seed, start, stop
+        self.rank = rank or Rank()
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.stop):
             rng = np.random.default_rng([self.seed, step])
-            yield rng.choice(self.size, self.batch, replace=self.size < self.batch).tolist()
+            indices = rng.choice(self.size, self.batch, replace=self.size < self.batch).tolist()
+            yield self.rank.part(indices)
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
@@ -150,13 +157,33 @@ class StepTrainer:
     device: torch.device
     train_set: torch.utils.data.Dataset
     state: TrainState
+    rank: Rank = Rank()
+
+    def start_processes(self, device: str | torch.device, batch_size: int) -> torch.device:
+        """Pick the device, join torchrun's process group if there is one, check the batch splits evenly;
+        sets ``rank`` and returns this process's device."""
+        chosen = pick_device(device)
+        self.rank = distributed.start(chosen)
+        self.rank.check_batch(batch_size)
+        return distributed.local_device(chosen, self.rank)
 
     def resume(self) -> None:
-        """Continue from the run's checkpoint, if it has one."""
-        if has_checkpoint(self.run):
+        """Continue from the run's checkpoint, if it has one (every process reads it; the main process
+        first recovers one a kill left in the middle of its replacement)."""
+        if self.rank.main:
+            recover_directory(self.run / "checkpoint")
+        distributed.barrier(self.rank)
+        if (self.run / "checkpoint" / "state.json").is_file():
             self.state.step = load_checkpoint(
                 self.run, self.state.networks(), self.state.optimizer, self.device
             )
+
+    def open_run(self) -> None:
+        """Resume, then write the run's settings (main process): called last in a trainer's set-up, once
+        data, settings and networks are known good."""
+        self.resume()
+        if self.rank.main:
+            save_run_settings(self.run, self.config)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
         """One optimisation step on ``batch``; returns the losses to log."""
@@ -175,7 +202,7 @@ class StepTrainer:
 
     def _batches(self, stop: int) -> torch.utils.data.DataLoader:
         sampler = StepBatches(
-            len(self.train_set), self.config.batch_size, self.config.seed, self.state.step, stop
+            len(self.train_set), self.config.batch_size, self.config.seed, self.state.step, stop, self.rank
         )
         return torch.utils.data.DataLoader(
             self.train_set,
@@ -193,8 +220,11 @@ class StepTrainer:
         state.model.train()
         started, window = time.perf_counter(), []
         for batch in self._batches(stop):
-            window.append(self.train_step(batch, state.step))
+            losses = self.train_step(batch, state.step)
+            window.append(distributed.mean_over_processes(losses, self.rank, self.device))
             state.step += 1
+            if not self.rank.main:  # the others only train: logs, checkpoints, grids and the package are one
+                continue
             if progress is not None:
                 progress(state.step, window[-1])
             if state.step % config.log_every == 0 or state.step == stop:
@@ -211,7 +241,8 @@ class StepTrainer:
                 save_checkpoint(self.run, state.step, state.networks(), state.optimizer)
             self.periodic(state.step, stop)
             state.model.train()
-        if state.step >= stop:
+        if state.step >= stop and self.rank.main:
             self.periodic(state.step, stop)  # a run killed after its last checkpoint still gets its grid
             self.export()
+        distributed.barrier(self.rank)
         return state.step

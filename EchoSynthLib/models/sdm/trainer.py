@@ -24,13 +24,12 @@ from EchoSynthLib.models.families import SDM_KIND
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
-from EchoSynthLib.models.settings import pick_device
+from EchoSynthLib.training import distributed
 from EchoSynthLib.training.cards import model_card, training_provenance
 from EchoSynthLib.training.runs import (
     StepTrainer,
     TrainState,
     run_settings,
-    save_run_settings,
     step_generator,
 )
 
@@ -89,14 +88,14 @@ class SDMTrainer(StepTrainer):
         if "sector" not in classes.values():
             raise InputError(f"{data}: the cache has no sector class (prepare with --layout echosynth)")
         config = config.with_overrides({"label_channels": len(classes), "classes": classes})
-        self.device = pick_device(device)
+        self.device = self.start_processes(device, config.batch_size)
         self.config = run_settings(self.run, config, RESUMABLE_CHANGES)
         self.diffusion = GaussianDiffusion(self.config.timesteps, self.config.schedule)
         self.train_set = CachedPairs(self.cache, "train", one_hot=True)
         self.val_set = CachedPairs(self.cache, "val", one_hot=True) if self.cache.cases("val") else None
         self.state = _new_state(self.config, self.device)
-        self.resume()
-        save_run_settings(self.run, self.config)  # everything checked: the run folder may appear
+        self.open_run()  # everything checked: the run folder may appear
+        self.train_model = distributed.wrap(self.state.model, self.rank, self.device)
 
     def _loss(
         self,
@@ -107,13 +106,16 @@ class SDMTrainer(StepTrainer):
         stream: int,
         train: bool,
     ) -> dict[str, torch.Tensor]:
-        """Per-sample losses; ``train`` adds the random flips and label dropout."""
+        """Per-sample losses; ``train`` adds the random flips and label dropout. In training the draws are
+        made for the step's global batch and this process takes its share, as it does of the images."""
         generator = step_generator(self.config.seed, step, stream)
-        batch = images.shape[0]
+        batch = self.config.batch_size if train else images.shape[0]
         flip = torch.rand(batch, generator=generator) < (self.config.flip_prob if train else 0.0)
         drop = torch.rand(batch, generator=generator) < (self.config.label_dropout if train else 0.0)
         t = torch.randint(0, self.config.timesteps, (batch,), generator=generator)
-        noise = torch.randn(images.shape, generator=generator)
+        noise = torch.randn((batch, *images.shape[1:]), generator=generator)
+        if train:
+            flip, drop, t, noise = (x[self.rank.index :: self.rank.world] for x in (flip, drop, t, noise))
         flip, drop, t, noise = (x.to(self.device) for x in (flip, drop, t, noise))
         images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
         seg = torch.where(flip.view(-1, 1, 1, 1), seg.flip(-1), seg)
@@ -181,7 +183,7 @@ class SDMTrainer(StepTrainer):
         state = self.state
         images = batch["image"].to(self.device, non_blocking=True)
         seg = batch["labels"].to(self.device, non_blocking=True)
-        losses = self._loss(state.model, images, seg, step, stream=0, train=True)
+        losses = self._loss(self.train_model, images, seg, step, stream=0, train=True)
         state.optimizer.zero_grad(set_to_none=True)
         losses["loss"].mean().backward()
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), self.config.grad_clip)

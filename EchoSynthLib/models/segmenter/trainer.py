@@ -17,9 +17,9 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.segmenter.network import KIND, SegmenterConfig, build_segmenter
-from EchoSynthLib.models.settings import pick_device
+from EchoSynthLib.training import distributed
 from EchoSynthLib.training.cards import model_card, training_provenance
-from EchoSynthLib.training.runs import StepTrainer, TrainState, run_settings, save_run_settings
+from EchoSynthLib.training.runs import StepTrainer, TrainState, run_settings
 
 RESUMABLE_CHANGES = {"max_steps", "log_every", "val_every", "checkpoint_every", "workers"}
 
@@ -39,7 +39,7 @@ class SegmenterTrainer(StepTrainer):
             raise InputError(f"{data}: the segmenter trains on 2D caches")
         self.run = Path(run)
         config = config.with_overrides({"classes": self.cache.manifest["classes"]})
-        self.device = pick_device(device)
+        self.device = self.start_processes(device, config.batch_size)
         self.config = run_settings(self.run, config, RESUMABLE_CHANGES)
         self.train_set = CachedPairs(self.cache, "train")
         self.val_set = CachedPairs(self.cache, "val") if self.cache.cases("val") else None
@@ -50,8 +50,8 @@ class SegmenterTrainer(StepTrainer):
         self.state = TrainState(model, optimizer)
         self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self.augment = paired_augmentation(spatial_dims=2) if self.config.augment else None
-        self.resume()
-        save_run_settings(self.run, self.config)  # everything checked: the run folder may appear
+        self.open_run()  # everything checked: the run folder may appear
+        self.train_model = distributed.wrap(self.state.model, self.rank, self.device)
 
     def _targets(self, labels: torch.Tensor) -> torch.Tensor:
         """Cache values -> class indices 0..C-1 (the U-Net's channels)."""
@@ -60,18 +60,20 @@ class SegmenterTrainer(StepTrainer):
         return lookup[labels.long()]
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
-        """Augment (seeded by step), Dice + CE, Adam step."""
+        """Augment (each sample seeded by step and its place in the global batch), Dice + CE, Adam step."""
         images, labels = batch["image"], batch["labels"]
         if self.augment is not None:
-            self.augment.set_random_state(
-                seed=int(np.random.SeedSequence([self.config.seed, step]).generate_state(1)[0])
-            )
-            pairs = [self.augment({"image": i, "labels": lab}) for i, lab in zip(images, labels, strict=True)]
+            pairs = []
+            for j, (image, label) in enumerate(zip(images, labels, strict=True)):
+                place = self.rank.index + j * self.rank.world
+                seed = np.random.SeedSequence([self.config.seed, step, place]).generate_state(1)[0]
+                self.augment.set_random_state(seed=int(seed))
+                pairs.append(self.augment({"image": image, "labels": label}))
             images = torch.stack([torch.as_tensor(p["image"]) for p in pairs])
             labels = torch.stack([torch.as_tensor(p["labels"]) for p in pairs])
         images = images.float().to(self.device)
         targets = self._targets(labels).to(self.device)
-        loss = self.loss(self.state.model(images), targets)
+        loss = self.loss(self.train_model(images), targets)
         self.state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.state.optimizer.step()

@@ -1,0 +1,111 @@
+"""Training under torchrun (DDP, gloo on CPU): the same command, the same result as one process with the
+same global batch, only the main process writes, and a run with a killed process resumes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from EchoSynthLib.cli.main import main
+from EchoSynthLib.errors import InputError
+from EchoSynthLib.training.distributed import Rank
+
+TINY = {
+    "channels": [32, 32, 32],
+    "attention_levels": [False, False, True],
+    "num_head_channels": 32,
+    "spade_channels": 16,
+    "batch_size": 4,
+    "workers": 0,
+    "sample_every": 1000,
+    "sample_steps": 2,
+    "checkpoint_every": 1,
+    "log_every": 2,
+    "val_every": 1000,
+    "max_steps": 6,
+}
+SETTINGS = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
+
+
+def _torchrun(cache: Path, out: Path, processes: int = 2) -> subprocess.Popen:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command += ["-m", "EchoSynthLib.cli.main", "train", "sdm", "--data", str(cache), "--out", str(out)]
+    return subprocess.Popen(
+        [*command, "--device", "cpu", *SETTINGS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _files(run: Path) -> list[str]:
+    return sorted(str(p.relative_to(run)) for p in run.rglob("*"))
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    first, second = _weights(a), _weights(b)
+    assert first.keys() == second.keys()
+    for key in first:  # equal up to the order of the floating-point reduction over processes
+        torch.testing.assert_close(first[key], second[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_the_global_batch_is_shared_out_and_must_split_evenly():
+    batch = list(range(8))
+    parts = [Rank(i, 3).part(batch) for i in range(3)]
+    assert sorted(i for part in parts for i in part) == batch and parts[1] == [1, 4, 7]
+    Rank(0, 2).check_batch(4)
+    with pytest.raises(InputError, match="batch_size 5 does not split over 2 processes"):
+        Rank(0, 2).check_batch(5)
+
+
+def test_two_processes_train_like_one(tiny_cache, tmp_path):
+    single = tmp_path / "single"
+    assert (
+        main(["train", "sdm", "--data", str(tiny_cache), "--out", str(single), "--device", "cpu", *SETTINGS])
+        == 0
+    )
+    run = tmp_path / "ddp"
+    process = _torchrun(tiny_cache, run)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert output.count("training sdm on cpu (process 0 of 2)") == 1  # only the main process speaks
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 6
+    assert _files(run) == _files(single)  # the same files, written once
+    logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert logged == [2, 4, 6]
+    _assert_same_weights(run, single)
+
+
+def test_a_killed_process_and_a_rerun_resume_the_run(tiny_cache, tmp_path):
+    single = tmp_path / "single"
+    assert (
+        main(["train", "sdm", "--data", str(tiny_cache), "--out", str(single), "--device", "cpu", *SETTINGS])
+        == 0
+    )
+    run = tmp_path / "ddp"
+    process = _torchrun(tiny_cache, run)
+    deadline = time.monotonic() + 240
+    state = run / "checkpoint" / "state.json"
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.is_file() and json.loads(state.read_text() or "{}").get("step", 0) >= 2:
+            break
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert workers, "torchrun started no processes"
+    subprocess.run(["kill", "-KILL", workers[-1]], check=False)  # one rank dies; torchrun stops the rest
+    process.communicate(timeout=120)
+    assert process.returncode != 0
+    rerun = _torchrun(tiny_cache, run)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output
+    assert "step 0 of" not in output  # resumed, not restarted
+    assert json.loads(state.read_text())["step"] == 6
+    _assert_same_weights(run, single)
