@@ -47,6 +47,18 @@ def count_argument(minimum: int = 1):
     return parse
 
 
+def shard_argument(text: str) -> tuple[int, int]:
+    """A --shard value 'K/N': part K (0-based) of N."""
+    index, sep, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N, e.g. 0/4, got '{text}'") from None
+    if not sep or not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got '{text}'")
+    return shard
+
+
 def number_argument(minimum: float | None = None, above: float | None = None):
     """A float-option parser that accepts finite numbers (at least ``minimum``, above ``above``)."""
 

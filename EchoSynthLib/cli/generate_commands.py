@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from EchoSynthLib.cli.arguments import count_argument, number_argument, seed_argument, settings_from
+from EchoSynthLib.cli.arguments import (
+    count_argument,
+    number_argument,
+    seed_argument,
+    settings_from,
+    shard_argument,
+)
 from EchoSynthLib.models.families import families
 
 
@@ -66,6 +72,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     synthesize.add_argument("--schema", default="echosynth", help="label values of label images")
     synthesize.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda:N")
+    synthesize.add_argument(
+        "--shard",
+        type=shard_argument,
+        metavar="K/N",
+        help="make only part K of N of the images (0-based; under torchrun: RANK/WORLD_SIZE); the N parts "
+        "together write exactly the files of one run",
+    )
     synthesize.set_defaults(run=_run_synthesize)
 
     validate = commands.add_parser(
@@ -129,6 +142,11 @@ def _run_synthesize(args: argparse.Namespace) -> None:
     settings = GeneratorSettings(
         args.model, args.steps, args.sampler, args.guidance, args.plane, args.slice, args.device
     )
+    if args.shard is None:  # under torchrun each process makes its part
+        from EchoSynthLib.training.distributed import rank_from_environment
+
+        rank = rank_from_environment()
+        args.shard = (rank.index, rank.world)
     generator = open_generator(settings, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     print(generator.description)
     maps = len(inputs) * (1 + args.augment)
@@ -146,6 +164,7 @@ def _run_synthesize(args: argparse.Namespace) -> None:
             seed=args.seed,
             augment=args.augment,
             progress=advance,
+            shard=args.shard,
         )
     written = sum(len(o.images) + (o.labels is not None) for o in outputs)
     print(f"wrote {written} files to {args.out}/")

@@ -51,10 +51,18 @@ def read_checked_maps(generator: Generator, inputs: Sequence[Path], schema: Labe
     return maps
 
 
-def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, count) pairs covering 0 .. n - 1 in pieces of at most ``size``."""
-    for start in range(0, n, size):
-        yield start, min(size, n - start)
+def _chunks(first: int, stop: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, count) pairs covering ``first`` .. ``stop - 1`` in pieces of at most ``size``."""
+    for start in range(first, stop, size):
+        yield start, min(size, stop - start)
+
+
+def shard_range(total: int, shard: tuple[int, int]) -> tuple[int, int]:
+    """The contiguous part [lo, hi) of ``total`` items that shard ``K`` of ``N`` makes."""
+    index, count = shard
+    if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
+        raise InputError(f"a shard is K/N with 0 <= K < N, got {index}/{count}")
+    return index * total // count, (index + 1) * total // count
 
 
 def _reporter(
@@ -97,12 +105,15 @@ def synthesize_files(
     seed: int = 0,
     augment: int = 0,
     progress: Callable[[float, str], None] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[SynthesisOutput]:
     """Images (and, with ``augment``, new label maps and their images) for every input label file.
 
     Each image is written to a staging folder as soon as it is made (at most ``CHUNK`` images are held in
     memory); everything moves into ``out_dir`` at the end. ``progress(fraction, name)`` follows the work
-    done over all maps."""
+    done. ``shard`` (K, N) makes only the K-th of N contiguous parts of the run's images (maps in order,
+    then image k of each; an augmented map's label file goes with its image 0): image k of a map always
+    uses seed + k, so the shards together write exactly the files of one unsharded run."""
     if n < 1 or augment < 0:
         raise InputError(f"n must be at least 1 and augment at least 0, got {n} and {augment}")
     check_seed(seed, n)
@@ -113,26 +124,32 @@ def synthesize_files(
         raise InputError(f"{out_dir}: exists and is not a folder")
     finals = [out_dir / f for entries in plan.values() for _, files in entries for f in files]
     check_outputs(finals, inputs)
+    lo, hi = shard_range(len(inputs) * (1 + augment) * n, shard)
     maps = read_checked_maps(generator, inputs, schema)
     if augment:
         from EchoSynthLib.augmentation import augment_label_map, variant_seed
     outputs: list[SynthesisOutput] = []
-    total = len(maps) * (1 + augment)
+    done, total = 0, max(hi - lo, 1)
     with staged_files(out_dir) as staged:
-        for path, labels in zip(inputs, maps, strict=True):
+        for position, (path, labels) in enumerate(zip(inputs, maps, strict=True)):
             for index, (name, files) in enumerate(plan[path]):
+                base = (position * (1 + augment) + index) * n  # the run-wide number of this map's image 0
+                first, stop = max(lo - base, 0), min(hi - base, n)
+                if first >= stop:
+                    continue  # another shard's map
                 written_labels = None
                 label_map = labels
                 if index > 0:
                     label_map = augment_label_map(labels, variant_seed(seed, index - 1))
-                    written = write_label_map(label_map, staged.path(f"{name}{full_suffix(path)}"))
-                    written_labels = staged.final(written)
-                done = len(outputs)
+                    if first == 0:
+                        written = write_label_map(label_map, staged.path(f"{name}{full_suffix(path)}"))
+                        written_labels = staged.final(written)
                 images: list[Path] = []
-                for start, count in _chunks(n, CHUNK):
-                    advance = _reporter(progress, done + start / n, count / n, total, name)
+                for start, count in _chunks(first, stop, CHUNK):
+                    advance = _reporter(progress, done, count, total, name)
                     for k, image in enumerate(generator.generate(label_map, count, seed + start, advance)):
                         written = write_image(image, staged.path(files[start + k]))
                         images.append(staged.final(written))
+                    done += count
                 outputs.append(SynthesisOutput(path, name, tuple(images), written_labels))
     return outputs

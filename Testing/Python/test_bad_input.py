@@ -163,6 +163,7 @@ CLI_CASES = [
     ("synthesize-guidance-nan", "--guidance nan", ["synthesize", "--model", "simulator", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--guidance", "nan"], "finite"),
     ("synthesize-seed-negative", "--seed -1 with the simulator", ["synthesize", "--model", "simulator", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--seed", "-1"], "seed must be"),
     ("synthesize-seed-huge-model", "--seed 2**70 with a model", ["synthesize", "--model", "{w}/linked", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--seed", str(2**70)], "seed must be"),
+    ("synthesize-shard-out-of-range", "--shard 3/3", ["synthesize", "--model", "simulator", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--shard", "3/3"], "0 <= K < N"),
     ("synthesize-out-is-file", "--out names a file", ["synthesize", "--model", "simulator", "--labels", "{w}/map.nii.gz", "--out", "{w}/a_file"], "not a folder"),
     ("synthesize-missing-folder", "--labels names a missing folder", ["synthesize", "--model", "simulator", "--labels", "{w}/nowhere", "--out", "{w}/out"], "no such file or folder"),
     ("augment-n-zero", "--n 0", ["augment", "{w}/map.nii.gz", "--out", "{w}/out", "--n", "0"], "at least 1"),

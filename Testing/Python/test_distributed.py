@@ -109,3 +109,28 @@ def test_a_killed_process_and_a_rerun_resume_the_run(tiny_cache, tmp_path):
     assert "step 0 of" not in output  # resumed, not restarted
     assert json.loads(state.read_text())["step"] == 6
     _assert_same_weights(run, single)
+
+
+def test_sharded_synthesis_writes_the_files_of_one_run(tmp_path, monkeypatch, capsys):
+    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+    from EchoSynthLib.data.io import write_label_map
+
+    for name, seed in (("a", 1), ("b", 2)):
+        labels = phantom_label_map("4CH", "ED", seed=seed, grid=PhantomGrid.for_view("4CH", size=40)).labels
+        write_label_map(labels, tmp_path / "maps" / f"{name}.nii.gz")
+    args = ["synthesize", "--model", "simulator", "--labels", str(tmp_path / "maps"), "--n", "3"]
+    args += ["--augment", "1", "--seed", "5"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    for shard in ("0/3", "1/3", "2/3"):
+        assert main([*args, "--out", str(tmp_path / "sharded"), "--shard", shard]) == 0
+    for rank in ("0", "1"):  # under torchrun the shard comes from the environment
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert main([*args, "--out", str(tmp_path / "ranks")]) == 0
+    one = {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}
+    assert len(one) == 2 * 2 * 3 + 2  # images of 2 maps and 2 new anatomies, and the 2 anatomies
+    for folder in ("sharded", "ranks"):
+        assert {p.name: p.read_bytes() for p in (tmp_path / folder).iterdir()} == one, folder
+    monkeypatch.delenv("RANK")
+    assert main([*args, "--out", str(tmp_path / "x"), "--shard", "3/3"]) == 2
+    assert "0 <= K < N" in capsys.readouterr().err
