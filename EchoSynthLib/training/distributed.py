@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
-
-import torch
+from typing import TYPE_CHECKING, TypeVar
 
 from EchoSynthLib.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where it is used: sharded synthesis with the simulator needs none
+    import torch
 
 Item = TypeVar("Item")
 
@@ -61,6 +62,8 @@ def rank_from_environment() -> Rank:
 def start(device: torch.device) -> Rank:
     """Join the process group torchrun set up (once), NCCL for CUDA devices and gloo otherwise; on a GPU
     each process uses the device of its local rank."""
+    import torch
+
     rank = rank_from_environment()
     if rank.distributed and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -73,6 +76,8 @@ def start(device: torch.device) -> Rank:
 def local_device(device: torch.device, rank: Rank) -> torch.device:
     """The device this process trains on (its own GPU under torchrun)."""
     if device.type == "cuda" and rank.distributed:
+        import torch
+
         return torch.device("cuda", rank.local)
     return device
 
@@ -80,6 +85,8 @@ def local_device(device: torch.device, rank: Rank) -> torch.device:
 def barrier(rank: Rank) -> None:
     """Wait for every process (nothing for a world of one)."""
     if rank.distributed:
+        import torch
+
         torch.distributed.barrier()
 
 
@@ -87,6 +94,8 @@ def mean_over_processes(values: dict[str, float], rank: Rank, device: torch.devi
     """The mean of each value over the processes (for logging the global batch's losses)."""
     if not rank.distributed or not values:
         return values
+    import torch
+
     tensor = torch.tensor([values[k] for k in values], dtype=torch.float64, device=device)
     torch.distributed.all_reduce(tensor)
     return {k: float(v) / rank.world for k, v in zip(values, tensor.tolist(), strict=True)}
@@ -96,5 +105,7 @@ def wrap(model: torch.nn.Module, rank: Rank, device: torch.device) -> torch.nn.M
     """The model as DistributedDataParallel (gradients averaged over processes), or itself."""
     if not rank.distributed:
         return model
+    import torch
+
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)

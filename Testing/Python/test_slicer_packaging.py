@@ -110,13 +110,27 @@ def test_library_never_imports_slicer_or_qt():
                 assert not any(n.split(".")[0] in {"slicer", "qt", "ctk", "PythonQt"} for n in names), path
 
 
-def test_importing_the_library_does_not_import_torch():
+def test_the_library_and_the_simulator_path_import_no_torch_or_monai(tmp_path):
+    """Measured in a fresh process: importing the library and the CLI, then phantom, simulate and
+    synthesize with the simulator (what Slicer runs without installing anything)."""
     import subprocess
     import sys
 
-    code = "import sys, EchoSynthLib, EchoSynthLib.cli.main; print('torch' in sys.modules)"
+    code = f"""
+import sys
+import EchoSynthLib, EchoSynthLib.cli.main, EchoSynthLib.models.families
+from EchoSynthLib.cli.main import main
+heavy = ("torch", "monai", "diffusers")
+print(any(m in sys.modules for m in heavy))
+assert main(["phantom", "--size", "48", "--out", r"{tmp_path}/map.nii.gz"]) == 0
+assert main(["simulate", r"{tmp_path}/map.nii.gz", "--out", r"{tmp_path}/sim.nii.gz"]) == 0
+maps = r"{tmp_path}/map.nii.gz"
+assert main(["synthesize", "--model", "simulator", "--labels", maps, "--out", r"{tmp_path}/out"]) == 0
+print(sorted(m for m in heavy if m in sys.modules))
+"""
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "False" and lines[-1] == "[]", result.stdout
 
 
 def test_extensions_index_entry_matches_the_cmake_metadata():
