@@ -43,10 +43,10 @@ def main() -> None:
 
     from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
     from EchoSynthLib.diffusion.samplers import sample
+    from EchoSynthLib.models.device import pick_device
     from EchoSynthLib.models.sdm.config import SDMConfig
     from EchoSynthLib.models.sdm.network import build_sdm
     from EchoSynthLib.models.sdm.pipeline import Synthesizer
-    from EchoSynthLib.models.settings import pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

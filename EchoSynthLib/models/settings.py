@@ -1,12 +1,9 @@
-"""Settings dataclasses' JSON round trip and device choice, shared by networks, trainers and samplers."""
+"""Settings dataclasses' JSON round trip and checks, shared by every family (torch-free)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any, ClassVar, TypeVar
-
-import torch
 
 from EchoSynthLib.checks import check_count, check_number
 from EchoSynthLib.errors import InputError
@@ -74,23 +71,3 @@ class SettingsMixin:
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-def pick_device(device: str | torch.device, warn: Callable[[str], None] | None = None) -> torch.device:
-    """'auto' -> the GPU if there is one, else the CPU; 'gpu' means 'cuda'; anything else as given.
-
-    A GPU asked for on a machine without one falls back to the CPU with ``warn(message)`` when ``warn``
-    is given, and is an InputError otherwise."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device("cuda" if device == "gpu" else device)
-    except RuntimeError:
-        raise InputError(f"unknown device '{device}' (use auto, cpu, gpu, cuda or cuda:N)") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        message = f"device '{device}' asked for, but no CUDA GPU is available"
-        if warn is None:
-            raise InputError(message)
-        warn(f"{message}: running on the CPU (much slower)")
-        return torch.device("cpu")
-    return resolved

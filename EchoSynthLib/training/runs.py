@@ -20,7 +20,8 @@ import torch
 
 from EchoSynthLib.data.atomic import recover_directory, staged_directory, write_atomically
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.settings import Settings, pick_device
+from EchoSynthLib.models.device import pick_device
+from EchoSynthLib.models.settings import Settings
 from EchoSynthLib.training import distributed
 from EchoSynthLib.training.distributed import Rank
 

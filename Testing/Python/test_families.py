@@ -118,8 +118,11 @@ def test_the_built_in_families_and_their_tasks():
         register(Family("copy", "sdm2d", LABELS_TO_IMAGE, "nowhere"))
 
 
-def test_importing_the_registry_imports_no_torch():
-    code = "import sys, EchoSynthLib.models.families as f; f.families(); print('torch' in sys.modules)"
+def test_the_registry_and_the_settings_import_no_torch():
+    code = (
+        "import sys, EchoSynthLib.models.families as f, EchoSynthLib.models.sdm.config as c; f.families(); "
+        "c.SDMConfig.preset(64); print('torch' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

@@ -26,7 +26,7 @@ from EchoSynthLib.jobs.process import (
 )
 from EchoSynthLib.jobs.spec import OUTPUT_DIR, RESULT_FILE, JobSpec, read_result
 from EchoSynthLib.jobs.worker import main as worker_main
-from EchoSynthLib.models.settings import pick_device
+from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.sampling.generators import GeneratorSettings, SimulatorGenerator, open_generator
 
 ROOT = Path(__file__).resolve().parents[2]

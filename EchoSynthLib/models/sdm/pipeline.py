@@ -23,11 +23,11 @@ from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.models.families import SDM_KIND
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
-from EchoSynthLib.models.settings import pick_device
 from EchoSynthLib.preprocessing.resample import Grid, resample, target_grid
 from EchoSynthLib.sampling.generators import Progress
 

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from EchoSynthLib.checks import SEED_MAX
+from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.models.families import SEGMENTER_KIND
 from EchoSynthLib.models.package import load_weights, read_package_config
-from EchoSynthLib.models.settings import SettingsMixin, pick_device
+from EchoSynthLib.models.settings import SettingsMixin
 
 KIND = SEGMENTER_KIND
 
