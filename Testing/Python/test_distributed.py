@@ -4,6 +4,8 @@ same global batch, only the main process writes, and a run with a killed process
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +42,19 @@ def _torchrun(cache: Path, out: Path, processes: int = 2) -> subprocess.Popen:
     return subprocess.Popen(
         [*command, "--device", "cpu", *SETTINGS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc: no process tools needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
 
 
 def _files(run: Path) -> list[str]:
@@ -98,9 +113,9 @@ def test_a_killed_process_and_a_rerun_resume_the_run(tiny_cache, tmp_path):
         if state.is_file() and json.loads(state.read_text() or "{}").get("step", 0) >= 2:
             break
         time.sleep(0.05)
-    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    workers = _children(process.pid)
     assert workers, "torchrun started no processes"
-    subprocess.run(["kill", "-KILL", workers[-1]], check=False)  # one rank dies; torchrun stops the rest
+    os.kill(workers[-1], signal.SIGKILL)  # one rank dies; torchrun stops the rest
     process.communicate(timeout=120)
     assert process.returncode != 0
     rerun = _torchrun(tiny_cache, run)
