@@ -101,7 +101,7 @@ def test_training_killed_at_random_points_resumes_to_the_same_model(tiny_cache, 
     assert main(["train", "sdm", "--data", str(tiny_cache), "--out", str(reference), *SETTINGS]) == 0
     run = tmp_path / "run"
     chance = random.Random(11)
-    for wait_for in (2, 6, 10):  # kill after these checkpoints, a random moment later
+    for wait_for in (3, 9):  # kill after these checkpoints, a random moment later
         process = _train(tiny_cache, run)
         deadline = time.monotonic() + 120
         while _step(run) < wait_for and process.poll() is None and time.monotonic() < deadline:
