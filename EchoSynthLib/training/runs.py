@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(
         int(np.random.SeedSequence([seed, step, stream]).generate_state(1)[0])
     )
+
+
+MAIN = "model"  # the network of a one-network family
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -88,27 +91,30 @@ def save_run_settings(run: Path, settings: Settings) -> None:
         write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
-def save_checkpoint(run: Path, step: int, networks: dict[str, torch.nn.Module], optimizer) -> None:
-    """Networks (safetensors), optimizer state and step, replacing the previous checkpoint whole."""
+def save_checkpoint(run: Path, state: TrainState) -> None:
+    """Every network and EMA (safetensors), optimizer and scheduler state (plain tensors and numbers) and
+    the step, replacing the previous checkpoint whole."""
     from safetensors.torch import save_file
 
     with staged_directory(run / "checkpoint") as staging:
-        for name, network in networks.items():
-            state = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
-            save_file(state, str(staging / f"{name}.safetensors"))
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        (staging / "state.json").write_text(json.dumps({"step": step}))
+        for name, network in state.weight_files().items():
+            tensors = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
+            save_file(tensors, str(staging / f"{name}.safetensors"))
+        for file, holder in state.state_files().items():
+            torch.save(holder.state_dict(), staging / file)
+        (staging / "state.json").write_text(json.dumps({"step": state.step}))
 
 
-def load_checkpoint(run: Path, networks: dict[str, torch.nn.Module], optimizer, device: torch.device) -> int:
-    """Restore networks and optimizer from the run's checkpoint (tensors only); returns the step."""
+def load_checkpoint(run: Path, state: TrainState, device: torch.device) -> int:
+    """Restore everything ``save_checkpoint`` stored (tensors only, never pickled objects); the step."""
     from safetensors.torch import load_file
 
     folder = run / "checkpoint"
     try:
-        for name, network in networks.items():
+        for name, network in state.weight_files().items():
             network.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)))
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device, weights_only=True))
+        for file, holder in state.state_files().items():
+            holder.load_state_dict(torch.load(folder / file, map_location=device, weights_only=True))
         return int(json.loads((folder / "state.json").read_text())["step"])
     except Exception as error:  # safetensors, torch.load and JSON raise many types for damaged files
         first = (str(error).splitlines() or [type(error).__name__])[0]
@@ -133,16 +139,48 @@ def append_log(run: Path, record: dict[str, Any]) -> None:
 
 @dataclass
 class TrainState:
-    """What a checkpoint restores: the network, its optimizer, the step, and an EMA copy if any."""
+    """What a checkpoint restores: named networks with their optimizers, learning-rate schedulers and EMA
+    copies (a GAN or a VAE with a discriminator has two of each), and the step. One-network families use
+    the name ``model``; ``model``, ``optimizer`` and ``ema`` are shortcuts to it."""
 
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    networks: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
     step: int = 0
-    ema: torch.nn.Module | None = None
+    emas: dict[str, torch.nn.Module] = field(default_factory=dict)
+    schedulers: dict[str, Any] = field(default_factory=dict)
 
-    def networks(self) -> dict[str, torch.nn.Module]:
-        """The networks a checkpoint stores, by file name."""
-        return {"model": self.model} | ({"ema": self.ema} if self.ema is not None else {})
+    @classmethod
+    def single(
+        cls, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None = None
+    ) -> TrainState:
+        """The state of a one-network family."""
+        return cls({MAIN: model}, {MAIN: optimizer}, 0, {MAIN: ema} if ema is not None else {})
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.networks[MAIN]
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.optimizers[MAIN]
+
+    @property
+    def ema(self) -> torch.nn.Module | None:
+        return self.emas.get(MAIN)
+
+    def weight_files(self) -> dict[str, torch.nn.Module]:
+        """Checkpoint file stem -> module: networks; EMAs as ``<name>_ema`` (``ema`` for ``model``)."""
+        emas = {("ema" if name == MAIN else f"{name}_ema"): module for name, module in self.emas.items()}
+        return dict(self.networks) | emas
+
+    def state_files(self) -> dict[str, Any]:
+        """Checkpoint file -> object with a state dict: optimizers (``optimizer.pt`` for ``model``,
+        ``optimizer_<name>.pt`` otherwise) and schedulers (``scheduler_<name>.pt``)."""
+        optimizers = {
+            ("optimizer.pt" if name == MAIN else f"optimizer_{name}.pt"): o
+            for name, o in self.optimizers.items()
+        }
+        return optimizers | {f"scheduler_{name}.pt": s for name, s in self.schedulers.items()}
 
 
 class StepTrainer:
@@ -175,9 +213,7 @@ class StepTrainer:
             recover_directory(self.run / "checkpoint")
         distributed.barrier(self.rank)
         if (self.run / "checkpoint" / "state.json").is_file():
-            self.state.step = load_checkpoint(
-                self.run, self.state.networks(), self.state.optimizer, self.device
-            )
+            self.state.step = load_checkpoint(self.run, self.state, self.device)
 
     def open_run(self) -> None:
         """Resume, then write the run's settings (main process): called last in a trainer's set-up, once
@@ -239,7 +275,7 @@ class StepTrainer:
                 append_log(self.run, record)
                 started, window = time.perf_counter(), []
             if state.step % config.checkpoint_every == 0 or state.step == stop:
-                save_checkpoint(self.run, state.step, state.networks(), state.optimizer)
+                save_checkpoint(self.run, state)
             self.periodic(state.step, stop)
             state.model.train()
         if state.step >= stop and self.rank.main:

@@ -58,7 +58,7 @@ def _new_state(config: SDMConfig, device: torch.device) -> TrainState:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    return TrainState(model, optimizer, 0, ema)
+    return TrainState.single(model, optimizer, ema)
 
 
 def _canonical(labels: torch.Tensor, classes: dict[str, str]) -> np.ndarray:

@@ -47,7 +47,7 @@ class SegmenterTrainer(StepTrainer):
         torch.manual_seed(self.config.seed)
         model = build_segmenter(self.config).to(self.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.config.learning_rate)
-        self.state = TrainState(model, optimizer)
+        self.state = TrainState.single(model, optimizer)
         self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self.augment = paired_augmentation(spatial_dims=2) if self.config.augment else None
         self.open_run()  # everything checked: the run folder may appear
