@@ -100,6 +100,24 @@ def test_package_loads_bit_exact(trained):
     assert all(torch.equal(expected[k].cpu(), loaded[k]) for k in expected)
 
 
+def test_gradient_accumulation_gives_the_same_gradients(tiny_cache, tmp_path):
+    """Micro-batches change the memory a step needs, not its gradient (up to floating-point order)."""
+    config = _config(max_steps=1, checkpoint_every=1000, val_every=1000)
+    whole = SDMTrainer(tiny_cache, tmp_path / "whole", config, device="cpu")
+    micro = config.with_overrides({"accumulation_steps": 3})
+    split = SDMTrainer(tiny_cache, tmp_path / "split", micro, device="cpu")
+    batch = next(iter(whole._batches(1)))
+    losses = []
+    for trainer in (whole, split):
+        trainer.state.optimizer.step = lambda: None  # keep the gradients to compare them
+        losses.append(trainer.train_step(batch, 0))
+    assert losses[0].keys() == losses[1].keys()
+    assert all(abs(losses[0][k] - losses[1][k]) < 1e-6 for k in losses[0])
+    pairs = zip(whole.state.model.named_parameters(), split.state.model.parameters(), strict=True)
+    for (name, a), b in pairs:
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
 def test_resume_continues_exactly(tiny_cache, tmp_path):
     config = _config(max_steps=3, checkpoint_every=2, val_every=1000)
     straight = SDMTrainer(tiny_cache, tmp_path / "straight", config, device="cpu")

@@ -52,7 +52,8 @@ class SDMConfig(SettingsMixin):
     schedule: str = "cosine"
     vlb_weight: float = 0.001
     # Training.
-    batch_size: int = 16
+    batch_size: int = 16  # the global batch of a step, over every process under torchrun
+    accumulation_steps: int = 1  # micro-batches per step (same result, less memory)
     learning_rate: float = 1e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -81,6 +82,7 @@ class SDMConfig(SettingsMixin):
         "timesteps": (2, 100_000),
         "vlb_weight": (0.0, None),
         "batch_size": (1, None),
+        "accumulation_steps": (1, None),
         "learning_rate": (1e-12, 10.0),
         "weight_decay": (0.0, None),
         "grad_clip": (1e-12, None),

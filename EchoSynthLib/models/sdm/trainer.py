@@ -8,6 +8,7 @@ continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,15 @@ from EchoSynthLib.training.runs import (
 
 KIND = SDM_KIND
 # Settings a resumed run may change; everything else must match the run's config.json.
-RESUMABLE_CHANGES = {"max_steps", "log_every", "val_every", "sample_every", "checkpoint_every", "workers"}
+RESUMABLE_CHANGES = {
+    "max_steps",
+    "log_every",
+    "val_every",
+    "sample_every",
+    "checkpoint_every",
+    "workers",
+    "accumulation_steps",
+}
 VAL_CASES = 32
 GRID_CASES = 8
 
@@ -97,26 +106,26 @@ class SDMTrainer(StepTrainer):
         self.open_run()  # everything checked: the run folder may appear
         self.train_model = distributed.wrap(self.state.model, self.rank, self.device)
 
-    def _loss(
-        self,
-        model: torch.nn.Module,
-        images: torch.Tensor,
-        seg: torch.Tensor,
-        step: int,
-        stream: int,
-        train: bool,
-    ) -> dict[str, torch.Tensor]:
-        """Per-sample losses; ``train`` adds the random flips and label dropout. In training the draws are
-        made for the step's global batch and this process takes its share, as it does of the images."""
+    def _draws(
+        self, step: int, stream: int, count: int, shape: tuple[int, ...], train: bool
+    ) -> list[torch.Tensor]:
+        """Flip, label-dropout, timestep and noise draws for ``count`` samples of one step (``train``: the
+        step's global batch, of which this process keeps its share, as it does of the images)."""
         generator = step_generator(self.config.seed, step, stream)
-        batch = self.config.batch_size if train else images.shape[0]
-        flip = torch.rand(batch, generator=generator) < (self.config.flip_prob if train else 0.0)
-        drop = torch.rand(batch, generator=generator) < (self.config.label_dropout if train else 0.0)
-        t = torch.randint(0, self.config.timesteps, (batch,), generator=generator)
-        noise = torch.randn((batch, *images.shape[1:]), generator=generator)
+        flip = torch.rand(count, generator=generator) < (self.config.flip_prob if train else 0.0)
+        drop = torch.rand(count, generator=generator) < (self.config.label_dropout if train else 0.0)
+        t = torch.randint(0, self.config.timesteps, (count,), generator=generator)
+        noise = torch.randn((count, *shape), generator=generator)
+        draws = [flip, drop, t, noise]
         if train:
-            flip, drop, t, noise = (x[self.rank.index :: self.rank.world] for x in (flip, drop, t, noise))
-        flip, drop, t, noise = (x.to(self.device) for x in (flip, drop, t, noise))
+            draws = [x[self.rank.index :: self.rank.world] for x in draws]
+        return [x.to(self.device) for x in draws]
+
+    def _loss(
+        self, model: torch.nn.Module, images: torch.Tensor, seg: torch.Tensor, draws: list[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Per-sample hybrid losses of ``images`` with their ``draws`` (flips, label dropout, t, noise)."""
+        flip, drop, t, noise = draws
         images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
         seg = torch.where(flip.view(-1, 1, 1, 1), seg.flip(-1), seg)
         seg = torch.where(drop.view(-1, 1, 1, 1), torch.zeros_like(seg), seg)
@@ -138,7 +147,8 @@ class SDMTrainer(StepTrainer):
             items = [self.val_set[i] for i in range(start, min(count, start + self.config.batch_size))]
             images = torch.stack([x["image"] for x in items]).to(self.device)
             seg = torch.stack([x["labels"] for x in items]).to(self.device)
-            losses.append(self._loss(model, images, seg, start, stream=99, train=False)["loss"].mean().item())
+            draws = self._draws(start, 99, images.shape[0], tuple(images.shape[1:]), train=False)
+            losses.append(self._loss(model, images, seg, draws)["loss"].mean().item())
         return float(np.mean(losses))
 
     def sample_grid(self, path: Path) -> Path:
@@ -179,17 +189,29 @@ class SDMTrainer(StepTrainer):
         )
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
-        """Hybrid loss, backward, clipped AdamW step, EMA update."""
+        """Hybrid loss, backward (over ``accumulation_steps`` micro-batches), clipped AdamW step, EMA."""
         state = self.state
         images = batch["image"].to(self.device, non_blocking=True)
         seg = batch["labels"].to(self.device, non_blocking=True)
-        losses = self._loss(self.train_model, images, seg, step, stream=0, train=True)
+        draws = self._draws(step, 0, self.config.batch_size, tuple(images.shape[1:]), train=True)
         state.optimizer.zero_grad(set_to_none=True)
-        losses["loss"].mean().backward()
+        parts = [
+            p for p in torch.arange(images.shape[0]).tensor_split(self.config.accumulation_steps) if len(p)
+        ]
+        collected: dict[str, list[torch.Tensor]] = {}
+        for index, part in enumerate(parts):
+            # Under DDP, gradients are averaged over processes once, at the last micro-batch.
+            last = index == len(parts) - 1
+            quiet = self.rank.distributed and not last
+            with self.train_model.no_sync() if quiet else contextlib.nullcontext():
+                losses = self._loss(self.train_model, images[part], seg[part], [d[part] for d in draws])
+                (losses["loss"].sum() / images.shape[0]).backward()
+            for key, value in losses.items():
+                collected.setdefault(key, []).append(value.detach())
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), self.config.grad_clip)
         state.optimizer.step()
         state.ema.update_parameters(state.model)
-        return {k: v.mean().item() for k, v in losses.items()}
+        return {k: torch.cat(v).mean().item() for k, v in collected.items()}
 
     def validate(self) -> dict[str, float]:
         """The EMA network's validation loss."""
