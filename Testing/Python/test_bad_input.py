@@ -9,7 +9,6 @@ docs/RELIABILITY.md lists exactly these cases (a test checks that).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from tiny_sdm import cli_settings
 
 from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
 from EchoSynthLib.cli.main import main
@@ -27,18 +27,7 @@ from EchoSynthLib.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 RELIABILITY = ROOT / "docs" / "RELIABILITY.md"
-TINY = {
-    "channels": [32, 32, 32],
-    "attention_levels": [False, False, True],
-    "num_head_channels": 32,
-    "spade_channels": 16,
-    "batch_size": 2,
-    "workers": 0,
-    "sample_every": 1000,
-    "sample_steps": 2,
-    "checkpoint_every": 1,
-}
-TINY_SET = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
+TINY_SET = cli_settings(batch_size=2)
 MARKER = "pickle-ran"
 
 

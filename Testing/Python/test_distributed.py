@@ -14,26 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_sdm import cli_settings
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.training.distributed import Rank
 
-TINY = {
-    "channels": [32, 32, 32],
-    "attention_levels": [False, False, True],
-    "num_head_channels": 32,
-    "spade_channels": 16,
-    "batch_size": 4,
-    "workers": 0,
-    "sample_every": 1000,
-    "sample_steps": 2,
-    "checkpoint_every": 1,
-    "log_every": 2,
-    "val_every": 1000,
-    "max_steps": 6,
-}
-SETTINGS = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
+SETTINGS = cli_settings(batch_size=4, log_every=2, val_every=1000, max_steps=6)
 
 
 def _torchrun(cache: Path, out: Path, processes: int = 2) -> subprocess.Popen:
@@ -81,12 +68,18 @@ def test_the_global_batch_is_shared_out_and_must_split_evenly():
         Rank(0, 2).check_batch(5)
 
 
-def test_two_processes_train_like_one(tiny_cache, tmp_path):
-    single = tmp_path / "single"
+@pytest.fixture(scope="module")
+def single(tiny_cache, tmp_path_factory) -> Path:
+    """The same training in one process."""
+    run = tmp_path_factory.mktemp("single") / "run"
     assert (
-        main(["train", "sdm", "--data", str(tiny_cache), "--out", str(single), "--device", "cpu", *SETTINGS])
+        main(["train", "sdm", "--data", str(tiny_cache), "--out", str(run), "--device", "cpu", *SETTINGS])
         == 0
     )
+    return run
+
+
+def test_two_processes_train_like_one(tiny_cache, single, tmp_path):
     run = tmp_path / "ddp"
     process = _torchrun(tiny_cache, run)
     output, _ = process.communicate(timeout=300)
@@ -99,12 +92,7 @@ def test_two_processes_train_like_one(tiny_cache, tmp_path):
     _assert_same_weights(run, single)
 
 
-def test_a_killed_process_and_a_rerun_resume_the_run(tiny_cache, tmp_path):
-    single = tmp_path / "single"
-    assert (
-        main(["train", "sdm", "--data", str(tiny_cache), "--out", str(single), "--device", "cpu", *SETTINGS])
-        == 0
-    )
+def test_a_killed_process_and_a_rerun_resume_the_run(tiny_cache, single, tmp_path):
     run = tmp_path / "ddp"
     process = _torchrun(tiny_cache, run)
     deadline = time.monotonic() + 240

@@ -16,26 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_sdm import cli_settings
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.atomic import staged_directory
 from EchoSynthLib.training.runs import has_checkpoint
 
-TINY = {
-    "channels": [32, 32, 32],
-    "attention_levels": [False, False, True],
-    "num_head_channels": 32,
-    "spade_channels": 16,
-    "batch_size": 2,
-    "workers": 0,
-    "sample_every": 4,
-    "sample_steps": 2,
-    "checkpoint_every": 1,
-    "log_every": 1,
-    "val_every": 1000,
-    "max_steps": 10,
-}
-SETTINGS = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
+SETTINGS = cli_settings(batch_size=2, sample_every=4, log_every=1, val_every=1000, max_steps=10)
 
 # A child that runs ``code`` with os.replace patched to SIGKILL the process right after rename number
 # KILL_AT (counting from 1) whose destination's name is NAME.
