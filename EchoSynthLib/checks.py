@@ -64,19 +64,23 @@ def check_number(
     return value
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, else None."""
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
+        status = path.stat()
     except OSError:
-        return False
+        return None
+    return status.st_dev, status.st_ino
 
 
 def check_outputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]) -> None:
-    """InputError if an output path is one of the inputs (same path, or the same file by another name)."""
+    """InputError if an output path is one of the inputs (same path, or the same file by another name).
+    Each input is looked at once and each output once, however many there are."""
     sources = [Path(p) for p in inputs]
     resolved = {p.resolve() for p in sources}
+    identities = {i for i in map(_identity, sources) if i is not None}
     for output in map(Path, outputs):
-        if output.resolve() in resolved or any(_same_file(output, s) for s in sources):
+        if output.resolve() in resolved or (identities and _identity(output) in identities):
             raise InputError(f"{output}: is an input of this command; choose another output path")
 
 

@@ -162,8 +162,6 @@ def _run_augment(args: argparse.Namespace) -> None:
     from EchoSynthLib.augmentation import augment_files
     from EchoSynthLib.data.io import find_label_files
 
-    if args.n < 1:
-        raise InputError(f"--n must be at least 1, got {args.n}")
     files = find_label_files(args.labels)
     bars: list[tqdm] = []  # started on the first write, after every input has been checked
 

@@ -59,10 +59,9 @@ class SettingsMixin:
         if unknown:
             raise InputError(f"unknown {cls.__name__} setting(s): {', '.join(sorted(unknown))}")
         try:
-            settings = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
         except TypeError as error:
             raise InputError(f"invalid {cls.__name__} settings: {error}") from None
-        return settings
 
     def with_overrides(self: Settings, overrides: dict[str, Any]) -> Settings:
         """A copy with some settings changed."""
