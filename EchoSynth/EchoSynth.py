@@ -74,6 +74,9 @@ class EchoSynthParameterNode:
     inputNode: Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode, None]  # noqa: UP007
     referenceVolume: slicer.vtkMRMLScalarVolumeNode
     generator: str = "simulator"
+    # The sampling parameters below mirror EchoSynthLib.sampling.options.SAMPLING_OPTIONS (names, defaults,
+    # ranges, choices; a test holds them equal). They are spelled out because Slicer's wrapper reads class
+    # annotations when this file loads, before the library may be imported (an old Slicer's Python 3.9).
     plane: Annotated[str, Choice(PLANES)] = "ij"
     sliceIndex: Annotated[int, WithinRange(-1, 10000)] = -1
     samples: Annotated[int, WithinRange(1, 1000)] = 1
@@ -86,19 +89,19 @@ class EchoSynthParameterNode:
 
 
 def optionsFromParameters(parameters):
-    """The synthesis options (EchoSynthScene.synthesis.SynthesisOptions keywords) of a parameter node."""
-    return {
+    """The synthesis options (EchoSynthScene.synthesis.SynthesisOptions keywords) of a parameter node; the
+    sampling options come from their one declaration (EchoSynthLib.sampling.options)."""
+    from EchoSynthLib.sampling.options import SAMPLING_OPTIONS
+
+    options = {
         "generator": parameters.generator,
         "n": parameters.samples,
         "seed": parameters.seed,
-        "steps": parameters.steps,
-        "sampler": parameters.sampler,
-        "guidance_scale": parameters.guidanceScale,
         "augment": parameters.augment,
-        "plane": parameters.plane,
-        "slice_index": None if parameters.sliceIndex < 0 else parameters.sliceIndex,
         "device": parameters.device,
     }
+    options.update({o.name: o.from_panel(getattr(parameters, o.panel)) for o in SAMPLING_OPTIONS})
+    return options
 
 
 class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

@@ -37,7 +37,7 @@ class CachedPairs(torch.utils.data.Dataset):
         self.entries = self.cache.cases(split)
         if not self.entries:
             raise InputError(f"{self.cache.path}: the {split} split has no case")
-        self.classes = self.cache.classes
+        self.layout = self.cache.manifest.layout
         self.one_hot = one_hot
         self.transform = transform
 
@@ -56,7 +56,7 @@ class CachedPairs(torch.utils.data.Dataset):
             sample["image"] = torch.as_tensor(sample["image"], dtype=torch.float32)
             sample["labels"] = torch.as_tensor(sample["labels"]).long()
         if self.one_hot:
-            values = torch.tensor(sorted(self.classes), dtype=torch.int64)
+            values = torch.from_numpy(self.layout.channel_values.astype(np.int64))
             sample["labels"] = (
                 sample["labels"] == values.view(-1, *[1] * (sample["labels"].ndim - 1))
             ).float()

@@ -13,7 +13,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from EchoSynthLib import __version__
 from EchoSynthLib.checks import check_memory, check_outside
 from EchoSynthLib.data.atomic import sha256_of, staged_directory
 from EchoSynthLib.data.cases import SPLITS, Scan, Skipped
+from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.preprocessing.prepare import PreparedCase, PrepareSettings, prepare_case
 from EchoSynthLib.preprocessing.splits import assign_splits
@@ -79,11 +80,54 @@ def read_manifest(cache: Path) -> dict[str, Any] | None:
     return manifest
 
 
+@dataclass(frozen=True)
+class CacheManifest:
+    """What a cache holds, typed: the dataset, the grid (spatial dims, shape as (rows, cols) or 3D), the
+    class layout, the preparation settings, per-split counts and cases; ``document`` is the whole JSON
+    (sources, creation, reader options) for provenance."""
+
+    dataset: str
+    spatial_dims: int
+    shape: tuple[int, ...]
+    layout: ClassLayout
+    settings: dict[str, Any]
+    counts: dict[str, dict[str, int]]
+    cases: dict[str, list[dict[str, Any]]]
+    skipped: list[dict[str, str]]
+    document: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any], where: str | Path) -> CacheManifest:
+        """The typed manifest; an InputError names a missing or malformed entry of the file ``where``."""
+        try:
+            shape = tuple(int(n) for n in document["shape"])
+            manifest = cls(
+                dataset=str(document["dataset"]),
+                spatial_dims=int(document["spatial_dims"]),
+                shape=shape,
+                layout=ClassLayout.from_json(document["classes"], f"{where}: classes"),
+                settings=dict(document["settings"]),
+                counts={k: dict(v) for k, v in document["counts"].items()},
+                cases={k: list(v) for k, v in document["cases"].items()},
+                skipped=list(document.get("skipped", [])),
+                document=document,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise InputError(
+                f"{where}: damaged cache manifest ({type(error).__name__}: {error}); rebuild it"
+            ) from None
+        if manifest.spatial_dims not in (2, 3) or len(shape) != manifest.spatial_dims:
+            raise InputError(
+                f"{where}: manifest shape {list(shape)} does not have {manifest.spatial_dims} sides"
+            )
+        return manifest
+
+
 @dataclass
 class BuildResult:
     """What ``build_cache`` did."""
 
-    manifest: dict[str, Any]
+    manifest: CacheManifest
     rebuilt: bool
 
 
@@ -124,7 +168,7 @@ def build_cache(
         "sources": source_checksums(scan.source_files(), scan.root, (previous or {}).get("sources")),
     }
     if previous is not None and all(previous.get(k) == identity[k] for k in _IDENTITY_KEYS):
-        return BuildResult(previous, rebuilt=False)
+        return BuildResult(CacheManifest.from_json(previous, out / MANIFEST), rebuilt=False)
 
     splits = assign_splits(scan.cases, settings.split_fractions, settings.split_seed, use_dataset_splits)
     skipped = list(scan.skipped)
@@ -149,7 +193,7 @@ def build_cache(
             raise InputError(f"no case of {scan.root} could be prepared ({len(skipped)} skipped: {reasons})")
         manifest = _manifest(identity, settings, entries, shapes, skipped)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_value))
-    return BuildResult(manifest, rebuilt=True)
+    return BuildResult(CacheManifest.from_json(manifest, out / MANIFEST), rebuilt=True)
 
 
 def _write_case(staging: Path, split: str, prepared: PreparedCase) -> dict[str, Any]:
@@ -185,7 +229,7 @@ def _manifest(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spatial_dims": len(shape),
         "shape": list(shape),
-        "classes": {str(v): s.value for v, s in sorted(settings.schema.values.items())},
+        "classes": ClassLayout.of(settings.schema).as_json(),
         "intensity": "image in [-1, 1]: uint8 as x / 127.5 - 1, other types by per-case min..max",
         "counts": {
             split: {"cases": len(entries[split]), "patients": len(patients[split])} for split in SPLITS
@@ -200,27 +244,22 @@ class CacheIndex:
     """An opened cache: its manifest and access to its cases."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: CacheManifest
 
     @classmethod
     def open(cls, path: str | Path) -> CacheIndex:
         """Open the cache at ``path``; an InputError if there is none."""
         path = Path(path)
-        manifest = read_manifest(path) if path.is_dir() else None
-        if manifest is None:
+        document = read_manifest(path) if path.is_dir() else None
+        if document is None:
             raise InputError(f"{path}: no EchoSynth cache here (run 'echosynth prepare ... --out {path}')")
-        return cls(path, manifest)
-
-    @property
-    def classes(self) -> dict[int, str]:
-        """Class value -> structure name."""
-        return {int(v): name for v, name in self.manifest["classes"].items()}
+        return cls(path, CacheManifest.from_json(document, path / MANIFEST))
 
     def cases(self, split: str) -> list[dict[str, Any]]:
         """The manifest entries of one split (empty if the split has no case)."""
         if split not in SPLITS:
             raise InputError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
-        return self.manifest["cases"].get(split, [])
+        return self.manifest.cases.get(split, [])
 
     def load(self, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """(image float32, labels uint8) of one manifest entry."""

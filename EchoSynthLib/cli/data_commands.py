@@ -144,11 +144,11 @@ def _run_prepare(args: argparse.Namespace) -> None:
     if not result.rebuilt:
         print(f"{args.out}: up to date (same sources and settings); nothing to do")
     counts = ", ".join(
-        f"{split} {c['cases']} cases / {c['patients']} patients" for split, c in manifest["counts"].items()
+        f"{split} {c['cases']} cases / {c['patients']} patients" for split, c in manifest.counts.items()
     )
-    shape = "x".join(str(n) for n in manifest["shape"][::-1])
-    print(f"{args.out}: {counts}; {shape}, classes {manifest['classes']}")
-    skipped = manifest["skipped"]
+    shape = "x".join(str(n) for n in manifest.shape[::-1])
+    print(f"{args.out}: {counts}; {shape}, classes {manifest.layout.as_json()}")
+    skipped = manifest.skipped
     if skipped:
         print(f"skipped {len(skipped)}:", file=sys.stderr)
         for reason, count in Counter(s["reason"] for s in skipped).most_common(10):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from EchoSynthLib.cli.arguments import (
     count_argument,
-    number_argument,
     seed_argument,
     settings_from,
     shard_argument,
@@ -17,8 +16,7 @@ from EchoSynthLib.models.families import families
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register this module's subcommands."""
-    from EchoSynthLib.data.planes import PLANES
-    from EchoSynthLib.diffusion import DEFAULT_SAMPLER, SAMPLERS
+    from EchoSynthLib.sampling.options import add_sampling_arguments
 
     train = commands.add_parser(
         "train",
@@ -55,20 +53,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     synthesize.add_argument("--labels", required=True, type=Path, nargs="+", help="label files or folders")
     synthesize.add_argument("--out", required=True, type=Path, help="output folder")
     synthesize.add_argument("--n", type=count_argument(1), default=1, help="images per label map (default 1)")
-    synthesize.add_argument("--steps", type=count_argument(1), default=25, help="sampling steps (default 25)")
-    synthesize.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS)
+    add_sampling_arguments(synthesize)
     synthesize.add_argument("--seed", type=seed_argument, default=0, help="image k of a map uses seed + k")
     synthesize.add_argument(
         "--augment", type=count_argument(0), default=0, metavar="N", help="also N new anatomies per map"
-    )
-    synthesize.add_argument(
-        "--guidance", type=number_argument(minimum=0.0), default=1.0, help="classifier-free guidance scale"
-    )
-    synthesize.add_argument(
-        "--plane", default=PLANES[0], choices=PLANES, help="plane of a 3D map for a 2D model (default ij)"
-    )
-    synthesize.add_argument(
-        "--slice", type=count_argument(0), help="slice index across that plane (default: middle)"
     )
     synthesize.add_argument("--schema", default="echosynth", help="label values of label images")
     synthesize.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda:N")
@@ -93,8 +81,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--data", required=True, type=Path, help="cache (same size and classes as the model)"
     )
     validate.add_argument("--split", default="val")
-    validate.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS)
-    validate.add_argument("--steps", type=count_argument(1), default=25)
+    add_sampling_arguments(validate, ("steps", "sampler"))
     validate.add_argument("--cases", type=count_argument(1), help="at most this many label maps")
     validate.add_argument("--seed", type=seed_argument, default=0)
     validate.add_argument("--device", default="auto")
@@ -109,7 +96,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
     family = family_named(args.model).load()
     trainer = family.build_trainer(args.data, args.out, settings_from(args), args.device)
-    total, main = trainer.config.max_steps, trainer.rank.main  # under torchrun only the main process speaks
+    total, main = trainer.settings.max_steps, trainer.rank.main  # under torchrun only the main process speaks
     if main:
         where = f" (process 0 of {trainer.rank.world})" if trainer.rank.distributed else ""
         step = trainer.state.step
@@ -137,11 +124,10 @@ def _run_synthesize(args: argparse.Namespace) -> None:
     from EchoSynthLib.data.labels import schema_named
     from EchoSynthLib.sampling.files import synthesize_files
     from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.sampling.options import sampling_values
 
     inputs = find_label_files(args.labels)
-    settings = GeneratorSettings(
-        args.model, args.steps, args.sampler, args.guidance, args.plane, args.slice, args.device
-    )
+    settings = GeneratorSettings(args.model, device=args.device, **sampling_values(args))
     if args.shard is None:  # under torchrun each process makes its part
         from EchoSynthLib.training.distributed import rank_from_environment
 

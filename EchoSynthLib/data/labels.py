@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -152,6 +153,83 @@ class LabelSchema:
 
 
 _STRUCTURE_BY_VALUE = {s.label: s for s in Structure}
+
+
+@dataclass(frozen=True, eq=False)
+class ClassLayout(LabelSchema):
+    """The classes a cache or a model works in: a label schema whose values are also channel indices in
+    value order (one-hot channel c is the c-th smallest value). Stored in JSON as ``{"1": "lv_cavity"}``;
+    two layouts are equal when they map the same values to the same structures, whatever their names."""
+
+    @classmethod
+    def of(cls, schema: LabelSchema) -> ClassLayout:
+        """The layout of a label schema."""
+        return cls(schema.name, dict(sorted(schema.values.items())))
+
+    @classmethod
+    def from_json(cls, mapping: Any, name: str = "classes") -> ClassLayout:
+        """A layout from its JSON form; an InputError names a value or structure that is not valid."""
+        if isinstance(mapping, ClassLayout):
+            return mapping
+        if not isinstance(mapping, Mapping):
+            raise InputError(f"{name}: expected a mapping of class value to structure, got {mapping!r}")
+        values: dict[int, Structure] = {}
+        for value, structure in mapping.items():
+            try:
+                number = int(value)
+                values[number] = Structure(structure)
+            except (TypeError, ValueError):
+                known = ", ".join(s.value for s in Structure)
+                raise InputError(
+                    f"{name}: class {value!r} -> {structure!r} is not a class value and a known structure "
+                    f"({known})"
+                ) from None
+            if number < 0 or number > 255:
+                raise InputError(f"{name}: class value {number} is outside 0..255")
+        if len(set(values.values())) != len(values):
+            raise InputError(f"{name}: a structure appears under two class values ({dict(mapping)})")
+        return cls(name, dict(sorted(values.items())))
+
+    def as_json(self) -> dict[str, str]:
+        """``{"1": "lv_cavity", ...}`` in value order."""
+        return {str(v): s.value for v, s in sorted(self.values.items())}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClassLayout) and dict(self.values) == dict(other.values)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.values.items())))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def has(self, structure: Structure) -> bool:
+        """True if one class is ``structure``."""
+        return structure in self.values.values()
+
+    @property
+    def channel_values(self) -> np.ndarray:
+        """Class value of each channel (uint8), so ``channel_values[logits.argmax(1)]`` gives a label map."""
+        return np.array(sorted(self.values), dtype=np.uint8)
+
+    @property
+    def structures(self) -> tuple[Structure, ...]:
+        """The structure of each channel."""
+        return tuple(self.values[v] for v in sorted(self.values))
+
+    def channels_of(self, labels: np.ndarray) -> np.ndarray:
+        """Channel indices (int64) of a label map in this layout; an error names unknown values."""
+        values = check_label_values(labels, self.values, self.name)
+        lookup = np.zeros(int(max(max(self.values), int(values.max()))) + 1, dtype=np.int64)
+        lookup[self.channel_values] = np.arange(len(self))
+        return lookup[np.asarray(labels).astype(np.int64)]
+
+    def one_hot_canonical(self, canonical: np.ndarray) -> np.ndarray:
+        """A canonical label map (...,) as float32 one-hot channels (C, ...) in this layout."""
+        return np.stack([canonical == s.label for s in self.structures]).astype(np.float32)
 
 
 def check_label_values(labels: np.ndarray, allowed: Iterable[int], schema_name: str) -> np.ndarray:

@@ -49,18 +49,20 @@ def adherence_report(
 ) -> dict[str, Any]:
     """Dice of the segmenter on synthetic images (for the split's label maps) and on the real images."""
     cache = CacheIndex.open(data)
-    if cache.manifest["classes"] != synthesizer.config.classes:
+    layout = cache.manifest.layout
+    if layout != synthesizer.config.classes:
         raise InputError(
-            f"{data}: classes {cache.manifest['classes']} differ from the model's "
-            f"{synthesizer.config.classes}"
+            f"{data}: classes {layout.as_json()} differ from the model's "
+            f"{synthesizer.config.classes.as_json()}"
         )
-    if cache.manifest["shape"] != [synthesizer.config.image_size] * 2:
+    if cache.manifest.shape != (synthesizer.config.image_size,) * 2:
         raise InputError(
-            f"{data}: images are {cache.manifest['shape']}, the model makes {synthesizer.config.image_size}"
+            f"{data}: images are {list(cache.manifest.shape)}, the model makes "
+            f"{synthesizer.config.image_size}"
         )
     dataset = CachedPairs(cache, split, one_hot=True)
     count = len(dataset) if max_cases is None else min(max_cases, len(dataset))
-    values = np.array(sorted(int(v) for v in cache.classes), dtype=np.uint8)
+    values = layout.channel_values
     truth, on_real, on_synthetic = [], [], []
     seconds = 0.0
     for start in range(0, count, batch_size):
@@ -79,7 +81,6 @@ def adherence_report(
         if progress is not None:
             progress(len(items))
     truth_all = np.concatenate(truth)
-    classes = cache.manifest["classes"]
     return {
         "split": split,
         "cases": count,
@@ -87,6 +88,6 @@ def adherence_report(
         "steps": steps,
         "seconds_per_image": seconds / max(count, 1),
         "device": str(synthesizer.device),
-        "dice_synthetic": _summary(dice_per_structure(np.concatenate(on_synthetic), truth_all, classes)),
-        "dice_real": _summary(dice_per_structure(np.concatenate(on_real), truth_all, classes)),
+        "dice_synthetic": _summary(dice_per_structure(np.concatenate(on_synthetic), truth_all, layout)),
+        "dice_real": _summary(dice_per_structure(np.concatenate(on_real), truth_all, layout)),
     }

@@ -5,22 +5,24 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from EchoSynthLib.data.labels import ClassLayout
+
 HEART_STRUCTURES = ("lv_cavity", "lv_myocardium", "left_atrium")
 
 
 def dice_per_structure(
-    predicted: np.ndarray, truth: np.ndarray, classes: dict[str, str]
+    predicted: np.ndarray, truth: np.ndarray, layout: ClassLayout
 ) -> dict[str, np.ndarray]:
     """Per-case Dice (NaN where a structure is absent from the truth) for each class, by structure name.
 
-    ``predicted`` and ``truth`` are (N, H, W) arrays of class values; ``classes`` maps value -> name.
+    ``predicted`` and ``truth`` are (N, H, W) arrays of class values in ``layout``.
     """
     from monai.metrics import compute_dice
 
-    values = sorted(int(v) for v in classes)
+    values = layout.channel_values
 
     def one_hot(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.stack([array == v for v in values], axis=1).astype(np.float32))
 
     scores = compute_dice(one_hot(predicted), one_hot(truth), include_background=True, ignore_empty=True)
-    return {classes[str(v)]: scores[:, index].numpy() for index, v in enumerate(values)}
+    return {s.value: scores[:, index].numpy() for index, s in enumerate(layout.structures)}

@@ -35,12 +35,14 @@ PLUGINS_ENV = "ECHOSYNTH_FAMILIES"
 
 @dataclass(frozen=True)
 class Family:
-    """A model family: its name (``echosynth train NAME``), package kind, task, and module."""
+    """A model family: its name (``echosynth train NAME``), package kind, task, module, and the sampling
+    options (``sampling.options``) its generator uses."""
 
     name: str
     kind: str
     task: str
     module: str
+    sampling: tuple[str, ...] = ()
 
     def load(self) -> ModuleType:
         """The family's module (imports torch and its networks)."""
@@ -61,7 +63,15 @@ def register(family: Family) -> Family:
     return family
 
 
-SDM = register(Family("sdm", "sdm2d", LABELS_TO_IMAGE, "EchoSynthLib.models.sdm"))
+SDM = register(
+    Family(
+        "sdm",
+        "sdm2d",
+        LABELS_TO_IMAGE,
+        "EchoSynthLib.models.sdm",
+        ("steps", "sampler", "guidance_scale", "plane", "slice_index"),
+    )
+)
 SEGMENTER = register(Family("segmenter", "segmenter2d", IMAGE_TO_LABELS, "EchoSynthLib.models.segmenter"))
 SDM_KIND, SEGMENTER_KIND = SDM.kind, SEGMENTER.kind
 

@@ -173,11 +173,14 @@ def component_path(folder: str | Path, header: dict[str, Any], name: str = DEFAU
 
 
 def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
-    """The settings of a ``kind`` package."""
+    """The settings of a ``kind`` package (the family config's)."""
+    from EchoSynthLib.models.settings import RUN_SETTING_NAMES
+
     header = read_package_header(folder)
     if header["kind"] != kind:
         raise InputError(f"{folder}: is a '{header['kind']}' model, expected '{kind}'")
-    return dict(header["settings"])
+    # Packages written before run settings were split off carried them too; they say nothing of the model.
+    return {k: v for k, v in header["settings"].items() if k not in RUN_SETTING_NAMES}
 
 
 def load_weights(

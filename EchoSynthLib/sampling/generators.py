@@ -16,12 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from EchoSynthLib.checks import check_count, check_number
 from EchoSynthLib.data.labels import require_heart
-from EchoSynthLib.data.planes import PLANES
 from EchoSynthLib.data.volume import Volume
-from EchoSynthLib.diffusion import DEFAULT_SAMPLER, SAMPLERS
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.sampling.options import SAMPLING_OPTIONS, sampling_option
 
 if TYPE_CHECKING:
     from EchoSynthLib.simulation import SimulatorSettings
@@ -69,14 +67,15 @@ class SimulatorGenerator:
 
 @dataclass(frozen=True)
 class GeneratorSettings:
-    """Which generator ('simulator', a model name or folder) and how it samples."""
+    """Which generator ('simulator', a model name or folder) and how it samples (the fields after
+    ``generator`` are ``sampling.options.SAMPLING_OPTIONS``, with their defaults and checks)."""
 
     generator: str = SIMULATOR
-    steps: int = 25
-    sampler: str = DEFAULT_SAMPLER
-    guidance_scale: float = 1.0
-    plane: str = "ij"
-    slice_index: int | None = None
+    steps: int = sampling_option("steps").default
+    sampler: str = sampling_option("sampler").default
+    guidance_scale: float = sampling_option("guidance_scale").default
+    plane: str = sampling_option("plane").default
+    slice_index: int | None = sampling_option("slice_index").default
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -85,14 +84,8 @@ class GeneratorSettings:
             raise InputError(
                 f"generator must be 'simulator', a model name or a folder, got {self.generator!r}"
             )
-        if self.sampler not in SAMPLERS:
-            raise InputError(f"unknown sampler '{self.sampler}' (known: {', '.join(SAMPLERS)})")
-        if self.plane not in PLANES:
-            raise InputError(f"unknown plane '{self.plane}' (known: {', '.join(PLANES)})")
-        check_count(self.steps, "steps", 1)
-        check_number(self.guidance_scale, "guidance scale", minimum=0.0)
-        if self.slice_index is not None:
-            check_count(self.slice_index, "slice index", 0)
+        for option in SAMPLING_OPTIONS:
+            option.check(getattr(self, option.name))
 
 
 def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) -> Generator:
@@ -102,6 +95,7 @@ def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) 
     if isinstance(settings, str):
         settings = GeneratorSettings(settings)
     if settings.generator == SIMULATOR:
+        _warn_unused(settings, (), "the training-free simulator", warn)
         return SimulatorGenerator()
     from EchoSynthLib.models.families import LABELS_TO_IMAGE, require_task
     from EchoSynthLib.models.package import read_package_header
@@ -109,4 +103,16 @@ def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) 
 
     folder = resolve_model(settings.generator)
     family = require_task(read_package_header(folder)["kind"], LABELS_TO_IMAGE, f"'{settings.generator}'")
+    _warn_unused(settings, family.sampling, f"a '{family.kind}' model", warn)
     return family.load().build_generator(folder, settings, warn)
+
+
+def _warn_unused(settings: GeneratorSettings, used: tuple[str, ...], what: str, warn: Warn | None) -> None:
+    """Tell ``warn`` which sampling options were changed from their defaults but mean nothing to ``what``."""
+    unused = [
+        o.flag.lstrip("-")
+        for o in SAMPLING_OPTIONS
+        if o.name not in used and getattr(settings, o.name) != o.default
+    ]
+    if unused and warn is not None:
+        warn(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by {what}")

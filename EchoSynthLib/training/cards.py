@@ -22,11 +22,9 @@ def licence_terms(dataset: str) -> str:
     )
 
 
-def model_card(
-    config: Any, manifest: dict[str, Any], steps: int, kind: str = "2D semantic diffusion model"
-) -> str:
-    """A model card from a training config (with ``as_dict``) and the training cache's manifest."""
-    counts = manifest.get("counts", {})
+def model_card(config: Any, manifest: Any, steps: int, kind: str = "2D semantic diffusion model") -> str:
+    """A model card from a training config (with ``as_dict``) and the training cache's ``CacheManifest``."""
+    counts = manifest.counts
     settings = config.as_dict()
     lines = [
         f"# EchoSynth {kind}",
@@ -37,12 +35,12 @@ def model_card(
         f"- Trained steps: {steps}",
         "",
         "## Training data",
-        f"- Dataset: {manifest.get('dataset')} (cache settings {manifest.get('settings')})",
+        f"- Dataset: {manifest.dataset} (cache settings {manifest.settings})",
         "- Cases: "
         + ", ".join(f"{s} {c.get('cases')} ({c.get('patients')} patients)" for s, c in counts.items()),
         "",
         "## Licence",
-        licence_terms(str(manifest.get("dataset", "unknown"))),
+        licence_terms(manifest.dataset),
         "",
         "## Intended use and limits",
         "Research on synthetic training data for echocardiography segmentation. Not for clinical use. "
@@ -59,10 +57,10 @@ def training_provenance(cache: Any, steps: int) -> dict[str, Any]:
     return {
         "trained_steps": steps,
         "training_data": {
-            "dataset": manifest.get("dataset"),
+            "dataset": manifest.dataset,
             "cache": str(cache.path),
-            "cache_settings": manifest.get("settings"),
-            "counts": manifest.get("counts"),
-            "licence": licence_terms(str(manifest.get("dataset", "unknown"))),
+            "cache_settings": manifest.settings,
+            "counts": manifest.counts,
+            "licence": licence_terms(manifest.dataset),
         },
     }

@@ -1,9 +1,10 @@
 """What every trainer shares: settings files, per-step seeding, batches by step, checkpoints and logs.
 
-A run folder holds ``config.json`` (fixed for the run except the keys a trainer allows to change),
-``checkpoint/`` (safetensors for networks, optimizer state as plain tensors, the step; replaced whole),
-and ``log.jsonl``. Every random draw of step ``s`` comes from a generator seeded with (seed, s, stream),
-and batches are drawn per step too, so a resumed run continues exactly as an uninterrupted one would.
+A run folder holds ``config.json`` (the family's config: fixed for the run), ``run.json`` (the run
+settings: length, workers, schedules; free to change on resume), ``checkpoint/`` (safetensors for
+networks, optimizer state as plain tensors, the step; replaced whole), and ``log.jsonl``. Every random
+draw of step ``s`` comes from a generator seeded with (seed, s, stream), and batches are drawn per step
+too, so a resumed run continues exactly as an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from EchoSynthLib.data.atomic import recover_directory, staged_directory, write_atomically
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.device import pick_device
-from EchoSynthLib.models.settings import Settings
+from EchoSynthLib.models.settings import RUN_SETTING_NAMES, RunSettings, Settings
 from EchoSynthLib.training import distributed
 from EchoSynthLib.training.distributed import Rank
 
@@ -56,13 +57,14 @@ class StepBatches(torch.utils.data.Sampler):
         return max(0, self.stop - self.start)
 
 
-def run_settings(run: Path, settings: Settings, resumable: set[str]) -> Settings:
-    """The run's settings, checked against its ``config.json`` if the run was started before (only
-    ``resumable`` keys may differ). Nothing is written here: ``save_run_settings`` does that once the
-    trainer has checked the data and built everything, so a failed start leaves no run folder behind."""
+def run_config(run: Path, config: Settings) -> Settings:
+    """The run's model config, checked against its ``config.json`` if the run was started before (it must
+    not change; run settings live in ``run.json`` and may). Nothing is written here: ``save_run_files``
+    does that once the trainer has checked the data and built everything, so a failed start leaves no
+    run folder behind."""
     path = run / "config.json"
     if not path.is_file():
-        return settings
+        return config
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as error:
@@ -71,24 +73,27 @@ def run_settings(run: Path, settings: Settings, resumable: set[str]) -> Settings
         ) from None
     if not isinstance(document, dict):
         raise InputError(f"{path}: not a settings file; fix it or start a new run with another --out")
-    saved = type(settings).from_dict(document).as_dict()
-    mine = settings.as_dict()
-    changed = sorted(k for k in mine if mine[k] != saved[k] and k not in resumable)
+    # Runs started before run settings had their own file kept them in config.json: they are run.json's now.
+    document = {k: v for k, v in document.items() if k not in RUN_SETTING_NAMES}
+    saved = type(config).from_dict(document).as_dict()
+    mine = config.as_dict()
+    changed = sorted(k for k in mine if mine[k] != saved[k])
     if changed:
         raise InputError(
             f"{run} was started with other settings ("
             + ", ".join(f"{k}: {saved[k]} -> {mine[k]}" for k in changed)
             + "); resume with the same settings or use a new --out"
         )
-    return settings
+    return config
 
 
-def save_run_settings(run: Path, settings: Settings) -> None:
-    """Write (or update) the run's ``config.json``; creates the run folder."""
-    path = run / "config.json"
-    text = json.dumps(settings.as_dict(), indent=1)
-    if not path.is_file() or path.read_text() != text:
-        write_atomically(path, lambda tmp: tmp.write_text(text))
+def save_run_files(run: Path, config: Settings, settings: RunSettings) -> None:
+    """Write (or update) the run's ``config.json`` and ``run.json``; creates the run folder."""
+    for name, values in (("config.json", config), ("run.json", settings)):
+        path = run / name
+        text = json.dumps(values.as_dict(), indent=1)
+        if not path.is_file() or path.read_text() != text:
+            write_atomically(path, lambda tmp, text=text: tmp.write_text(text))
 
 
 def save_checkpoint(run: Path, state: TrainState) -> None:
@@ -186,13 +191,14 @@ class TrainState:
 class StepTrainer:
     """The training loop shared by the trainers: batches by step, logs, validation, checkpoints, export.
 
-    Subclasses set ``run``, ``config`` (with max_steps, batch_size, seed, workers, log_every, val_every,
-    checkpoint_every), ``device``, ``train_set`` and ``state``, and implement ``train_step``,
-    ``validate`` and ``export``; ``periodic`` is a hook after every step (e.g. sample grids).
+    Subclasses set ``run``, ``config`` (the family's, with batch_size and seed), ``settings`` (the run's),
+    ``device``, ``train_set`` and ``state``, and implement ``train_step``, ``validate`` and ``export``;
+    ``periodic`` is a hook after every step (e.g. sample grids).
     """
 
     run: Path
     config: Any
+    settings: RunSettings = RunSettings()
     device: torch.device
     train_set: torch.utils.data.Dataset
     state: TrainState
@@ -220,7 +226,14 @@ class StepTrainer:
         data, settings and networks are known good."""
         self.resume()
         if self.rank.main:
-            save_run_settings(self.run, self.config)
+            save_run_files(self.run, self.config, self.settings)
+
+    def training_network(self, network: torch.nn.Module) -> torch.nn.Module:
+        """What the training step calls: ``network`` under DDP when distributed, compiled when the run
+        settings ask (``torch.compile`` after the DDP wrap, as PyTorch's DDP notes recommend, so the
+        compiled graph breaks at the gradient buckets)."""
+        wrapped = distributed.wrap(network, self.rank, self.device)
+        return torch.compile(wrapped) if self.settings.compile else wrapped
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
         """One optimisation step on ``batch``; returns the losses to log."""
@@ -244,7 +257,7 @@ class StepTrainer:
         return torch.utils.data.DataLoader(
             self.train_set,
             batch_sampler=sampler,
-            num_workers=self.config.workers,
+            num_workers=self.settings.workers,
             pin_memory=self.device.type == "cuda",
         )
 
@@ -252,8 +265,8 @@ class StepTrainer:
         self, stop_at: int | None = None, progress: Callable[[int, dict[str, float]], None] | None = None
     ) -> int:
         """Train up to ``max_steps`` (or ``stop_at``): log, validate, checkpoint and export on the way."""
-        config, state = self.config, self.state
-        stop = min(config.max_steps, stop_at if stop_at is not None else config.max_steps)
+        settings, state = self.settings, self.state
+        stop = min(settings.max_steps, stop_at if stop_at is not None else settings.max_steps)
         state.model.train()
         started, window = time.perf_counter(), []
         for batch in self._batches(stop):
@@ -264,17 +277,17 @@ class StepTrainer:
                 continue
             if progress is not None:
                 progress(state.step, window[-1])
-            if state.step % config.log_every == 0 or state.step == stop:
+            if state.step % settings.log_every == 0 or state.step == stop:
                 elapsed = time.perf_counter() - started
                 record = {"step": state.step, "seconds": round(elapsed, 2)}
                 record |= {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                 record["steps_per_second"] = len(window) / max(elapsed, 1e-9)
-                if state.step % config.val_every == 0 or state.step == stop:
+                if state.step % settings.val_every == 0 or state.step == stop:
                     record |= self.validate()
                     state.model.train()
                 append_log(self.run, record)
                 started, window = time.perf_counter(), []
-            if state.step % config.checkpoint_every == 0 or state.step == stop:
+            if state.step % settings.checkpoint_every == 0 or state.step == stop:
                 save_checkpoint(self.run, state)
             self.periodic(state.step, stop)
             state.model.train()

@@ -166,7 +166,7 @@ CLI_CASES = [
     ("train-steps-negative", "--set max_steps=-1", [*TRAIN, "--out", "{w}/run", "--set", "max_steps=-1"], "max_steps"),
     ("train-channels-text", "--set channels=abc", [*TRAIN, "--out", "{w}/run", "--set", "channels=abc"], "channels must be"),
     ("train-timesteps-zero", "--set timesteps=0", [*TRAIN, "--out", "{w}/run", "--set", "timesteps=0"], "timesteps must be"),
-    ("train-unknown-setting", "--set colour=red", [*TRAIN, "--out", "{w}/run", "--set", "colour=red"], "unknown SDMConfig setting"),
+    ("train-unknown-setting", "--set colour=red", [*TRAIN, "--out", "{w}/run", "--set", "colour=red"], "unknown setting(s) colour"),
     ("train-bad-device", "--device tpu", [*TRAIN, "--out", "{w}/run", "--device", "tpu"], "unknown device"),
     ("train-config-not-json", "a run whose config.json is not JSON", [*TRAIN, "--out", "{w}/run_json"], "cannot be read"),
     ("train-checkpoint-truncated", "a run whose checkpoint safetensors is truncated", [*TRAIN, "--out", "{w}/run_truncated", "--set=max_steps=2"], "checkpoint cannot be restored"),

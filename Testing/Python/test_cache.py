@@ -78,7 +78,7 @@ def test_rerun_is_a_no_op_until_inputs_or_settings_change(echo_folder, tmp_path,
     assert not _build(echo_folder, out).rebuilt
     assert (out / MANIFEST).stat().st_mtime_ns == first
     assert _build(echo_folder, out, settings=PrepareSettings(size=(32, 32))).rebuilt
-    assert CacheIndex.open(out).manifest["shape"] == [32, 32]
+    assert CacheIndex.open(out).manifest.shape == (32, 32)
     # A changed source file (same size, new content) is noticed through its new modification time.
     source = echo_folder / "pt00_ED.nii.gz"
     stat = source.stat()
@@ -97,10 +97,10 @@ def test_unusable_cases_are_skipped_with_reasons_or_fail_when_strict(echo_folder
     (root / "pt00_ED_label.nii.gz").write_bytes(b"not an image")  # corrupt label
     (root / "orphan.nii.gz").write_bytes((root / "pt00_ES.nii.gz").read_bytes())  # image without labels
     result = _build(root, tmp_path / "cache")
-    reasons = {s["source"]: s["reason"] for s in result.manifest["skipped"]}
+    reasons = {s["source"]: s["reason"] for s in result.manifest.skipped}
     assert "cannot be read" in reasons["pt00_ED"]
     assert any("no label file" in r for r in reasons.values())
-    assert sum(c["cases"] for c in result.manifest["counts"].values()) == 3
+    assert sum(c["cases"] for c in result.manifest.counts.values()) == 3
     with pytest.raises(InputError, match="cannot be read"):
         _build(root, tmp_path / "strict", strict=True)
     assert not (tmp_path / "strict").exists()  # nothing partial
@@ -143,7 +143,7 @@ def test_prepare_cli_writes_then_reports_up_to_date(echo_folder, tmp_path, capsy
     out = tmp_path / "cache"
     args = ["prepare", "folder", str(echo_folder), "--out", str(out), "--size", "40x32", "--seed", "2"]
     assert main(args) == 0
-    assert CacheIndex.open(out).manifest["shape"] == [32, 40]  # WxH on the command line, (rows, cols) stored
+    assert CacheIndex.open(out).manifest.shape == (32, 40)  # WxH on the command line, (rows, cols) stored
     assert main(args) == 0
     assert "up to date" in capsys.readouterr().out
     assert main(["prepare", "folder", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2

@@ -36,8 +36,8 @@ from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.models.families import LABELS_TO_IMAGE, Family, register
 from EchoSynthLib.models.package import load_weights, read_package_config, save_package
-from EchoSynthLib.models.settings import SettingsMixin
-from EchoSynthLib.training.runs import StepTrainer, TrainState, run_settings, save_run_settings
+from EchoSynthLib.models.settings import SettingsMixin, split_settings
+from EchoSynthLib.training.runs import StepTrainer, TrainState, run_config
 
 FAMILY = register(Family("toy", "toy2d", LABELS_TO_IMAGE, __name__))
 
@@ -47,24 +47,18 @@ class ToyConfig(SettingsMixin):
     classes: int = 5
     batch_size: int = 4
     learning_rate: float = 0.5
-    max_steps: int = 5
     seed: int = 0
-    workers: int = 0
-    log_every: int = 1
-    val_every: int = 100
-    checkpoint_every: int = 2
 
 
 class ToyTrainer(StepTrainer):
-    def __init__(self, data, run, config, device):
+    def __init__(self, data, run, config, device, settings):
         self.cache, self.run, self.device = CacheIndex.open(data), Path(run), torch.device("cpu")
-        self.config = run_settings(self.run, config, {"max_steps"})
+        self.config, self.settings = run_config(self.run, config), settings
         self.train_set = CachedPairs(self.cache, "train")
         model = torch.nn.Embedding(self.config.classes, 1)
         optimizer = torch.optim.SGD(model.parameters(), lr=self.config.learning_rate)
         self.state = TrainState.single(model, optimizer)
-        self.resume()
-        save_run_settings(self.run, self.config)
+        self.open_run()
 
     def train_step(self, batch, step):
         labels, images = batch["labels"].long().clamp(max=self.config.classes - 1), batch["image"]
@@ -93,7 +87,8 @@ class ToyGenerator:
 
 
 def build_trainer(data, run, settings, device):
-    return ToyTrainer(data, run, ToyConfig.from_dict(settings), device)
+    values, run_settings = split_settings(settings, ToyConfig, {"max_steps": 5, "workers": 0, "log_every": 1})
+    return ToyTrainer(data, run, ToyConfig.from_dict(values), device, run_settings)
 
 
 def build_generator(folder, settings, warn=None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from EchoSynthLib.models.package import CONFIG
 from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.pipeline import Synthesizer
 from EchoSynthLib.models.sdm.trainer import SDMTrainer
+from EchoSynthLib.models.settings import RUN_SETTING_NAMES, RunSettings
 
 SIZE = 32  # the tiny_cache fixture (conftest) is prepared at this size
 TINY = {
@@ -28,14 +30,16 @@ TINY = {
     "num_head_channels": 32,
     "spade_channels": 16,
     "batch_size": 4,
-    "workers": 0,
     "learning_rate": 2e-3,
+    "ema_decay": 0.9,
+}
+RUN = {
+    "workers": 0,
     "log_every": 5,
     "val_every": 10,
     "checkpoint_every": 5,
     "sample_every": 1000,
     "sample_steps": 2,
-    "ema_decay": 0.9,
 }
 
 
@@ -43,10 +47,14 @@ def _config(**overrides) -> SDMConfig:
     return SDMConfig.preset(SIZE, **{**TINY, **overrides})
 
 
+def _run(**overrides) -> RunSettings:
+    return RunSettings.from_dict({**RUN, **overrides})
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_cache, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    trainer = SDMTrainer(tiny_cache, run, _config(max_steps=24, log_every=4, val_every=8), device="cpu")
+    trainer = SDMTrainer(tiny_cache, run, _config(), "cpu", _run(max_steps=24, log_every=4, val_every=8))
     trainer.fit()
     return trainer
 
@@ -90,6 +98,10 @@ def test_training_lowers_the_loss_and_exports_a_package(trained):
     ]
     assert config["provenance"]["trained_steps"] == 24
     assert config["provenance"]["training_data"]["dataset"] == "folder"
+    # How the run went stays in the run folder; the package and config.json say what the model is.
+    assert not RUN_SETTING_NAMES & set(config["settings"])
+    assert not RUN_SETTING_NAMES & set(json.loads((trained.run / "config.json").read_text()))
+    assert json.loads((trained.run / "run.json").read_text())["max_steps"] == 24
 
 
 def test_package_loads_bit_exact(trained):
@@ -100,12 +112,48 @@ def test_package_loads_bit_exact(trained):
     assert all(torch.equal(expected[k].cpu(), loaded[k]) for k in expected)
 
 
+def test_a_package_that_still_carries_run_settings_loads(trained, tmp_path):
+    """Packages written before run settings had their own file listed them with the model's."""
+    old = tmp_path / "old"
+    shutil.copytree(trained.run / "model", old)
+    document = json.loads((old / CONFIG).read_text())
+    document["settings"] |= {"max_steps": 24, "workers": 0, "sample_steps": 2}
+    (old / CONFIG).write_text(json.dumps(document))
+    assert Synthesizer.load(old, device="cpu").config == Synthesizer.load(trained.run / "model", "cpu").config
+
+
+def test_compile_setting_trains_through_torch_compile(tiny_cache, tmp_path, monkeypatch):
+    """``compile=true`` trains through ``torch.compile`` (the eager backend here, to keep the test fast;
+    the default inductor backend builds C++ for a minute) to the same weights, and checkpoints keep the
+    plain names."""
+    import functools
+
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    settings = _run(max_steps=2, checkpoint_every=1000, val_every=1000)
+    plain = SDMTrainer(tiny_cache, tmp_path / "plain", _config(), "cpu", settings)
+    compiled = SDMTrainer(
+        tiny_cache, tmp_path / "compiled", _config(), "cpu", settings.with_overrides({"compile": True})
+    )
+    assert isinstance(compiled.train_model, OptimizedModule) and not isinstance(
+        plain.train_model, OptimizedModule
+    )
+    plain.fit()
+    compiled.fit()
+    for name, value in plain.state.model.state_dict().items():
+        torch.testing.assert_close(compiled.state.model.state_dict()[name], value, rtol=1e-4, atol=1e-6)
+    names = json.loads((tmp_path / "compiled" / "model" / CONFIG).read_text())["components"]
+    assert [c["name"] for c in names] == ["model"]
+    assert Synthesizer.load(tmp_path / "compiled" / "model", device="cpu").model is not None
+
+
 def test_gradient_accumulation_gives_the_same_gradients(tiny_cache, tmp_path):
     """Micro-batches change the memory a step needs, not its gradient (up to floating-point order)."""
-    config = _config(max_steps=1, checkpoint_every=1000, val_every=1000)
-    whole = SDMTrainer(tiny_cache, tmp_path / "whole", config, device="cpu")
-    micro = config.with_overrides({"accumulation_steps": 3})
-    split = SDMTrainer(tiny_cache, tmp_path / "split", micro, device="cpu")
+    settings = _run(max_steps=1, checkpoint_every=1000, val_every=1000)
+    whole = SDMTrainer(tiny_cache, tmp_path / "whole", _config(), "cpu", settings)
+    micro = settings.with_overrides({"accumulation_steps": 3})
+    split = SDMTrainer(tiny_cache, tmp_path / "split", _config(), "cpu", micro)
     batch = next(iter(whole._batches(1)))
     losses = []
     for trainer in (whole, split):
@@ -119,21 +167,32 @@ def test_gradient_accumulation_gives_the_same_gradients(tiny_cache, tmp_path):
 
 
 def test_resume_continues_exactly(tiny_cache, tmp_path):
-    config = _config(max_steps=3, checkpoint_every=2, val_every=1000)
-    straight = SDMTrainer(tiny_cache, tmp_path / "straight", config, device="cpu")
+    config, settings = _config(), _run(max_steps=3, checkpoint_every=2, val_every=1000)
+    straight = SDMTrainer(tiny_cache, tmp_path / "straight", config, "cpu", settings)
     straight.fit()
-    interrupted = SDMTrainer(tiny_cache, tmp_path / "resumed", config, device="cpu")
+    interrupted = SDMTrainer(tiny_cache, tmp_path / "resumed", config, "cpu", settings)
     interrupted.fit(stop_at=2)  # as if killed after the checkpoint at step 2
-    resumed = SDMTrainer(tiny_cache, tmp_path / "resumed", config, device="cpu")
+    resumed = SDMTrainer(tiny_cache, tmp_path / "resumed", config, "cpu", settings)
     assert resumed.state.step == 2
     resumed.fit()
     assert resumed.state.step == 3
     for name, value in straight.state.model.state_dict().items():
         torch.testing.assert_close(resumed.state.model.state_dict()[name], value, rtol=0, atol=0)
     assert resumed.state.optimizer.state_dict()["state"][0]["step"] == 3
+    longer = SDMTrainer(
+        tiny_cache, tmp_path / "resumed", config, "cpu", settings.with_overrides({"max_steps": 4})
+    )
+    assert (
+        longer.state.step == 3
+        and json.loads((tmp_path / "resumed" / "run.json").read_text())["max_steps"] == 4
+    )
+    # A run started when config.json also held the run settings resumes as well.
+    old = tmp_path / "resumed" / "config.json"
+    old.write_text(json.dumps(json.loads(old.read_text()) | settings.as_dict()))
+    assert SDMTrainer(tiny_cache, tmp_path / "resumed", config, "cpu", settings).state.step == 3
     with pytest.raises(InputError, match="other settings"):
         SDMTrainer(
-            tiny_cache, tmp_path / "resumed", config.with_overrides({"learning_rate": 1e-2}), device="cpu"
+            tiny_cache, tmp_path / "resumed", config.with_overrides({"learning_rate": 1e-2}), "cpu", settings
         )
 
 
@@ -234,12 +293,20 @@ def test_foreign_or_damaged_model_folders_are_refused(trained, tmp_path):
         Synthesizer.load(corrupt)
 
 
-def test_synthesize_cli_writes_images_and_augmented_anatomies(trained, odd_map, tmp_path, capsys):
+def test_synthesize_cli_writes_images_and_augmented_anatomies(
+    trained, odd_map, tmp_path, capsys, monkeypatch
+):
     labels = tmp_path / "map.nii.gz"
     write_label_map(odd_map, labels)
     out = tmp_path / "out"
     args = ["synthesize", "--model", str(trained.run / "model"), "--labels", str(labels), "--out", str(out)]
+    made = []  # the model's conditioning of each map is made once per job (not at prepare and again)
+    conditioning = Synthesizer.conditioning
+    monkeypatch.setattr(
+        Synthesizer, "conditioning", lambda self, x: made.append(x.array.shape) or conditioning(self, x)
+    )
     assert main([*args, "--n", "2", "--steps", "2", "--augment", "1"]) == 0
+    assert len(made) == 2  # the map and its one new anatomy
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "map_aug00.nii.gz",
@@ -258,7 +325,8 @@ def test_synthesize_cli_writes_images_and_augmented_anatomies(trained, odd_map, 
 
 
 def test_train_cli_resumes_with_the_same_command(tiny_cache, tmp_path, capsys):
-    settings = [f"--set={k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in TINY.items()]
+    values = TINY | RUN
+    settings = [f"--set={k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in values.items()]
     command = ["train", "sdm", "--data", str(tiny_cache), "--out", str(tmp_path / "run"), *settings]
     assert main([*command, "--set=max_steps=2", "--set=sample_every=2"]) == 0
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 2

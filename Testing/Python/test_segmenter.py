@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from EchoSynthLib.cli.main import main
+from EchoSynthLib.data.labels import ECHOSYNTH, ClassLayout
 from EchoSynthLib.evaluation.dice import dice_per_structure
 from EchoSynthLib.models.segmenter.network import Segmenter, SegmenterConfig
 from EchoSynthLib.models.segmenter.trainer import SegmenterTrainer
+from EchoSynthLib.models.settings import RunSettings
 
-CLASSES = {"0": "background", "1": "lv_cavity", "2": "lv_myocardium", "3": "left_atrium", "4": "sector"}
+CLASSES = ClassLayout.of(ECHOSYNTH)
 
 
 def test_dice_per_structure_counts_overlap_and_ignores_absent_structures():
@@ -34,13 +36,9 @@ def segmenter_run(tiny_cache, tmp_path_factory):
         strides=(2, 2),
         num_res_units=1,
         batch_size=4,
-        max_steps=6,
-        workers=0,
-        log_every=3,
-        val_every=3,
-        checkpoint_every=3,
     )
-    trainer = SegmenterTrainer(tiny_cache, run, config, device="cpu")
+    settings = RunSettings(max_steps=6, workers=0, log_every=3, val_every=3, checkpoint_every=3)
+    trainer = SegmenterTrainer(tiny_cache, run, config, "cpu", settings)
     trainer.fit()
     return run
 
@@ -77,12 +75,9 @@ def test_validate_reports_dice_for_synthetic_and_real(segmenter_run, tiny_cache,
         num_head_channels=32,
         spade_channels=16,
         batch_size=2,
-        max_steps=1,
-        workers=0,
-        sample_every=1000,
-        sample_steps=2,
     )
-    SDMTrainer(tiny_cache, tmp_path / "sdm", config, device="cpu").fit()
+    settings = RunSettings(max_steps=1, workers=0, sample_every=1000, sample_steps=2)
+    SDMTrainer(tiny_cache, tmp_path / "sdm", config, "cpu", settings).fit()
     report_path = tmp_path / "report.json"
     code = main(
         [

@@ -32,9 +32,9 @@ class Choice:
         self.choices = list(choices)
 
 
-class WithinRange:
-    def __init__(self, low, high):
-        self.low, self.high = low, high
+class WithinRange:  # Slicer's keeps its bounds as minimum and maximum
+    def __init__(self, minimum, maximum):
+        self.minimum, self.maximum = minimum, maximum
 
 
 class _Base:
@@ -122,6 +122,35 @@ def test_every_parameter_name_binds_to_a_widget_that_shows_its_type(module):
 
     assert tuple(module.SAMPLERS) == SAMPLERS and tuple(module.PLANES) == PLANES
     assert module.EchoSynthParameterNode.sampler == DEFAULT_SAMPLER
+
+
+def test_the_panel_sampling_parameters_are_the_declared_options(module):
+    """Each declared sampling option has its panel parameter with the same default, range or choices, and
+    the panel's defaults make the library's default settings."""
+    from EchoSynthLib.sampling.generators import GeneratorSettings
+    from EchoSynthLib.sampling.options import SAMPLING_OPTIONS, sampling_values
+
+    fields = _fields(module)
+    node = module.EchoSynthParameterNode
+    for option in SAMPLING_OPTIONS:
+        extras = typing.get_args(fields[option.panel])[1:]
+        default = option.unset if option.default is None else option.default
+        assert getattr(node, option.panel) == default, option.name
+        if option.choices:
+            (choice,) = [e for e in extras if isinstance(e, Choice)]
+            assert tuple(choice.choices) == option.choices, option.name
+        else:
+            (bounds,) = [e for e in extras if isinstance(e, WithinRange)]
+            low = option.unset if option.unset is not None else option.minimum
+            assert (bounds.minimum, bounds.maximum) == (low, option.maximum), option.name
+    parameters = SimpleNamespace(**{name: getattr(node, name) for name in fields if hasattr(node, name)})
+    options = module.optionsFromParameters(parameters)
+    assert sampling_values(SimpleNamespace(**options)) == sampling_values(GeneratorSettings())
+    parameters.sliceIndex, parameters.steps = 3, 7
+    assert module.optionsFromParameters(parameters) | {
+        "slice_index": 3,
+        "steps": 7,
+    } == module.optionsFromParameters(parameters)
 
 
 def test_every_node_selector_receives_the_scene():

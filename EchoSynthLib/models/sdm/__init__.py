@@ -17,15 +17,17 @@ if TYPE_CHECKING:
 
 
 def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], device: str) -> StepTrainer:
-    """A trainer for a cache; the size preset follows the cache's image size unless ``image_size`` is set."""
+    """A trainer for a cache; the size preset follows the cache's image size unless ``image_size`` is set.
+    ``settings`` holds the model's and the run's (``RunSettings``) together, as ``--set`` gives them."""
     from EchoSynthLib.cache.store import CacheIndex
-    from EchoSynthLib.models.sdm.config import SDMConfig
+    from EchoSynthLib.models.sdm.config import RUN_DEFAULTS, SDMConfig
     from EchoSynthLib.models.sdm.trainer import SDMTrainer
+    from EchoSynthLib.models.settings import split_settings
 
     cache = CacheIndex.open(data)
-    settings = dict(settings)
-    size = int(settings.pop("image_size", cache.manifest["shape"][-1]))
-    return SDMTrainer(cache.path, run, SDMConfig.preset(size, **settings), device)
+    values, run_settings = split_settings(settings, SDMConfig, RUN_DEFAULTS)
+    size = int(values.pop("image_size", cache.manifest.shape[-1]))
+    return SDMTrainer(cache.path, run, SDMConfig.preset(size, **values), device, run_settings)
 
 
 def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn | None = None) -> Generator:

@@ -1,5 +1,5 @@
-"""Settings of the 2D semantic diffusion model: network, diffusion process and training, with presets
-per image size (saved with every run and package)."""
+"""Settings of the 2D semantic diffusion model: network, diffusion process and training recipe, with
+presets per image size (saved with every run and package; how a run goes is ``RunSettings``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from EchoSynthLib.checks import SEED_MAX
+from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.settings import SettingsMixin
+
+# Run settings of an SDM run unless --set says otherwise (long runs: rare validation and grids).
+RUN_DEFAULTS: dict[str, Any] = {
+    "max_steps": 50_000,
+    "val_every": 500,
+    "sample_every": 2000,
+    "checkpoint_every": 500,
+}
 
 # Network sizes per image side. The paper's 256 model (base 256, multipliers 1,1,2,2,4,4, attention at
 # 32/16/8) is several times bigger. Only the 64 preset (3.5 M parameters, 14 MB in float32) fits the
@@ -51,25 +60,17 @@ class SDMConfig(SettingsMixin):
     timesteps: int = 1000
     schedule: str = "cosine"
     vlb_weight: float = 0.001
-    # Training.
+    # Training recipe.
     batch_size: int = 16  # the global batch of a step, over every process under torchrun
-    accumulation_steps: int = 1  # micro-batches per step (same result, less memory)
     learning_rate: float = 1e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
-    max_steps: int = 50_000
     flip_prob: float = 0.5
     label_dropout: float = 0.0  # > 0 trains for classifier-free guidance (off, as in the paper)
     mixed_precision: bool = True  # bf16 autocast on GPU
     seed: int = 0
-    workers: int = 2
-    log_every: int = 50
-    val_every: int = 500
-    sample_every: int = 2000
-    checkpoint_every: int = 500
-    sample_steps: int = 25
-    classes: dict[str, str] = field(default_factory=dict)  # class value -> structure name, from the cache
+    classes: ClassLayout = field(default_factory=lambda: ClassLayout("classes", {}))  # from the cache
 
     LIMITS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
         "image_size": (8, None),
@@ -82,28 +83,17 @@ class SDMConfig(SettingsMixin):
         "timesteps": (2, 100_000),
         "vlb_weight": (0.0, None),
         "batch_size": (1, None),
-        "accumulation_steps": (1, None),
         "learning_rate": (1e-12, 10.0),
         "weight_decay": (0.0, None),
         "grad_clip": (1e-12, None),
         "ema_decay": (0.0, 1.0),
-        "max_steps": (1, None),
         "flip_prob": (0.0, 1.0),
         "label_dropout": (0.0, 0.999),
         "seed": (0, SEED_MAX),
-        "log_every": (1, None),
-        "val_every": (1, None),
-        "sample_every": (1, None),
-        "checkpoint_every": (1, None),
-        "sample_steps": (1, None),
     }
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.sample_steps > self.timesteps:
-            raise InputError(
-                f"setting sample_steps ({self.sample_steps}) must be at most timesteps ({self.timesteps})"
-            )
         if len(self.channels) != len(self.attention_levels):
             raise InputError("channels and attention_levels need one entry per resolution level")
         if any(c % self.norm_groups for c in self.channels):

@@ -82,9 +82,8 @@ class Synthesizer:
         size = self.config.image_size
         grid = target_grid(labels, (size, size), "pad")
         on_grid = resample(labels.with_array(labels.array.astype(np.uint8)), grid, labels=True).array[0]
-        classes = {int(v): Structure(name).label for v, name in self.config.classes.items()}
-        one_hot = np.stack([on_grid == canonical for _, canonical in sorted(classes.items())])
-        return torch.from_numpy(one_hot[np.newaxis].astype(np.float32)), grid
+        one_hot = self.config.classes.one_hot_canonical(on_grid)
+        return torch.from_numpy(one_hot[np.newaxis]), grid
 
     def synthesize(
         self,
@@ -161,9 +160,11 @@ class DiffusionGenerator:
             self.description = f"{model}: {self.sampler}, {self.steps} steps"
 
     def prepare(self, labels: Volume) -> Volume:
-        """The chosen plane (a 2D map as it is) with a sector, checked against the model's classes."""
+        """The chosen plane (a 2D map as it is) with a sector, checked. The model's conditioning (resampled
+        one-hot map) is made once, by ``generate``: a job prepares all its maps before it writes anything,
+        and holding every map's conditioning until then would cost memory for nothing."""
         target = with_sector(slice_of(labels, self.slice_index, self.plane))
-        self.synthesizer.conditioning(target)
+        require_heart(target.array)
         return target
 
     def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:

@@ -17,34 +17,19 @@ from torch.optim.swa_utils import AveragedModel
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
-from EchoSynthLib.data.labels import Structure
+from EchoSynthLib.data.labels import ClassLayout, Structure
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.families import SDM_KIND
 from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.sdm.config import SDMConfig
+from EchoSynthLib.models.sdm.config import RUN_DEFAULTS, SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
-from EchoSynthLib.training import distributed
+from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.training.cards import model_card, training_provenance
-from EchoSynthLib.training.runs import (
-    StepTrainer,
-    TrainState,
-    run_settings,
-    step_generator,
-)
+from EchoSynthLib.training.runs import StepTrainer, TrainState, run_config, step_generator
 
 KIND = SDM_KIND
-# Settings a resumed run may change; everything else must match the run's config.json.
-RESUMABLE_CHANGES = {
-    "max_steps",
-    "log_every",
-    "val_every",
-    "sample_every",
-    "checkpoint_every",
-    "workers",
-    "accumulation_steps",
-}
 VAL_CASES = 32
 GRID_CASES = 8
 
@@ -70,41 +55,42 @@ def _new_state(config: SDMConfig, device: torch.device) -> TrainState:
     return TrainState.single(model, optimizer, ema)
 
 
-def _canonical(labels: torch.Tensor, classes: dict[str, str]) -> np.ndarray:
-    """Cache-layout labels (H, W) to canonical values, for overlays."""
-    out = np.zeros(labels.shape, dtype=np.uint8)
-    array = labels.cpu().numpy()
-    for value, name in classes.items():
-        out[array == int(value)] = Structure(name).label
-    return out
-
-
 class SDMTrainer(StepTrainer):
     """Trains one run; ``fit`` runs until ``max_steps`` or ``stop_at`` and can be called on a resumed run."""
 
     def __init__(
-        self, data: str | Path, run: str | Path, config: SDMConfig, device: str | torch.device = "auto"
+        self,
+        data: str | Path,
+        run: str | Path,
+        config: SDMConfig,
+        device: str | torch.device = "auto",
+        settings: RunSettings | None = None,
     ):
         self.cache = CacheIndex.open(data)
         self.run = Path(run)
-        classes = self.cache.manifest["classes"]
-        shape = self.cache.manifest["shape"]
-        if self.cache.manifest.get("spatial_dims") != 2 or shape != [config.image_size] * 2:
+        self.settings = settings or RunSettings.from_dict(RUN_DEFAULTS)
+        manifest = self.cache.manifest
+        if manifest.spatial_dims != 2 or manifest.shape != (config.image_size,) * 2:
             raise InputError(
-                f"{data}: cache images are {'x'.join(map(str, shape))}; this model needs "
+                f"{data}: cache images are {'x'.join(map(str, manifest.shape))}; this model needs "
                 f"{config.image_size}x{config.image_size} (prepare with --size {config.image_size})"
             )
-        if "sector" not in classes.values():
+        if not manifest.layout.has(Structure.SECTOR):
             raise InputError(f"{data}: the cache has no sector class (prepare with --layout echosynth)")
-        config = config.with_overrides({"label_channels": len(classes), "classes": classes})
+        if self.settings.sample_steps > config.timesteps:
+            raise InputError(
+                f"setting sample_steps ({self.settings.sample_steps}) must be at most timesteps "
+                f"({config.timesteps})"
+            )
+        config = config.with_overrides({"label_channels": len(manifest.layout), "classes": manifest.layout})
         self.device = self.start_processes(device, config.batch_size)
-        self.config = run_settings(self.run, config, RESUMABLE_CHANGES)
+        self.config = run_config(self.run, config)
         self.diffusion = GaussianDiffusion(self.config.timesteps, self.config.schedule)
         self.train_set = CachedPairs(self.cache, "train", one_hot=True)
         self.val_set = CachedPairs(self.cache, "val", one_hot=True) if self.cache.cases("val") else None
         self.state = _new_state(self.config, self.device)
         self.open_run()  # everything checked: the run folder may appear
-        self.train_model = distributed.wrap(self.state.model, self.rank, self.device)
+        self.train_model = self.training_network(self.state.model)
 
     def _draws(
         self, step: int, stream: int, count: int, shape: tuple[int, ...], train: bool
@@ -160,18 +146,19 @@ class SDMTrainer(StepTrainer):
         seg = torch.stack([x["labels"] for x in items]).to(self.device)
         model = self.state.ema.module.eval()
         images = sample(
-            model, seg, self.diffusion, sampler="dpm++sde", steps=self.config.sample_steps, seed=0
+            model, seg, self.diffusion, sampler="dpm++sde", steps=self.settings.sample_steps, seed=0
         )
 
         def grey(x: torch.Tensor) -> np.ndarray:
             return np.rint((x[0].float().cpu().numpy() + 1.0) * 127.5).astype(np.uint8)
 
         real = [grey(x["image"]) for x in items]
-        labels = [_canonical(x["labels"].argmax(0), self.config.classes) for x in items]
+        layout: ClassLayout = self.config.classes
+        labels = [layout.to_canonical(layout.channel_values[x["labels"].argmax(0).numpy()]) for x in items]
         rows = [
             ("real", real),
             ("label map (on the real image)", [overlay(r, lab) for r, lab in zip(real, labels, strict=True)]),
-            (f"synthetic (SDE-DPM-Solver++ {self.config.sample_steps} steps)", [grey(x) for x in images]),
+            (f"synthetic (SDE-DPM-Solver++ {self.settings.sample_steps} steps)", [grey(x) for x in images]),
         ]
         return save_grid(rows, path)
 
@@ -196,7 +183,7 @@ class SDMTrainer(StepTrainer):
         draws = self._draws(step, 0, self.config.batch_size, tuple(images.shape[1:]), train=True)
         state.optimizer.zero_grad(set_to_none=True)
         parts = [
-            p for p in torch.arange(images.shape[0]).tensor_split(self.config.accumulation_steps) if len(p)
+            p for p in torch.arange(images.shape[0]).tensor_split(self.settings.accumulation_steps) if len(p)
         ]
         collected: dict[str, list[torch.Tensor]] = {}
         for index, part in enumerate(parts):
@@ -221,5 +208,5 @@ class SDMTrainer(StepTrainer):
     def periodic(self, step: int, stop: int) -> None:
         """A sample grid every ``sample_every`` steps and at the end."""
         path = self.run / "samples" / f"step_{step:06d}.png"
-        if (step % self.config.sample_every == 0 or step == stop) and not path.is_file():
+        if (step % self.settings.sample_every == 0 or step == stop) and not path.is_file():
             self.sample_grid(path)

@@ -10,28 +10,27 @@ import numpy as np
 import torch
 
 from EchoSynthLib.checks import SEED_MAX
+from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.models.families import SEGMENTER_KIND
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.settings import SettingsMixin
 
 KIND = SEGMENTER_KIND
+# Run settings of a segmenter run unless --set says otherwise.
+RUN_DEFAULTS = {"max_steps": 2000, "val_every": 250, "checkpoint_every": 250}
 
 
 @dataclass(frozen=True)
 class SegmenterConfig(SettingsMixin):
-    """Network and training settings (saved with the run and the model)."""
+    """Network and training recipe (saved with the run and the model; how a run goes is ``RunSettings``)."""
 
     LIMITS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
         "channels": (1, None),
         "strides": (1, None),
         "batch_size": (1, None),
         "learning_rate": (1e-12, 10.0),
-        "max_steps": (1, None),
         "seed": (0, SEED_MAX),
-        "log_every": (1, None),
-        "val_every": (1, None),
-        "checkpoint_every": (1, None),
     }
 
     channels: tuple[int, ...] = (16, 32, 64, 128)
@@ -39,14 +38,9 @@ class SegmenterConfig(SettingsMixin):
     num_res_units: int = 2
     batch_size: int = 16
     learning_rate: float = 1e-3
-    max_steps: int = 2000
     augment: bool = True
     seed: int = 0
-    workers: int = 2
-    log_every: int = 50
-    val_every: int = 250
-    checkpoint_every: int = 250
-    classes: dict[str, str] = field(default_factory=dict)  # class value -> structure name, from the cache
+    classes: ClassLayout = field(default_factory=lambda: ClassLayout("classes", {}))  # from the cache
 
 
 def build_segmenter(config: SegmenterConfig) -> torch.nn.Module:
@@ -82,6 +76,5 @@ class Segmenter:
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> np.ndarray:
         """Class values (B, H, W) for images (B, 1, H, W) in [-1, 1]."""
-        values = np.array(sorted(int(v) for v in self.config.classes), dtype=np.uint8)
         logits = self.model(images.to(self.device).float())
-        return values[logits.argmax(1).cpu().numpy()]
+        return self.config.classes.channel_values[logits.argmax(1).cpu().numpy()]

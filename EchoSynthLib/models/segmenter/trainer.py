@@ -16,34 +16,37 @@ from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
 from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.segmenter.network import KIND, SegmenterConfig, build_segmenter
-from EchoSynthLib.training import distributed
+from EchoSynthLib.models.segmenter.network import KIND, RUN_DEFAULTS, SegmenterConfig, build_segmenter
+from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.training.cards import model_card, training_provenance
-from EchoSynthLib.training.runs import StepTrainer, TrainState, run_settings
-
-RESUMABLE_CHANGES = {"max_steps", "log_every", "val_every", "checkpoint_every", "workers"}
+from EchoSynthLib.training.runs import StepTrainer, TrainState, run_config
 
 
 class SegmenterTrainer(StepTrainer):
     """Trains the adherence segmenter; ``fit`` as in ``StepTrainer``."""
 
     def __init__(
-        self, data: str | Path, run: str | Path, config: SegmenterConfig, device: str | torch.device = "auto"
+        self,
+        data: str | Path,
+        run: str | Path,
+        config: SegmenterConfig,
+        device: str | torch.device = "auto",
+        settings: RunSettings | None = None,
     ) -> None:
         from monai.losses import DiceCELoss
 
         from EchoSynthLib.augmentation import paired_augmentation
 
         self.cache = CacheIndex.open(data)
-        if self.cache.manifest.get("spatial_dims") != 2:
+        if self.cache.manifest.spatial_dims != 2:
             raise InputError(f"{data}: the segmenter trains on 2D caches")
         self.run = Path(run)
-        config = config.with_overrides({"classes": self.cache.manifest["classes"]})
+        self.settings = settings or RunSettings.from_dict(RUN_DEFAULTS)
+        config = config.with_overrides({"classes": self.cache.manifest.layout})
         self.device = self.start_processes(device, config.batch_size)
-        self.config = run_settings(self.run, config, RESUMABLE_CHANGES)
+        self.config = run_config(self.run, config)
         self.train_set = CachedPairs(self.cache, "train")
         self.val_set = CachedPairs(self.cache, "val") if self.cache.cases("val") else None
-        self.values = sorted(int(v) for v in self.config.classes)
         torch.manual_seed(self.config.seed)
         model = build_segmenter(self.config).to(self.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.config.learning_rate)
@@ -51,13 +54,7 @@ class SegmenterTrainer(StepTrainer):
         self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self.augment = paired_augmentation(spatial_dims=2) if self.config.augment else None
         self.open_run()  # everything checked: the run folder may appear
-        self.train_model = distributed.wrap(self.state.model, self.rank, self.device)
-
-    def _targets(self, labels: torch.Tensor) -> torch.Tensor:
-        """Cache values -> class indices 0..C-1 (the U-Net's channels)."""
-        lookup = torch.zeros(max(self.values) + 1, dtype=torch.long)
-        lookup[self.values] = torch.arange(len(self.values))
-        return lookup[labels.long()]
+        self.train_model = self.training_network(self.state.model)
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
         """Augment (each sample seeded by step and its place in the global batch), Dice + CE, Adam step."""
@@ -72,7 +69,7 @@ class SegmenterTrainer(StepTrainer):
             images = torch.stack([torch.as_tensor(p["image"]) for p in pairs])
             labels = torch.stack([torch.as_tensor(p["labels"]) for p in pairs])
         images = images.float().to(self.device)
-        targets = self._targets(labels).to(self.device)
+        targets = torch.from_numpy(self.config.classes.channels_of(labels.numpy())).to(self.device)
         loss = self.loss(self.train_model(images), targets)
         self.state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -85,7 +82,7 @@ class SegmenterTrainer(StepTrainer):
         if self.val_set is None:
             return {}
         self.state.model.eval()
-        values = np.array(self.values, dtype=np.uint8)
+        values = self.config.classes.channel_values
         predicted, truth = [], []
         for start in range(0, len(self.val_set), 32):
             items = [self.val_set[i] for i in range(start, min(len(self.val_set), start + 32))]

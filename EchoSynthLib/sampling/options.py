@@ -1,0 +1,124 @@
+"""The sampling options, declared once: the command line's flags, the job file's keys, the Slicer panel's
+parameters and the checks of ``GeneratorSettings`` all come from ``SAMPLING_OPTIONS`` (torch-free).
+
+Each family says which of them it uses (``Family.sampling_options``); the others are ignored by it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from EchoSynthLib.checks import check_count, check_number
+from EchoSynthLib.data.planes import PLANES
+from EchoSynthLib.diffusion import DEFAULT_SAMPLER, SAMPLERS
+from EchoSynthLib.errors import InputError
+
+
+@dataclass(frozen=True)
+class SamplingOption:
+    """One option: its key (job file, ``GeneratorSettings``), command-line flag, panel parameter, type,
+    default, range or choices, and help. ``unset`` is the panel's stand-in for None (a spin box cannot be
+    empty) where None means "the default" (the middle slice)."""
+
+    name: str
+    flag: str
+    panel: str
+    kind: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    unset: Any = None
+
+    def check(self, value: Any) -> Any:
+        """``value`` if it is valid for this option; an InputError naming the option otherwise."""
+        what = self.flag.lstrip("-")
+        if value is None and self.default is None:
+            return value
+        if self.choices:
+            if value not in self.choices:
+                raise InputError(f"unknown {what} '{value}' (known: {', '.join(self.choices)})")
+        elif self.kind is int:
+            maximum = None if self.maximum is None else int(self.maximum)
+            check_count(value, what, int(self.minimum or 0), maximum)
+        else:
+            check_number(value, what, minimum=self.minimum, maximum=self.maximum)
+        return value
+
+    def from_panel(self, value: Any) -> Any:
+        """The option's value from its panel parameter (``unset`` -> None)."""
+        return None if self.unset is not None and value == self.unset else value
+
+
+SAMPLING_OPTIONS: tuple[SamplingOption, ...] = (
+    SamplingOption("steps", "--steps", "steps", int, 25, "sampling steps", minimum=1, maximum=1000),
+    SamplingOption(
+        "sampler", "--sampler", "sampler", str, DEFAULT_SAMPLER, "diffusion sampler", choices=SAMPLERS
+    ),
+    SamplingOption(
+        "guidance_scale",
+        "--guidance",
+        "guidanceScale",
+        float,
+        1.0,
+        "classifier-free guidance scale (1: off)",
+        minimum=0.0,
+        maximum=20.0,
+    ),
+    SamplingOption(
+        "plane", "--plane", "plane", str, PLANES[0], "plane of a 3D map for a 2D model", choices=PLANES
+    ),
+    SamplingOption(
+        "slice_index",
+        "--slice",
+        "sliceIndex",
+        int,
+        None,
+        "slice index across that plane (default: the middle)",
+        minimum=0,
+        maximum=10_000,
+        unset=-1,
+    ),
+)
+OPTIONS_BY_NAME = {option.name: option for option in SAMPLING_OPTIONS}
+
+
+def sampling_option(name: str) -> SamplingOption:
+    """The option called ``name``."""
+    return OPTIONS_BY_NAME[name]
+
+
+def add_sampling_arguments(parser: Any, names: tuple[str, ...] | None = None) -> None:
+    """Add the options (all, or ``names``) to an argparse parser, as ``dest=name``."""
+    import argparse
+
+    def parse_as(option: SamplingOption):
+        def parse(text: str) -> Any:
+            try:
+                return option.check(option.kind(text))
+            except (InputError, ValueError) as error:
+                raise argparse.ArgumentTypeError(str(error) or f"bad value '{text}'") from None
+
+        return parse
+
+    for option in SAMPLING_OPTIONS:
+        if names is not None and option.name not in names:
+            continue
+        default = "" if option.default is None else f" (default {option.default})"
+        if option.choices:
+            parser.add_argument(
+                option.flag, dest=option.name, default=option.default, choices=option.choices,
+                help=option.help + default,
+            )  # fmt: skip
+        else:
+            parser.add_argument(
+                option.flag, dest=option.name, default=option.default, type=parse_as(option),
+                help=option.help + default,
+            )  # fmt: skip
+
+
+def sampling_values(source: Any, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The options' values read from ``source`` by name (an argparse namespace, a settings object)."""
+    return {o.name: getattr(source, o.name) for o in SAMPLING_OPTIONS if names is None or o.name in names}
