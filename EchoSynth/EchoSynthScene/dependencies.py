@@ -39,6 +39,7 @@ DOWNLOAD_MB = {
     "matplotlib": 10,
     "opencv-python-headless": 57,
     "diffusers": 6,
+    "scikit-learn": 9,
 }
 TORCH_SIZE = "about 0.2 GB (CPU build) to 3 GB (CUDA build with its NVIDIA libraries)"
 

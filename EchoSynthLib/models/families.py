@@ -73,7 +73,8 @@ SDM = register(
     )
 )
 SEGMENTER = register(Family("segmenter", "segmenter2d", IMAGE_TO_LABELS, "EchoSynthLib.models.segmenter"))
-SDM_KIND, SEGMENTER_KIND = SDM.kind, SEGMENTER.kind
+ENCODER = register(Family("features", "echoencoder2d", IMAGE_TO_FEATURES, "EchoSynthLib.models.features"))
+SDM_KIND, SEGMENTER_KIND, ENCODER_KIND = SDM.kind, SEGMENTER.kind, ENCODER.kind
 
 
 def _load_plugins() -> None:
