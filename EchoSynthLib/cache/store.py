@@ -196,6 +196,33 @@ def build_cache(
     return BuildResult(CacheManifest.from_json(manifest, out / MANIFEST), rebuilt=True)
 
 
+def write_prepared_cache(
+    out: str | Path, cases: dict[str, list[PreparedCase]], settings: PrepareSettings, dataset: str
+) -> CacheIndex:
+    """A cache of cases already prepared with ``settings`` (e.g. an evaluation's image sets), written as
+    ``build_cache`` writes one (replaced whole); each case's patient id is its own split's."""
+    out = Path(out)
+    shapes = {c.image.shape for split in cases.values() for c in split}
+    if len(shapes) != 1:
+        raise InputError(f"{out}: prepared cases must share one shape, got {sorted(shapes)}")
+    identity = {
+        "format_version": FORMAT_VERSION,
+        "dataset": dataset,
+        "root": "",
+        "options": {},
+        "settings": settings.as_dict(),
+        "use_dataset_splits": True,
+        "sources": {},
+    }
+    entries: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    with staged_directory(out) as staging:
+        for split, prepared in cases.items():
+            entries[split] = [_write_case(staging, split, case) for case in prepared]
+        document = _manifest(identity, settings, entries, shapes, [])
+        (staging / MANIFEST).write_text(json.dumps(document, indent=1, default=_json_value))
+    return CacheIndex.open(out)
+
+
 def _write_case(staging: Path, split: str, prepared: PreparedCase) -> dict[str, Any]:
     folder = staging / split
     folder.mkdir(exist_ok=True)

@@ -10,7 +10,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from EchoSynthLib.cli import data_commands, generate_commands, model_store_commands, simulate_commands
+from EchoSynthLib.cli import (
+    data_commands,
+    evaluate_commands,
+    generate_commands,
+    model_store_commands,
+    simulate_commands,
+)
 from EchoSynthLib.cli.arguments import OneLineParser
 from EchoSynthLib.errors import run_main
 
@@ -22,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for module in (simulate_commands, data_commands, generate_commands, model_store_commands):
+    for module in (
+        simulate_commands,
+        data_commands,
+        generate_commands,
+        evaluate_commands,
+        model_store_commands,
+    ):
         module.add_commands(commands)
     return parser
 

@@ -46,6 +46,11 @@ class PrepareSettings:
         """The label schema of the cached label maps."""
         return schema_named(self.layout)
 
+    @classmethod
+    def from_manifest(cls, values: dict[str, Any]) -> PrepareSettings:
+        """The settings a cache manifest stores (``as_dict``)."""
+        return cls(**{**values, "size": tuple(values["size"])})
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form (what the manifest stores and compares)."""
         values = asdict(self)

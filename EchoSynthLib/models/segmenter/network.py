@@ -78,3 +78,11 @@ class Segmenter:
         """Class values (B, H, W) for images (B, 1, H, W) in [-1, 1]."""
         logits = self.model(images.to(self.device).float())
         return self.config.classes.channel_values[logits.argmax(1).cpu().numpy()]
+
+    def predict_canonical(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Canonical label maps (N, H, W) of images (N, H, W) in [-1, 1]."""
+        parts = [
+            self.predict(torch.as_tensor(images[start : start + batch_size], dtype=torch.float32)[:, None])
+            for start in range(0, len(images), batch_size)
+        ]
+        return self.config.classes.to_canonical(np.concatenate(parts))

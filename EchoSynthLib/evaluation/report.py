@@ -1,0 +1,398 @@
+"""``echosynth evaluate``: a synthetic set against real images, as the report a reviewer asks for.
+
+Stages: read the sets (onto the real cache's grid), features in each feature space (cached in the user
+cache, so a rerun is quick), distribution metrics (Fréchet distance, KID, precision / recall, density /
+coverage) with real held-out vs training as the reference row, diversity, grey levels and speckle per
+structure, the power spectrum, paired similarity (translations), label adherence, memorisation, the
+downstream protocol, figures. ``report.json``, ``report.html`` (figures embedded) and the PNG figures are
+written to a folder that appears whole (nothing partial on failure).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from EchoSynthLib import __version__
+from EchoSynthLib.data.atomic import staged_directory
+from EchoSynthLib.errors import InputError
+from EchoSynthLib.evaluation import distribution, figures, image_metrics
+from EchoSynthLib.evaluation.features import DEFAULT_ENCODER, FeatureSpace, features_of
+from EchoSynthLib.evaluation.image_sets import ImageSet, cache_set, open_set
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class EvaluationOptions:
+    """What ``evaluate`` compares and computes (see the CLI's help for each)."""
+
+    real: str
+    synthetic: str
+    out: Path
+    train: str | None = None
+    labels: str | None = None
+    paired_with: str | None = None
+    encoder: str = DEFAULT_ENCODER
+    segmenter: str | None = None
+    inception_weights: str | None = None
+    downstream: bool = False
+    downstream_steps: int = 500
+    seeds: tuple[int, ...] = (0, 1)
+    filter_out: Path | None = None
+    device: str = "auto"
+    feature_cache: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _distribution(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray]) -> dict[str, Any]:
+    out = {}
+    for view, real_features in real.items():
+        kid = distribution.kernel_distance(real_features, synthetic[view])
+        manifold = (
+            distribution.manifold_metrics(real_features, synthetic[view])
+            if min(len(real_features), len(synthetic[view])) > 3
+            else None
+        )
+        out[view] = {
+            "frechet_distance": distribution.frechet_distance(real_features, synthetic[view]),
+            "kid": {"mean": kid.mean, "standard_error": kid.standard_error, "subset_size": kid.subset_size},
+            **({} if manifold is None else {k: v for k, v in asdict(manifold).items()}),
+        }
+    return out
+
+
+def _mirrored(images: ImageSet) -> ImageSet:
+    return ImageSet(
+        images.description + " (mirrored)", np.ascontiguousarray(images.images[..., ::-1]), None, images.names
+    )
+
+
+def _spaces(options: EvaluationOptions) -> tuple[list[FeatureSpace], dict[str, str]]:
+    from EchoSynthLib.evaluation.features import echo_space, inception_space, segmenter_space
+
+    spaces = [echo_space(options.encoder, options.device)]
+    skipped: dict[str, str] = {}
+    if options.segmenter is not None:
+        spaces.append(segmenter_space(options.segmenter, options.device))
+    else:
+        skipped["segmenter"] = "not computed: no --segmenter given"
+    inception = inception_space(options.inception_weights, options.device)
+    if isinstance(inception, str):
+        skipped["inception"] = inception
+    else:
+        spaces.append(inception)
+    return spaces, skipped
+
+
+def evaluate(options: EvaluationOptions, stage: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every stage and write the report folder; returns the report."""
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def begin(name: str) -> None:
+        clock[0] = time.perf_counter()
+        if stage is not None:
+            stage(name)
+
+    def done(name: str) -> None:
+        timings[name] = round(time.perf_counter() - clock[0], 2)
+
+    begin("reading the sets")
+    real, cache = cache_set(options.real, "val")
+    train = cache_set(options.train or f"{cache.path}:train", "train")[0]
+    synthetic = open_set(options.synthetic, cache, options.labels)
+    if synthetic.spatial_dims != real.spatial_dims:
+        raise InputError(
+            f"{options.synthetic}: a {synthetic.spatial_dims}D set cannot be compared with the "
+            f"{real.spatial_dims}D real cache {options.real}"
+        )
+    paired = open_set(options.paired_with, cache) if options.paired_with else None
+    if options.segmenter is not None and synthetic.labels is None:
+        raise InputError(
+            f"{options.synthetic}: label adherence needs a label map for every image (see --labels)"
+        )
+    done("reading the sets")
+
+    begin("features")
+    spaces, skipped_spaces = _spaces(options)
+    cache_dir = options.feature_cache
+    features = {
+        space.key: {
+            name: features_of(space, images, cache_dir)
+            for name, images in (("real", real), ("synthetic", synthetic), ("train", train))
+        }
+        for space in spaces
+    }
+    done("features")
+
+    begin("distribution metrics")
+    report: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "created_by": f"EchoSynth {__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sets": {
+            name: {"description": s.description, "images": len(s.images), "labelled": s.labels is not None}
+            for name, s in (("real", real), ("synthetic", synthetic), ("train", train))
+        },
+        "feature_spaces": {},
+    }
+    for space in spaces:
+        found = features[space.key]
+        report["feature_spaces"][space.key] = {
+            "description": space.description,
+            "synthetic_vs_real": _distribution(found["real"], found["synthetic"]),
+            "reference_real_vs_train": _distribution(found["train"], found["real"]),
+        }
+    report["feature_spaces"] |= skipped_spaces
+    done("distribution metrics")
+
+    begin("image statistics")
+    report["diversity_ms_ssim"] = {
+        "synthetic": image_metrics.diversity(synthetic.images),
+        "real": image_metrics.diversity(real.images),
+    }
+    report["spectrum_distance"] = {
+        "synthetic_vs_real": image_metrics.spectrum_distance(real.images, synthetic.images),
+        "reference_train_vs_real": image_metrics.spectrum_distance(train.images, real.images),
+    }
+    report["structures"] = {"real": image_metrics.structure_statistics(real.images, real.labels)}
+    if synthetic.labels is not None:
+        report["structures"]["synthetic"] = image_metrics.structure_statistics(
+            synthetic.images, synthetic.labels
+        )
+    if paired is not None:
+        report["paired"] = image_metrics.paired_similarity(synthetic.images, paired.images)
+    done("image statistics")
+
+    begin("label adherence")
+    if options.segmenter is not None:
+        from EchoSynthLib.models.segmenter.network import Segmenter
+
+        segmenter = Segmenter.load(options.segmenter, options.device)
+        report["adherence"] = {
+            "segmenter": str(options.segmenter),
+            "synthetic": image_metrics.adherence(
+                segmenter.predict_canonical(synthetic.images), synthetic.labels
+            ),
+            "real": image_metrics.adherence(segmenter.predict_canonical(real.images), real.labels),
+        }
+    else:
+        report["adherence"] = "not computed: no --segmenter given"
+    done("label adherence")
+
+    begin("memorisation")
+    from EchoSynthLib.evaluation.memorisation import memorisation, nearest_ssim
+
+    echo = spaces[0]
+    view = "2d" if real.spatial_dims == 2 else "axis0"
+    if real.spatial_dims == 2:
+        check = memorisation(
+            (
+                features["echo"]["synthetic"][view],
+                features_of(echo, _mirrored(synthetic), cache_dir)[view],
+                synthetic.images,
+            ),
+            (
+                features["echo"]["real"][view],
+                features_of(echo, _mirrored(real), cache_dir)[view],
+                real.images,
+            ),
+            (features["echo"]["train"][view], train.images),
+        )
+        ssim = nearest_ssim(synthetic.images, train.images, check.nearest)
+        order = np.argsort(-check.similarity)
+        report["memorisation"] = {
+            "feature_space": echo.description,
+            "threshold_cosine": check.threshold,
+            "threshold_pixel_correlation": check.pixel_threshold,
+            "rule": "above the 95th percentile of real held-out images' similarity to the training set, in "
+            "echo features (cosine, mirror included) or in pixels (correlation, shifts up to 2 px, mirror)",
+            "share_above": check.share_flagged,
+            "flagged": [synthetic.names[i] for i in np.nonzero(check.flagged)[0]],
+            "closest": [
+                {
+                    "synthetic": synthetic.names[i],
+                    "training": train.names[check.nearest[i]],
+                    "cosine": float(check.similarity[i]),
+                    "pixel_correlation": float(check.pixel[i]),
+                    "ssim": float(ssim[i]),
+                }
+                for i in order[:10]
+            ],
+        }
+    else:
+        check, order = None, None
+        report["memorisation"] = "not computed for 3D sets yet"
+    done("memorisation")
+
+    begin("downstream")
+    if options.downstream:
+        from EchoSynthLib.evaluation.downstream import DownstreamSettings, downstream
+
+        report["downstream"] = downstream(
+            train, synthetic, real, DownstreamSettings(options.downstream_steps, tuple(options.seeds))
+        )
+    else:
+        report["downstream"] = "not run (--downstream)"
+    done("downstream")
+
+    begin("figures and report")
+    with staged_directory(options.out) as staging:
+        made = [figures.sample_grid({"real": real, "synthetic": synthetic}, staging / "samples.png")]
+        if synthetic.labels is not None:
+            made.append(
+                figures.histograms(
+                    image_metrics.structure_histograms(real.images, real.labels),
+                    image_metrics.structure_histograms(synthetic.images, synthetic.labels),
+                    staging / "histograms.png",
+                )
+            )
+        made.append(
+            figures.embeddings(
+                features["echo"]["real"][view], features["echo"]["synthetic"][view], staging / "embedding.png"
+            )
+        )
+        if check is not None:
+            made.append(
+                figures.memorisation_pairs(
+                    synthetic.images,
+                    train.images,
+                    order,
+                    check.nearest,
+                    check.similarity,
+                    staging / "memorisation.png",
+                )
+            )
+        if isinstance(report["downstream"], dict):
+            made.append(
+                figures.downstream_bars(report["downstream"]["conditions"], staging / "downstream.png")
+            )
+        report["figures"] = [p.name for p in made]
+        done("figures and report")
+        report["seconds"] = timings
+        (staging / "report.json").write_text(json.dumps(report, indent=1))
+        (staging / "report.html").write_text(html_report(report, staging))
+    if options.filter_out is not None and check is not None:
+        write_filtered(synthetic, check.flagged, options.filter_out)
+    return report
+
+
+def write_filtered(images: ImageSet, flagged: np.ndarray, out: Path) -> list[Path]:
+    """Copy the images below the memorisation threshold (with their label files) to ``out`` (whole)."""
+    import shutil
+
+    from EchoSynthLib.data.io import with_data_files
+
+    if not images.files:
+        raise InputError("--filter needs a folder of synthetic images (a cache split cannot be filtered)")
+    written = []
+    with staged_directory(out) as staging:
+        for path, bad in zip(images.files, flagged, strict=True):
+            if not bad:
+                for source in with_data_files(path):
+                    shutil.copy2(source, staging / source.name)
+                    written.append(out / source.name)
+    return written
+
+
+def _table(rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    head, *body = rows
+    return (
+        "<table><tr>"
+        + "".join(f"<th>{cell(c)}</th>" for c in head)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in body)
+        + "</table>"
+    )
+
+
+def html_report(report: dict[str, Any], folder: Path) -> str:
+    """A self-contained HTML page: the numbers as tables, the figures embedded."""
+    import base64
+    import html
+
+    parts = [f"<h1>EchoSynth evaluation</h1><p>{html.escape(report['created_by'])}, {report['created']}</p>"]
+    sets = [["set", "description", "images", "labelled"]] + [
+        [name, html.escape(s["description"]), s["images"], s["labelled"]]
+        for name, s in report["sets"].items()
+    ]
+    parts.append("<h2>Sets</h2>" + _table(sets))
+    rows = [
+        [
+            "feature space",
+            "comparison",
+            "view",
+            "Fréchet distance",
+            "KID",
+            "KID s.e.",
+            "precision",
+            "recall",
+            "density",
+            "coverage",
+        ]
+    ]
+    for key, space in report["feature_spaces"].items():
+        if isinstance(space, str):
+            rows.append([key, space, "", "", "", "", "", "", "", ""])
+            continue
+        for comparison in ("synthetic_vs_real", "reference_real_vs_train"):
+            for view, values in space[comparison].items():
+                rows.append(
+                    [
+                        f"{key}: {html.escape(space['description'])}",
+                        comparison,
+                        view,
+                        values["frechet_distance"],
+                        values["kid"]["mean"],
+                        values["kid"]["standard_error"],
+                        values.get("precision", ""),
+                        values.get("recall", ""),
+                        values.get("density", ""),
+                        values.get("coverage", ""),
+                    ]
+                )
+    parts.append("<h2>Distribution metrics</h2>" + _table(rows))
+    parts.append(
+        "<h2>Other measures</h2><pre>"
+        + html.escape(
+            json.dumps(
+                {
+                    k: report[k]
+                    for k in (
+                        "diversity_ms_ssim",
+                        "spectrum_distance",
+                        "structures",
+                        "adherence",
+                        "memorisation",
+                        "downstream",
+                        "paired",
+                    )
+                    if k in report
+                },
+                indent=1,
+            )
+        )
+        + "</pre>"
+    )
+    for name in report["figures"]:
+        data = base64.b64encode((folder / name).read_bytes()).decode()
+        parts.append(
+            f'<h2>{html.escape(name)}</h2><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+        )
+    style = (
+        "body{font-family:sans-serif;max-width:1200px}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}"
+    )
+    head = f"<meta charset='utf-8'><title>EchoSynth evaluation</title><style>{style}</style>"
+    return f"<!DOCTYPE html><html><head>{head}</head><body>{''.join(parts)}</body></html>\n"

@@ -1,0 +1,204 @@
+"""``echosynth evaluate`` end to end on phantoms: the report, its figures, memorisation, refusals."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+from EchoSynthLib.cache.store import CacheIndex, build_cache
+from EchoSynthLib.cli.main import main
+from EchoSynthLib.data.io import write_image, write_label_map
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.datasets import scan_dataset
+from EchoSynthLib.models.features.config import EncoderConfig
+from EchoSynthLib.models.features.trainer import EncoderTrainer
+from EchoSynthLib.models.settings import RunSettings
+from EchoSynthLib.preprocessing.prepare import PrepareSettings
+from EchoSynthLib.simulation import simulate_bmode
+
+GRID = PhantomGrid.for_view("4CH", size=64)
+
+
+def _phantoms(folder, seeds, image_name="{}.nii.gz", label_name="{}_label.nii.gz"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        for phase in ("ED", "ES"):
+            phantom = phantom_label_map("4CH", phase, seed=seed, grid=GRID)
+            name = f"pt{seed}_{phase}"
+            write_image(simulate_bmode(phantom.labels, seed=seed), folder / image_name.format(name))
+            write_label_map(phantom.labels, folder / label_name.format(name))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def eval_cache(tmp_path_factory):
+    """Twelve phantom patients (ED + ES) at 32x32: half train, half val."""
+    root = _phantoms(tmp_path_factory.mktemp("eval-phantoms"), range(12))
+    cache = tmp_path_factory.mktemp("eval-caches") / "cache"
+    settings = PrepareSettings(size=(32, 32), split_fractions={"train": 0.5, "val": 0.5, "test": 0.0})
+    build_cache(scan_dataset("folder", root), cache, settings)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def encoder(eval_cache, tmp_path_factory):
+    config = EncoderConfig(
+        channels=(8, 16, 16, 32), blocks=(1, 1, 1, 1), projection=16, crop=16, batch_size=8
+    )
+    run = tmp_path_factory.mktemp("encoder")
+    settings = RunSettings(max_steps=30, workers=0, log_every=30, val_every=30, checkpoint_every=30)
+    EncoderTrainer(eval_cache, run, config, "cpu", settings).fit()
+    return run / "model"
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """A synthetic set as the demo writes one: NAME_image + NAME_labels, new anatomies."""
+    return _phantoms(tmp_path_factory.mktemp("sim"), range(100, 106), "{}_image.nii.gz", "{}_labels.nii.gz")
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+
+
+def test_evaluate_writes_a_report_with_every_section_and_figure(eval_cache, encoder, simulated, tmp_path):
+    out = tmp_path / "report"
+    args = [
+        "evaluate",
+        "--real",
+        f"{eval_cache}:val",
+        "--synthetic",
+        str(simulated),
+        "--encoder",
+        str(encoder),
+    ]
+    assert main([*args, "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    echo = report["feature_spaces"]["echo"]
+    for comparison in ("synthetic_vs_real", "reference_real_vs_train"):
+        values = echo[comparison]["2d"]
+        assert values["frechet_distance"] >= 0 and np.isfinite(values["kid"]["mean"])
+        assert 0 <= values["precision"] <= 1 and 0 <= values["coverage"] <= 1
+    assert report["feature_spaces"]["segmenter"].startswith("not computed")
+    assert report["feature_spaces"]["inception"].startswith("not computed")
+    assert report["sets"]["synthetic"] == {"description": str(simulated), "images": 12, "labelled": True}
+    assert set(report["structures"]["synthetic"]) == {"lv_cavity", "lv_myocardium", "left_atrium"}
+    assert 0 < report["diversity_ms_ssim"]["synthetic"]["ms_ssim"] < 1
+    assert report["memorisation"]["share_above"] <= 0.34  # new anatomies: about 2 x 5 % expected
+    parser = _Images()
+    parser.feed((out / "report.html").read_text())
+    assert [i["alt"] for i in parser.images] == report["figures"]
+    assert all(i["src"].startswith("data:image/png;base64,") for i in parser.images)
+    assert all((out / name).is_file() for name in report["figures"])
+    assert {"samples.png", "histograms.png", "embedding.png", "memorisation.png"} <= set(report["figures"])
+
+
+def test_planted_copies_of_training_images_are_flagged_and_filtered(eval_cache, encoder, simulated, tmp_path):
+    """Copies of training images, also mirrored or shifted by 2 px, are above the threshold; new anatomies
+    are not; --filter keeps only what is below it."""
+    cache = CacheIndex.open(eval_cache)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in simulated.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    layout = cache.manifest.layout
+    for k, entry in enumerate(cache.cases("train")[:3]):
+        image, labels = cache.load(entry)
+        grey = np.rint((image + 1.0) * 127.5).astype(np.uint8)
+        canonical = layout.to_canonical(labels)
+        variants = {"copy": (grey, canonical), "mirror": (grey[:, ::-1], canonical[:, ::-1]),
+                    "shift": (np.roll(grey, 2, axis=1), np.roll(canonical, 2, axis=1))}  # fmt: skip
+        for kind, (g, lab) in variants.items():
+            name = f"planted{k}{kind}"
+            write_image(Volume(np.ascontiguousarray(g)[None]), folder / f"{name}_image.nii.gz")
+            write_label_map(Volume(np.ascontiguousarray(lab)[None]), folder / f"{name}_labels.nii.gz")
+    out, kept = tmp_path / "report", tmp_path / "kept"
+    args = ["evaluate", "--real", f"{eval_cache}:val", "--synthetic", str(folder), "--encoder", str(encoder)]
+    assert main([*args, "--out", str(out), "--filter", str(kept)]) == 0
+    flagged = set(json.loads((out / "report.json").read_text())["memorisation"]["flagged"])
+    planted = {f"planted{k}{kind}_image" for k in range(3) for kind in ("copy", "mirror", "shift")}
+    assert planted <= flagged
+    assert len(flagged - planted) <= 4  # new anatomies: about 2 x 5 % expected, 12 held-out images set it
+    kept_names = {p.name for p in kept.iterdir()}
+    assert not any(name.startswith("planted") for name in kept_names)
+    assert len([n for n in kept_names if n.endswith("_image.nii.gz")]) == 12 - len(flagged - planted)
+
+
+def test_bad_evaluation_input_is_named_and_writes_nothing(eval_cache, encoder, simulated, tmp_path, capsys):
+    base = [
+        "evaluate",
+        "--real",
+        f"{eval_cache}:val",
+        "--encoder",
+        str(encoder),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--synthetic", str(empty)], "no image files"),
+        (["--synthetic", str(tmp_path / "missing")], "no such folder"),
+        (["--synthetic", str(simulated), "--out", str(simulated / "report")], "inside the synthetic folder"),
+    ]
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for path in simulated.glob("*_image.nii.gz"):
+        (unlabelled / path.name).write_bytes(path.read_bytes())
+    cases.append((["--synthetic", str(unlabelled), "--segmenter", str(encoder)], "needs a label map"))
+    volume = tmp_path / "volumes"
+    volume.mkdir()
+    write_image(Volume(np.zeros((8, 16, 16), np.uint8) + 3), volume / "v_image.nii.gz")
+    cases.append((["--synthetic", str(volume)], "cannot be compared"))
+    for extra, words in cases:
+        capsys.readouterr()
+        assert main([*base, *extra]) == 2, words
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "r").exists() and not (simulated / "report").exists()
+
+
+def test_a_3d_set_is_evaluated_on_slices_along_three_axes(encoder, tmp_path):
+    grid = PhantomGrid.for_view("3D", size=24)
+    root = tmp_path / "volumes"
+    root.mkdir()
+    for seed in range(6):
+        phantom = phantom_label_map("3D", "ED", seed=seed, grid=grid)
+        write_image(simulate_bmode(phantom.labels, seed=seed), root / f"v{seed}.nii.gz")
+        write_label_map(phantom.labels, root / f"v{seed}_label.nii.gz")
+    cache = tmp_path / "cache3d"
+    settings = PrepareSettings(size=(24, 24, 24), split_fractions={"train": 0.5, "val": 0.5, "test": 0.0})
+    build_cache(scan_dataset("folder", root), cache, settings)
+    synthetic = tmp_path / "synthetic"
+    synthetic.mkdir()
+    for seed in (50, 51, 52):
+        phantom = phantom_label_map("3D", "ED", seed=seed, grid=grid)
+        write_image(simulate_bmode(phantom.labels, seed=seed), synthetic / f"s{seed}_image.nrrd")
+        write_label_map(phantom.labels, synthetic / f"s{seed}_labels.nrrd")
+    out = tmp_path / "report"
+    command = ["evaluate", "--real", f"{cache}:val", "--synthetic", str(synthetic), "--encoder", str(encoder)]
+    assert main([*command, "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    views = report["feature_spaces"]["echo"]["synthetic_vs_real"]
+    assert set(views) == {"axis0", "axis1", "axis2"} and all(
+        v["frechet_distance"] >= 0 for v in views.values()
+    )
+    assert report["sets"]["synthetic"]["images"] == 3 and "lv_cavity" in report["structures"]["synthetic"]
+    two_d = tmp_path / "flat"
+    _phantoms(two_d, [1], "{}_image.nii.gz", "{}_labels.nii.gz")
+    assert (
+        main(
+            [*command[:4], "--synthetic", str(two_d), "--encoder", str(encoder), "--out", str(tmp_path / "x")]
+        )
+        == 2
+    )
