@@ -7,9 +7,9 @@ images to the training set; a synthetic image above either is flagged:
   and its mirror's (a flipped copy is still a copy);
 - pixels: the largest correlation coefficient of the fine detail (the image minus its Gaussian blur,
   inside the sector shrunk by ``EDGE`` pixels: the speckle, which a copy keeps and a new image does not;
-  the sector's outline, shared by every image, is left out) with one of its ``CANDIDATES`` nearest training images (features), over shifts of up to
-  ``SHIFT`` pixels and the mirror (a shifted copy is still a copy; a small encoder's features move with a
-  2-pixel shift more than a copy should).
+  the sector's outline, shared by every image, is left out) with one of its ``CANDIDATES`` nearest
+  training images (features), over shifts of up to ``SHIFT`` pixels and the mirror (a shifted copy is
+  still a copy; a small encoder's features move with a 2-pixel shift more than a copy should).
 SSIM to the nearest training image is reported next to them.
 """
 
