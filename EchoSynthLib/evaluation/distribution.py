@@ -25,16 +25,41 @@ def _check(real: np.ndarray, synthetic: np.ndarray, minimum: int = 2) -> tuple[n
 
 def frechet_distance(real: np.ndarray, synthetic: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to the two sets (MONAI's ``FIDMetric``; FID proper in the
-    Inception space)."""
+    Inception space).
+
+    With fewer images than features the covariances are singular, and MONAI's square root of their
+    non-symmetric product can come back with an imaginary part it refuses. Then the same trace is taken
+    from the symmetric form sqrt(S1) S2 sqrt(S1), whose eigenvalues are real and non-negative (written here:
+    no maintained library offers it)."""
     import warnings
 
     import torch
     from monai.metrics import FIDMetric
 
     real, synthetic = _check(real, synthetic)
-    with warnings.catch_warnings():  # MONAI 1.6 still passes scipy's deprecated sqrtm(disp=False)
-        warnings.filterwarnings("ignore", "The `disp` argument", DeprecationWarning)
-        return max(0.0, float(FIDMetric()(torch.from_numpy(synthetic), torch.from_numpy(real))))
+    try:
+        with (
+            warnings.catch_warnings()
+        ):  # MONAI 1.6 passes scipy's deprecated sqrtm(disp=False); singular fits
+            warnings.simplefilter("ignore")
+            value = float(FIDMetric()(torch.from_numpy(synthetic), torch.from_numpy(real)))
+        if np.isfinite(value):
+            return max(0.0, value)
+    except ValueError:
+        pass
+    return _symmetric_frechet(real, synthetic)
+
+
+def _symmetric_frechet(real: np.ndarray, synthetic: np.ndarray) -> float:
+    mean_difference = real.mean(0) - synthetic.mean(0)
+    first, second = np.cov(real, rowvar=False), np.cov(synthetic, rowvar=False)
+    values, vectors = np.linalg.eigh(first)
+    root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    product = np.linalg.eigvalsh(root @ second @ root)
+    trace_root = np.sqrt(np.clip(product, 0, None)).sum()
+    return max(
+        0.0, float(mean_difference @ mean_difference + np.trace(first) + np.trace(second) - 2 * trace_root)
+    )
 
 
 @dataclass(frozen=True)

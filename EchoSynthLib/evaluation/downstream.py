@@ -122,11 +122,10 @@ def downstream(
     synthetic: ImageSet,
     test: ImageSet,
     settings: DownstreamSettings = DownstreamSettings(),
-    control: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Dice on ``test`` of segmenters trained on real-only, synthetic-only and both (and, with ``control``,
-    real images with shuffled label maps): per structure, mean with its bootstrap interval."""
+    """Dice on ``test`` of segmenters trained on real-only, synthetic-only and both, and on real images with
+    shuffled label maps (the floor, a control): per structure, mean with its bootstrap interval."""
     if test.labels is None or test.spatial_dims != 2:
         raise InputError("the downstream protocol tests on labelled 2D real images")
     conditions = {
@@ -137,8 +136,7 @@ def downstream(
         PreparedCase(f"s{c.case_id}", f"s{c.patient_id}", c.image, c.labels, {})
         for c in conditions["synthetic only"]
     ]
-    if control:
-        conditions["real, labels shuffled (control)"] = _prepared(real_train, "train", shuffle_labels=True)
+    conditions["real, labels shuffled (control)"] = _prepared(real_train, "train", shuffle_labels=True)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="echosynth-downstream-") as scratch:
         for name, cases in conditions.items():

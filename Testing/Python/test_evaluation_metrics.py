@@ -65,3 +65,45 @@ def test_precision_stays_and_recall_drops_when_half_the_modes_are_missing():
 def test_bad_feature_sets_are_named(real, synthetic, words):
     with pytest.raises(InputError, match=words):
         frechet_distance(real, synthetic)
+
+
+def test_ms_ssim_diversity_is_higher_for_near_copies_than_for_a_diverse_set(phantom_2d):
+    from EchoSynthLib.evaluation.image_metrics import diversity
+    from EchoSynthLib.simulation import simulate_bmode
+
+    rng = np.random.default_rng(0)
+    image = simulate_bmode(phantom_2d.labels, seed=0).array[0].astype(np.float32) / 127.5 - 1.0
+    copies = np.stack([np.clip(image + rng.normal(0, 0.02, image.shape), -1, 1) for _ in range(6)])
+    diverse = rng.uniform(-1, 1, (6, *image.shape)).astype(np.float32)
+    assert diversity(copies)["ms_ssim"] > 0.9 > 0.2 > diversity(diverse)["ms_ssim"]
+
+
+def test_speckle_size_grows_with_blur_and_grey_levels_follow_the_image(phantom_2d):
+    from scipy.ndimage import gaussian_filter
+
+    from EchoSynthLib.evaluation.image_metrics import spectrum_distance, structure_statistics
+
+    rng = np.random.default_rng(1)
+    labels = phantom_2d.labels.array[0]
+    noise = rng.normal(0, 0.3, labels.shape)
+    sizes = []
+    for sigma in (0.5, 1.5, 3.0):
+        image = np.clip(gaussian_filter(noise, sigma) * 3, -1, 1)[None].astype(np.float32)
+        sizes.append(structure_statistics(image, labels[None])["lv_cavity"]["speckle_axial_px"])
+    assert sizes == sorted(sizes) and sizes[-1] > 3 * sizes[0]
+    bright = structure_statistics(np.full((1, *labels.shape), 0.5, np.float32), labels[None])
+    assert bright["lv_myocardium"]["mean"] == pytest.approx(0.75)
+    smooth = gaussian_filter(noise, 2)[None]
+    assert spectrum_distance(noise[None], noise[None]) == 0 < spectrum_distance(noise[None], smooth)
+
+
+def test_frechet_distance_survives_fewer_images_than_features_and_agrees_with_monai():
+    from EchoSynthLib.evaluation.distribution import _symmetric_frechet
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0, 1, (200, 8)), rng.normal(0.3, 1.2, (150, 8))
+    assert _symmetric_frechet(a, b) == pytest.approx(frechet_distance(a, b), rel=1e-6)
+    few, other = rng.normal(0, 1, (10, 64)), rng.normal(0.5, 1, (12, 64))
+    assert np.isfinite(frechet_distance(few, other)) and frechet_distance(few, other) > frechet_distance(
+        few, few
+    )
