@@ -236,8 +236,22 @@ def test_the_downstream_protocol_runs_and_real_labels_beat_shuffled_ones(
     eval_cache, encoder, simulated, tmp_path
 ):
     out = tmp_path / "report"
-    command = ["evaluate", "--real", f"{eval_cache}:val", "--synthetic", str(simulated), "--encoder",
-               str(encoder), "--downstream", "--downstream-steps", "60", "--seeds", "0", "--out", str(out)]  # fmt: skip
+    command = [
+        "evaluate",
+        "--real",
+        f"{eval_cache}:val",
+        "--synthetic",
+        str(simulated),
+        "--encoder",
+        str(encoder),
+        "--downstream",
+        "--downstream-steps",
+        "60",
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert main(command) == 0
     report = json.loads((out / "report.json").read_text())
     conditions = report["downstream"]["conditions"]
