@@ -78,6 +78,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
     demo.add_argument("--seed", type=seed_argument, default=0)
+    demo.add_argument(
+        "--no-report", action="store_true", help="skip the small evaluation report (OUT/report/report.html)"
+    )
     demo.set_defaults(run=_run_demo)
 
 
@@ -188,3 +191,17 @@ def _run_demo(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files to {args.out}/:")
     for path in written:
         print(f"  {path}")
+    if args.no_report:
+        return
+    from EchoSynthLib.demo import demo_report
+    from EchoSynthLib.errors import InputError
+    from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
+    from EchoSynthLib.models.registry import resolve_model
+
+    try:
+        resolve_model(DEFAULT_ENCODER)
+    except InputError as error:  # no echo encoder installed: the demo itself is done
+        print(f"no evaluation report ({error})")
+        return
+    print("evaluating 12 more simulated images against a second phantom set ...")
+    print(f"evaluation report: {demo_report(args.out / 'report', args.seed)}")

@@ -270,3 +270,22 @@ def test_the_downstream_protocol_runs_and_real_labels_beat_shuffled_ones(
         report["downstream"]["published_dice_percent"]["Echo from noise: synthetic only"]["lv_endo"] == 88.6
     )
     assert "downstream.png" in report["figures"] and (out / "downstream.png").is_file()
+
+
+def test_make_demo_ends_with_a_report_when_an_encoder_is_installed(encoder, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
+
+    monkeypatch.setenv("ECHOSYNTH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ECHOSYNTH_BUNDLED_MODELS", str(tmp_path / "none"))
+    assert main(["demo", "--out", str(tmp_path / "bare")]) == 0
+    assert "no evaluation report (no model named 'echo-encoder-camus'" in capsys.readouterr().out
+    assert not (tmp_path / "bare" / "report").exists()
+    shutil.copytree(encoder, tmp_path / "bundled" / DEFAULT_ENCODER)
+    monkeypatch.setenv("ECHOSYNTH_BUNDLED_MODELS", str(tmp_path / "bundled"))
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    report = json.loads((tmp_path / "demo" / "report" / "report.json").read_text())
+    assert report["sets"]["synthetic"]["images"] == 12 and report["sets"]["real"]["images"] == 12
+    assert (tmp_path / "demo" / "report" / "report.html").is_file()
+    assert (tmp_path / "demo" / "montage.png").is_file()
