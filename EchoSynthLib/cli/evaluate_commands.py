@@ -64,7 +64,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
     from EchoSynthLib.checks import check_outputs, check_outside
     from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
-    from EchoSynthLib.evaluation.report import EvaluationOptions, evaluate
+    from EchoSynthLib.evaluation.report import EvaluationOptions, evaluate, load_inputs
     from EchoSynthLib.models.registry import user_cache_dir
 
     for out in filter(None, (args.out, args.filter)):  # a report inside the set would join it next time
@@ -88,8 +88,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         device=args.device,
         feature_cache=user_cache_dir() / "features",
     )
+    inputs = load_inputs(options)  # bad input fails here, before the progress bar
     stages = [
-        "reading the sets",
         "features",
         "distribution metrics",
         "image statistics",
@@ -104,7 +104,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
             bar.set_postfix_str(name)
             bar.update(stages.index(name) - bar.n)
 
-        report = evaluate(options, stage)
+        report = evaluate(options, stage, inputs)
         bar.update(len(stages) - bar.n)
     echo = report["feature_spaces"]["echo"]
     for view, values in echo["synthetic_vs_real"].items():

@@ -97,6 +97,9 @@ def inception_space(weights: str | Path | None, device: str = "auto") -> Feature
     """ImageNet Inception-v3 pool features from a local safetensors file, or the reason it is not computed."""
     if weights is None:
         return "not computed: no --inception-weights given (nothing is downloaded)"
+    path = Path(weights)
+    if not path.is_file() or not path.name.endswith(".safetensors"):
+        raise InputError(f"{path}: --inception-weights must be a safetensors file (pickles are never loaded)")
     try:
         from torchvision.models import inception_v3
     except ImportError:
@@ -106,9 +109,6 @@ def inception_space(weights: str | Path | None, device: str = "auto") -> Feature
 
     from EchoSynthLib.models.device import pick_device
 
-    path = Path(weights)
-    if not path.is_file() or not path.name.endswith(".safetensors"):
-        raise InputError(f"{path}: --inception-weights must be a safetensors file (pickles are never loaded)")
     network = inception_v3(weights=None, aux_logits=True, init_weights=False)
     try:
         network.load_state_dict(load_file(str(path)))

@@ -54,9 +54,13 @@ class ImageSet:
 
 def split_spec(spec: str | Path, default: str) -> tuple[Path, str]:
     """``CACHE[:split]`` -> (path, split)."""
+    from EchoSynthLib.data.cases import SPLITS
+
     text = str(spec)
     path, sep, split = text.rpartition(":")
-    if sep and split in ("train", "val", "test") and path:
+    if sep and path and not Path(text).exists():
+        if split not in SPLITS:
+            raise InputError(f"{text}: unknown split '{split}' (known: {', '.join(SPLITS)})")
         return Path(path), split
     return Path(text), default
 

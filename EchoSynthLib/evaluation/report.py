@@ -78,13 +78,13 @@ def _mirrored(images: ImageSet) -> ImageSet:
 def _spaces(options: EvaluationOptions) -> tuple[list[FeatureSpace], dict[str, str]]:
     from EchoSynthLib.evaluation.features import echo_space, inception_space, segmenter_space
 
+    inception = inception_space(options.inception_weights, options.device)  # checks the file first
     spaces = [echo_space(options.encoder, options.device)]
     skipped: dict[str, str] = {}
     if options.segmenter is not None:
         spaces.append(segmenter_space(options.segmenter, options.device))
     else:
         skipped["segmenter"] = "not computed: no --segmenter given"
-    inception = inception_space(options.inception_weights, options.device)
     if isinstance(inception, str):
         skipped["inception"] = inception
     else:
@@ -92,20 +92,23 @@ def _spaces(options: EvaluationOptions) -> tuple[list[FeatureSpace], dict[str, s
     return spaces, skipped
 
 
-def evaluate(options: EvaluationOptions, stage: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every stage and write the report folder; returns the report."""
-    timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
+@dataclass
+class Inputs:
+    """Everything ``evaluate`` reads before it computes: the sets, the feature spaces and the reasons some
+    were not computed. Loading them first makes bad input fail before any progress is shown."""
 
-    def begin(name: str) -> None:
-        clock[0] = time.perf_counter()
-        if stage is not None:
-            stage(name)
+    real: ImageSet
+    train: ImageSet
+    synthetic: ImageSet
+    paired: ImageSet | None
+    spaces: list[FeatureSpace]
+    skipped_spaces: dict[str, str]
+    seconds: float
 
-    def done(name: str) -> None:
-        timings[name] = round(time.perf_counter() - clock[0], 2)
 
-    begin("reading the sets")
+def load_inputs(options: EvaluationOptions) -> Inputs:
+    """Read and check the sets and models of ``options``; an InputError names the first problem."""
+    began = time.perf_counter()
     real, cache = cache_set(options.real, "val")
     train = cache_set(options.train or f"{cache.path}:train", "train")[0]
     synthetic = open_set(options.synthetic, cache, options.labels)
@@ -119,10 +122,32 @@ def evaluate(options: EvaluationOptions, stage: Callable[[str], None] | None = N
         raise InputError(
             f"{options.synthetic}: label adherence needs a label map for every image (see --labels)"
         )
-    done("reading the sets")
+    if options.downstream and (synthetic.labels is None or real.spatial_dims != 2):
+        raise InputError(f"{options.synthetic}: the downstream protocol needs labelled 2D images")
+    spaces, skipped = _spaces(options)
+    return Inputs(real, train, synthetic, paired, spaces, skipped, time.perf_counter() - began)
+
+
+def evaluate(
+    options: EvaluationOptions, stage: Callable[[str], None] | None = None, inputs: Inputs | None = None
+) -> dict[str, Any]:
+    """Run every stage and write the report folder; returns the report. ``inputs``: from ``load_inputs``
+    (read here when not given)."""
+    inputs = inputs or load_inputs(options)
+    real, train, synthetic, paired = inputs.real, inputs.train, inputs.synthetic, inputs.paired
+    spaces, skipped_spaces = inputs.spaces, inputs.skipped_spaces
+    timings: dict[str, float] = {"reading the sets and models": round(inputs.seconds, 2)}
+    clock = [time.perf_counter()]
+
+    def begin(name: str) -> None:
+        clock[0] = time.perf_counter()
+        if stage is not None:
+            stage(name)
+
+    def done(name: str) -> None:
+        timings[name] = round(time.perf_counter() - clock[0], 2)
 
     begin("features")
-    spaces, skipped_spaces = _spaces(options)
     cache_dir = options.feature_cache
     features = {
         space.key: {

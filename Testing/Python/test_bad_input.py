@@ -24,6 +24,7 @@ from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import write_image, write_label_map
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.simulation import simulate_bmode
 
 ROOT = Path(__file__).resolve().parents[2]
 RELIABILITY = ROOT / "docs" / "RELIABILITY.md"
@@ -75,6 +76,10 @@ def workspace(tmp_path_factory, tiny_cache) -> Path:
     (w / "a_file").write_text("a file, not a folder")
     (w / "foreign").mkdir()
     (w / "foreign" / "notes.txt").write_text("not a model")
+    (w / "no_images").mkdir()
+    (w / "synthetic").mkdir()  # one simulated image with its label map, as evaluate reads them
+    write_image(simulate_bmode(labels, seed=0), w / "synthetic" / "x_image.nii.gz")
+    write_label_map(labels, w / "synthetic" / "x_labels.nii.gz")
     _packages(w)
     _runs(w, tiny_cache)
     (w / "camus").mkdir()  # a dataset root for prepare
@@ -174,6 +179,12 @@ CLI_CASES = [
     ("models-add-link-outside", "a package with a link to a file outside it", ["models", "add", "{w}/linked"], "outside the package"),
     ("models-add-link-loop", "a package with a link to its own folder", ["models", "add", "{w}/looped"], "link to a folder"),
     ("info-truncated", "info on a truncated .nii.gz", ["info", "{w}/truncated.nii.gz"], "truncated"),
+    ("evaluate-real-not-a-cache", "--real names a folder that is no cache", ["evaluate", "--real", "{w}/d1", "--synthetic", "{w}/synthetic", "--out", "{w}/report"], "no EchoSynth cache here"),
+    ("evaluate-unknown-split", "--real CACHE:valid (no such split)", ["evaluate", "--real", "{cache}:valid", "--synthetic", "{w}/synthetic", "--out", "{w}/report"], "unknown split 'valid'"),
+    ("evaluate-no-images", "--synthetic folder without images", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/no_images", "--out", "{w}/report"], "no image files"),
+    ("evaluate-report-inside-set", "--out inside the synthetic folder", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic", "--out", "{w}/synthetic/report"], "inside the synthetic folder"),
+    ("evaluate-encoder-wrong-kind", "--encoder is a segmenter package", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic", "--encoder", "{w}/segmenter", "--out", "{w}/report"], "echoencoder2d"),
+    ("evaluate-inception-pickle", "--inception-weights is not safetensors", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic", "--encoder", "{w}/segmenter", "--inception-weights", "{w}/run_pickle/checkpoint/optimizer.pt", "--out", "{w}/report"], "must be a safetensors file"),
 ]  # fmt: skip
 
 

@@ -1,0 +1,110 @@
+"""The training-free simulator evaluated on a cache's validation split, and how long ``evaluate`` takes.
+
+    python bench/evaluate_speed.py --data data/camus224-128 --n 10 --out out/bench-evaluate
+    python bench/evaluate_speed.py --data data/camus224-128 --n 1 --downstream --steps 300 --seeds 0
+
+Writes the split's label maps (on each case's cache grid) to OUT/labels, simulates ``--n`` images per
+map with ``echosynth synthesize --model simulator`` into OUT/simulated, then times ``echosynth evaluate``
+of them against the split (OUT/report). Prints the command lines, the seconds and the main numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def export_labels(cache_path: Path, split: str, out: Path) -> int:
+    """The split's label maps as canonical NIfTI files on their cache grid; the number written."""
+    from EchoSynthLib.cache.store import CacheIndex
+    from EchoSynthLib.data.io import write_label_map
+    from EchoSynthLib.data.volume import Volume
+    from EchoSynthLib.preprocessing.resample import Grid
+
+    cache = CacheIndex.open(cache_path)
+    out.mkdir(parents=True, exist_ok=True)
+    layout = cache.manifest.layout
+    for entry in cache.cases(split):
+        _, labels = cache.load(entry)
+        grid = Grid.from_dict(entry["metadata"]["grid"])
+        canonical = layout.to_canonical(labels).astype(np.uint8)
+        volume = Volume(canonical[np.newaxis], grid.spacing, grid.origin, grid.direction)
+        write_label_map(volume, out / f"{entry['case_id']}.nii.gz")
+    return len(cache.cases(split))
+
+
+def echosynth(*args: str) -> float:
+    """Run ``echosynth ARGS`` (this interpreter), failing loudly; the seconds it took."""
+    command = [sys.executable, "-m", "EchoSynthLib.cli.main", *args]
+    print("$ echosynth " + " ".join(args), flush=True)
+    began = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--n", type=int, default=10, help="simulated images per label map")
+    parser.add_argument("--out", type=Path, default=Path("out/bench-evaluate"))
+    parser.add_argument("--downstream", action="store_true")
+    parser.add_argument("--steps", type=int, default=300, help="downstream steps per segmenter")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--segmenter", help="segmenter package for adherence")
+    args = parser.parse_args()
+    labels, simulated = args.out / "labels", args.out / f"simulated-n{args.n}"
+    maps = export_labels(args.data, args.split, labels)
+    if not simulated.is_dir():
+        echosynth(
+            "synthesize",
+            "--model",
+            "simulator",
+            "--labels",
+            str(labels),
+            "--out",
+            str(simulated),
+            "--n",
+            str(args.n),
+        )
+    report = args.out / ("report-downstream" if args.downstream else f"report-n{args.n}")
+    command = [
+        "evaluate",
+        "--real",
+        f"{args.data}:{args.split}",
+        "--synthetic",
+        str(simulated),
+        "--labels",
+        str(labels),
+        "--out",
+        str(report),
+    ]
+    if args.segmenter:
+        command += ["--segmenter", args.segmenter]
+    if args.downstream:
+        command += ["--downstream", "--downstream-steps", str(args.steps), "--seeds", *args.seeds.split(",")]
+    seconds = echosynth(*command)
+    result = json.loads((report / "report.json").read_text())
+    echo = result["feature_spaces"]["echo"]["synthetic_vs_real"]["2d"]
+    print(
+        json.dumps(
+            {
+                "maps": maps,
+                "images": result["sets"]["synthetic"]["images"],
+                "seconds": round(seconds, 1),
+                "stages": result["seconds"],
+                "echo": echo,
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
