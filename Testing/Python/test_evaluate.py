@@ -160,6 +160,9 @@ def test_bad_evaluation_input_is_named_and_writes_nothing(eval_cache, encoder, s
     volume.mkdir()
     write_image(Volume(np.zeros((8, 16, 16), np.uint8) + 3), volume / "v_image.nii.gz")
     cases.append((["--synthetic", str(volume)], "cannot be compared"))
+    other_size = tmp_path / "cache24"
+    build_cache(scan_dataset("folder", simulated), other_size, PrepareSettings(size=(24, 24)))
+    cases.append((["--synthetic", f"{other_size}:train"], "cannot be compared with [32, 32]"))
     for extra, words in cases:
         capsys.readouterr()
         assert main([*base, *extra]) == 2, words
