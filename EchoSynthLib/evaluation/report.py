@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,6 @@ class EvaluationOptions:
     filter_out: Path | None = None
     device: str = "auto"
     feature_cache: Path | None = None
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _distribution(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -64,7 +63,7 @@ def _distribution(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray])
         out[view] = {
             "frechet_distance": distribution.frechet_distance(real_features, synthetic[view]),
             "kid": {"mean": kid.mean, "standard_error": kid.standard_error, "subset_size": kid.subset_size},
-            **({} if manifold is None else {k: v for k, v in asdict(manifold).items()}),
+            **(asdict(manifold) if manifold is not None else {}),
         }
     return out
 
