@@ -1,11 +1,13 @@
 """The training-free simulator evaluated on a cache's validation split, and how long ``evaluate`` takes.
 
-    python bench/evaluate_speed.py --data data/camus224-128 --n 10 --out out/bench-evaluate
-    python bench/evaluate_speed.py --data data/camus224-128 --n 1 --downstream --steps 300 --seeds 0
+    python bench/evaluate_speed.py --data data/camus224-128 --maps val --n 10      # 2,000 images: timing
+    python bench/evaluate_speed.py --data data/camus224-128 --maps train --n 1 --downstream --steps 300
 
-Writes the split's label maps (on each case's cache grid) to OUT/labels, simulates ``--n`` images per
-map with ``echosynth synthesize --model simulator`` into OUT/simulated, then times ``echosynth evaluate``
-of them against the split (OUT/report). Prints the command lines, the seconds and the main numbers.
+Writes the label maps of the ``--maps`` split (on each case's cache grid) to OUT/labels-SPLIT, simulates
+``--n`` images per map with ``echosynth synthesize --model simulator``, then times ``echosynth evaluate``
+of them against the ``--split`` split (default val). For the downstream protocol make the images from the
+training maps: the test split's own maps would leak its anatomy into training. Prints the command lines,
+the seconds and the main numbers.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def echosynth(*args: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--split", default="val")
+    parser.add_argument("--split", default="val", help="the real split to compare with (and test on)")
+    parser.add_argument("--maps", default="val", help="the split whose label maps are simulated")
     parser.add_argument("--n", type=int, default=10, help="simulated images per label map")
     parser.add_argument("--out", type=Path, default=Path("out/bench-evaluate"))
     parser.add_argument("--downstream", action="store_true")
@@ -59,8 +62,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--segmenter", help="segmenter package for adherence")
     args = parser.parse_args()
-    labels, simulated = args.out / "labels", args.out / f"simulated-n{args.n}"
-    maps = export_labels(args.data, args.split, labels)
+    labels, simulated = args.out / f"labels-{args.maps}", args.out / f"simulated-{args.maps}-n{args.n}"
+    maps = export_labels(args.data, args.maps, labels)
     if not simulated.is_dir():
         echosynth(
             "synthesize",
@@ -73,7 +76,7 @@ def main() -> None:
             "--n",
             str(args.n),
         )
-    report = args.out / ("report-downstream" if args.downstream else f"report-n{args.n}")
+    report = args.out / (f"report-{args.maps}-n{args.n}" + ("-downstream" if args.downstream else ""))
     command = [
         "evaluate",
         "--real",

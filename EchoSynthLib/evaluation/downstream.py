@@ -72,6 +72,12 @@ def bootstrap_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def _shared_maps(synthetic: ImageSet, test: ImageSet) -> int:
+    """How many synthetic images lie on one of the test images' label maps (the same map exactly)."""
+    test_maps = {label.tobytes() for label in test.labels}
+    return int(sum(label.tobytes() in test_maps for label in synthetic.labels))
+
+
 def _prepared(images: ImageSet, split: str, shuffle_labels: bool = False) -> list[PreparedCase]:
     if images.labels is None:
         raise InputError(f"{images.description}: the downstream protocol needs a label map for every image")
@@ -128,6 +134,7 @@ def downstream(
     shuffled label maps (the floor, a control): per structure, mean with its bootstrap interval."""
     if test.labels is None or test.spatial_dims != 2:
         raise InputError("the downstream protocol tests on labelled 2D real images")
+    leaked = _shared_maps(synthetic, test)
     conditions = {
         "real only": _prepared(real_train, "train"),
         "synthetic only": _prepared(synthetic, "train"),
@@ -153,6 +160,13 @@ def downstream(
                 table[structure] = {"mean": float(np.nanmean(per_image)), "ci95": [low, high]}
             results[name] = {"training_images": len(cases), "dice": table}
     return {
+        "synthetic_images_on_test_label_maps": leaked,
+        "warning": (
+            f"{leaked} synthetic images were made from the test split's own label maps: their scores are not "
+            "a fair test (make the synthetic set from the training maps)"
+            if leaked
+            else ""
+        ),
         "steps": settings.steps,
         "seeds": list(settings.seeds),
         "test": {"set": test.description, "images": len(test.images)},

@@ -273,6 +273,18 @@ def test_the_downstream_protocol_runs_and_real_labels_beat_shuffled_ones(
         report["downstream"]["published_dice_percent"]["Echo from noise: synthetic only"]["lv_endo"] == 88.6
     )
     assert "downstream.png" in report["figures"] and (out / "downstream.png").is_file()
+    assert report["downstream"]["synthetic_images_on_test_label_maps"] == 0
+
+
+def test_synthetic_images_on_the_test_label_maps_are_counted():
+    from EchoSynthLib.evaluation.downstream import _shared_maps
+    from EchoSynthLib.evaluation.image_sets import ImageSet
+
+    labels = np.zeros((3, 4, 4), np.uint8)
+    labels[1, 0, 0], labels[2, 1, 1] = 1, 2
+    test = ImageSet("test", np.zeros((2, 4, 4), np.float32), labels[:2], ["a", "b"])
+    synthetic = ImageSet("synthetic", np.zeros((3, 4, 4), np.float32), labels, ["x", "y", "z"])
+    assert _shared_maps(synthetic, test) == 2
 
 
 def test_make_demo_ends_with_a_report_when_an_encoder_is_installed(encoder, tmp_path, monkeypatch, capsys):
