@@ -22,7 +22,20 @@ def licence_terms(dataset: str) -> str:
     )
 
 
-def model_card(config: Any, manifest: Any, steps: int, kind: str = "2D semantic diffusion model") -> str:
+GENERATOR_USE = (
+    "Research on synthetic training data for echocardiography segmentation. Not for clinical use. "
+    "Images follow the conditioning label map; check label adherence (Dice of a segmenter on the "
+    "synthetic images) for your own maps before relying on them."
+)
+
+
+def model_card(
+    config: Any,
+    manifest: Any,
+    steps: int,
+    kind: str = "2D semantic diffusion model",
+    intended_use: str = GENERATOR_USE,
+) -> str:
     """A model card from a training config (with ``as_dict``) and the training cache's ``CacheManifest``."""
     counts = manifest.counts
     settings = config.as_dict()
@@ -31,7 +44,7 @@ def model_card(config: Any, manifest: Any, steps: int, kind: str = "2D semantic 
         "",
         "## Model",
         f"- Network settings: {', '.join(f'{k}={v}' for k, v in settings.items() if k != 'classes')}",
-        f"- Conditioning classes: {settings.get('classes')}",
+        *([f"- Classes: {settings['classes']}"] if "classes" in settings else []),
         f"- Trained steps: {steps}",
         "",
         "## Training data",
@@ -43,9 +56,7 @@ def model_card(config: Any, manifest: Any, steps: int, kind: str = "2D semantic 
         licence_terms(manifest.dataset),
         "",
         "## Intended use and limits",
-        "Research on synthetic training data for echocardiography segmentation. Not for clinical use. "
-        "Images follow the conditioning label map; check label adherence (Dice of a segmenter on the "
-        "synthetic images) for your own maps before relying on them.",
+        intended_use,
         "",
     ]
     return "\n".join(lines)

@@ -24,6 +24,12 @@ from EchoSynthLib.training.cards import model_card, training_provenance
 from EchoSynthLib.training.runs import MAIN, StepTrainer, TrainState, run_config, step_generator
 
 VAL_CASES = 64
+ENCODER_USE = (
+    "A feature space for comparing sets of echo images (`echosynth evaluate`: Fréchet distance, KID, "
+    "precision / recall, memorisation). Trained without labels on crops of real images, so its features "
+    "follow texture, speckle and grey levels as well as anatomy. Distances in it are comparable only "
+    "between reports made with the same encoder. Not for clinical use."
+)
 
 
 class _Pair(torch.nn.Module):
@@ -138,7 +144,7 @@ class EncoderTrainer(StepTrainer):
     def export(self) -> Path:
         """The encoder (without its projection head) as a package in ``RUN/model``."""
         card = model_card(
-            self.config, self.cache.manifest, self.state.step, kind="echo encoder (self-supervised)"
+            self.config, self.cache.manifest, self.state.step, "echo encoder (self-supervised)", ENCODER_USE
         )
         provenance = training_provenance(self.cache, self.state.step)
         return save_package(

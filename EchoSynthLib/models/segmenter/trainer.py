@@ -96,7 +96,11 @@ class SegmenterTrainer(StepTrainer):
 
     def export(self) -> Path:
         """The network as a model package in ``RUN/model``."""
-        card = model_card(self.config, self.cache.manifest, self.state.step, kind="label-adherence segmenter")
+        use = (
+            "Measuring label adherence and the downstream value of synthetic images (`echosynth validate`, "
+            "`echosynth evaluate --segmenter`). A small network trained briefly: not a clinical segmenter."
+        )
+        card = model_card(self.config, self.cache.manifest, self.state.step, "label-adherence segmenter", use)
         provenance = training_provenance(self.cache, self.state.step)
         return save_package(
             self.run / "model", KIND, self.config.as_dict(), self.state.model.state_dict(), card, provenance
