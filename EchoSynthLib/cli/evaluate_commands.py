@@ -65,7 +65,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from EchoSynthLib.checks import check_outputs, check_outside
     from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
     from EchoSynthLib.evaluation.report import EvaluationOptions, evaluate, load_inputs
-    from EchoSynthLib.models.registry import user_cache_dir
+    from EchoSynthLib.models.registry import feature_cache_dir
 
     for out in filter(None, (args.out, args.filter)):  # a report inside the set would join it next time
         check_outputs([out], [args.synthetic])
@@ -86,7 +86,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         seeds=tuple(args.seeds),
         filter_out=args.filter,
         device=args.device,
-        feature_cache=user_cache_dir() / "features",
+        feature_cache=feature_cache_dir(),
     )
     inputs = load_inputs(options)  # bad input fails here, before the progress bar
     stages = [

@@ -49,6 +49,7 @@ MODELS_DIR = Path(EchoSynthLib.__file__).parent.parent / "Resources" / "Models"
 DEFAULT_MANIFEST = MODELS_DIR / "manifest.json"
 CACHE_ENV = "ECHOSYNTH_CACHE_DIR"
 BUNDLED_ENV = "ECHOSYNTH_BUNDLED_MODELS"
+FEATURE_CACHE_ENV = "ECHOSYNTH_FEATURE_CACHE"
 
 Progress = Callable[[int, "int | None"], None]
 
@@ -116,6 +117,17 @@ def user_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"  # XDG: relative = unset
     return base / "EchoSynth" / "models"
+
+
+def feature_cache_dir() -> Path:
+    """Where ``evaluate`` keeps computed features (``ECHOSYNTH_FEATURE_CACHE`` overrides): ``features``
+    beside the models folder of the user cache, or ``<ECHOSYNTH_CACHE_DIR>-features`` when that is set.
+    Never inside the models folder, where every sub-folder is taken for a model package."""
+    override = _env_path(FEATURE_CACHE_ENV)
+    if override is not None:
+        return override
+    models = user_cache_dir()
+    return models.with_name(models.name + "-features") if _env_path(CACHE_ENV) else models.parent / "features"
 
 
 def _cache(cache_dir: str | os.PathLike | None) -> Path:

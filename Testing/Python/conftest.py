@@ -27,6 +27,19 @@ from EchoSynthLib.preprocessing.prepare import PrepareSettings
 from EchoSynthLib.simulation import simulate_bmode
 
 
+@pytest.fixture(scope="session", autouse=True)
+def feature_cache(tmp_path_factory):
+    """``evaluate`` keeps features in a folder of the test session, never in the user's cache."""
+    folder = tmp_path_factory.mktemp("features")
+    previous = os.environ.get("ECHOSYNTH_FEATURE_CACHE")
+    os.environ["ECHOSYNTH_FEATURE_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("ECHOSYNTH_FEATURE_CACHE", None)
+    else:
+        os.environ["ECHOSYNTH_FEATURE_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def small_grid_2d() -> PhantomGrid:
     return PhantomGrid.for_view("4CH", size=128)

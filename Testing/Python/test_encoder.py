@@ -65,3 +65,22 @@ def test_the_encoder_cli_and_its_refusals(tiny_cache, tmp_path, capsys):
     assert "smaller than crop=64" in capsys.readouterr().err
     with pytest.raises(InputError, match="4 entries, one per stage"):
         EncoderConfig(channels=(8, 16), blocks=(1, 1))
+
+
+def test_the_shipped_echo_encoder_loads_and_carries_its_terms(monkeypatch):
+    """The bundled CAMUS encoder: a format-2 package under the 16 MB limit, the CC BY-NC-SA terms and the
+    evaluation numbers in its card, features for a 128x128 image."""
+    from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
+    from EchoSynthLib.models.registry import MODELS_DIR, resolve_model
+
+    monkeypatch.delenv("ECHOSYNTH_BUNDLED_MODELS", raising=False)
+    folder = resolve_model(DEFAULT_ENCODER, kind="echoencoder2d")
+    assert folder == MODELS_DIR / DEFAULT_ENCODER
+    assert all(p.stat().st_size <= 16 * 2**20 for p in folder.iterdir())
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "CC BY-NC-SA 4.0" in card and "Trained steps: 4000" in card and "Fréchet distance" in card
+    encoder = EchoEncoder.load(folder, device="cpu")
+    image = np.full((1, 128, 128), -1.0, np.float32)
+    image[0, 20:100, 30:98] = np.random.default_rng(0).uniform(-0.8, 0.6, (80, 68))
+    features = encoder.embed(image)
+    assert features.shape == (1, 256) and np.isfinite(features).all() and features.any()

@@ -448,3 +448,16 @@ def test_cli_list_with_nothing_and_a_broken_manifest(cli, tmp_path):
     broken.write_text("{")
     code, out, err = cli("models", "list", "--manifest", broken)
     assert code == 0 and "no models installed" in out and "not valid JSON" in err
+
+
+def test_the_feature_cache_is_never_inside_the_models_folder(monkeypatch, tmp_path):
+    from EchoSynthLib.models.registry import feature_cache_dir, user_cache_dir
+
+    monkeypatch.delenv("ECHOSYNTH_FEATURE_CACHE", raising=False)
+    monkeypatch.delenv("ECHOSYNTH_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert feature_cache_dir() == user_cache_dir().parent / "features" != user_cache_dir()
+    monkeypatch.setenv("ECHOSYNTH_CACHE_DIR", str(tmp_path / "models"))
+    assert feature_cache_dir() == tmp_path / "models-features"
+    monkeypatch.setenv("ECHOSYNTH_FEATURE_CACHE", str(tmp_path / "f"))
+    assert feature_cache_dir() == tmp_path / "f"
