@@ -37,7 +37,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="echo encoder package (name or folder; default: the shipped echo-encoder-camus)",
     )
     evaluate.add_argument(
-        "--segmenter", help="segmenter package for adherence and the semantic feature space"
+        "--segmenter",
+        help="segmenter package (a folder or an installed name, e.g. segmenter-camus) for adherence and "
+        "the semantic feature space",
     )
     evaluate.add_argument(
         "--inception-weights", type=Path, help="local Inception-v3 safetensors (FID proper)"

@@ -76,7 +76,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "trained on real images, and report Dice per structure (and the same on the real images).",
     )
     validate.add_argument("--model", required=True, type=Path)
-    validate.add_argument("--segmenter", required=True, type=Path)
+    validate.add_argument(
+        "--segmenter", required=True, help="segmenter package: a folder or an installed name"
+    )
     validate.add_argument(
         "--data", required=True, type=Path, help="cache (same size and classes as the model)"
     )

@@ -53,7 +53,10 @@ class EchoEncoder:
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "auto") -> EchoEncoder:
-        """Load an ``echoencoder2d`` package."""
+        """Load an ``echoencoder2d`` package (a folder, or the name of an installed one)."""
+        from EchoSynthLib.models.registry import resolve_model
+
+        folder = resolve_model(folder, kind=KIND)
         config = EncoderConfig.from_dict(read_package_config(folder, KIND))
         resolved = pick_device(device)
         model = load_weights(folder, build_encoder(config)).eval().to(resolved)

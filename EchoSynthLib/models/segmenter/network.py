@@ -67,7 +67,10 @@ class Segmenter:
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "auto") -> Segmenter:
-        """Load a ``segmenter2d`` model package."""
+        """Load a ``segmenter2d`` model package (a folder, or the name of an installed one)."""
+        from EchoSynthLib.models.registry import resolve_model
+
+        folder = resolve_model(folder, kind=KIND)
         settings = read_package_config(folder, KIND)
         config = SegmenterConfig.from_dict(settings)
         resolved = pick_device(device)
