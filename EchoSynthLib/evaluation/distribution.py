@@ -77,13 +77,15 @@ def kernel_distance(
     real: np.ndarray, synthetic: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
 ) -> KID:
     """KID (Bińkowski et al. 2018): unbiased MMD² with the cubic polynomial kernel
-    k(x, y) = (x.y / F + 1)^3 on ``subsets`` random subsets of ``subset_size`` (at most the smaller set).
+    k(x, y) = (x.y / F + 1)^3 on ``subsets`` random subsets of ``subset_size`` (at most half the smaller set).
 
     Written here because MONAI's ``MMDMetric`` uses the linear kernel on sets of equal size, which is not
     KID, and no maintained library computes KID on feature arrays without torchvision's Inception.
     """
     real, synthetic = _check(real, synthetic)
-    size = min(subset_size, len(real), len(synthetic))
+    # At most half the smaller set: subsets as large as a set would all be that set, and their spread,
+    # the standard error, would say 0 whatever the sampling noise.
+    size = max(2, min(subset_size, min(len(real), len(synthetic)) // 2))
     dims = real.shape[1]
     rng = np.random.default_rng(seed)
     estimates = []

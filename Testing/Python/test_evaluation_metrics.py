@@ -41,7 +41,7 @@ def test_kid_is_unbiased_around_zero_and_reports_its_standard_error():
     assert min(estimates) < 0 < max(estimates)
     other_law = kernel_distance(_modes(8, 30, seed=3), _modes(8, 30, seed=4) + 0.3, subsets=10)
     assert other_law.mean > 5 * max(abs(e) for e in estimates) and other_law.standard_error > 0
-    assert other_law.subset_size == 240
+    assert other_law.subset_size == 120  # half the smaller set: its spread over subsets is then not 0
 
 
 def test_precision_stays_and_recall_drops_when_half_the_modes_are_missing():
