@@ -9,6 +9,7 @@ test images (each image's Dice averaged over the seeds first).
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +156,9 @@ def downstream(
                 per_seed.append(paper_dice(_train_and_test(cases, test, settings, seed, folder), test.labels))
             table = {}
             for structure in per_seed[0]:
-                per_image = np.nanmean(np.stack([d[structure] for d in per_seed]), axis=0)
+                with warnings.catch_warnings():  # NaN where an image lacks the structure, in every seed
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    per_image = np.nanmean(np.stack([d[structure] for d in per_seed]), axis=0)
                 low, high = bootstrap_interval(per_image)
                 table[structure] = {"mean": float(np.nanmean(per_image)), "ci95": [low, high]}
             results[name] = {"training_images": len(cases), "dice": table}

@@ -97,6 +97,12 @@ def _autocorrelation_width(patch: np.ndarray, mask: np.ndarray) -> tuple[float, 
     return width(correlation[:, 0]), width(correlation[0, :])
 
 
+def _mean(values: np.ndarray) -> float:
+    """Mean of the finite values, NaN when there is none (a structure too small for a speckle width)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
 def structure_statistics(images: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
     """Per heart structure: grey-level mean, standard deviation, 5th/50th/95th percentiles and SNR (mean /
     standard deviation of the displayed intensities, in [0, 1]), and speckle size (autocorrelation FWHM,
@@ -118,7 +124,7 @@ def structure_statistics(images: np.ndarray, labels: np.ndarray) -> dict[str, di
         if rows:
             keys = ("mean", "std", "p5", "median", "p95", "snr", "speckle_axial_px", "speckle_lateral_px")
             table = np.array(rows)
-            out[structure.value] = {k: float(np.nanmean(table[:, i])) for i, k in enumerate(keys)}
+            out[structure.value] = {k: _mean(table[:, i]) for i, k in enumerate(keys)}
             out[structure.value]["images"] = len(rows)
     return out
 
@@ -136,9 +142,11 @@ def structure_histograms(images: np.ndarray, labels: np.ndarray, bins: int = 32)
 
 
 def radial_spectrum(images: np.ndarray, bins: int = 32) -> np.ndarray:
-    """Mean log radial power spectrum of the images (``bins`` radial frequency bins up to Nyquist)."""
+    """Mean log radial power spectrum of the images (``bins`` radial frequency bins up to Nyquist, fewer
+    for images under 2 * ``bins`` pixels, so that every bin holds frequencies)."""
     images = middle_slices(images)
     height, width = images.shape[1:]
+    bins = max(1, min(bins, min(height, width) // 2))
     fy, fx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
     radius = np.sqrt(fx**2 + fy**2) / 0.5
     index = np.minimum((radius * bins).astype(int), bins)  # bin ``bins`` collects the corners beyond Nyquist

@@ -197,6 +197,7 @@ def test_a_3d_set_is_evaluated_on_slices_along_three_axes(encoder, tmp_path):
         v["frechet_distance"] >= 0 for v in views.values()
     )
     assert report["sets"]["synthetic"]["images"] == 3 and "lv_cavity" in report["structures"]["synthetic"]
+    assert np.isfinite(report["spectrum_distance"]["synthetic_vs_real"])  # 24 px: fewer spectrum bins
     two_d = tmp_path / "flat"
     _phantoms(two_d, [1], "{}_image.nii.gz", "{}_labels.nii.gz")
     assert (
