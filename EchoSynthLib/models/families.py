@@ -29,7 +29,15 @@ NOTHING_TO_PAIRS = "nothing -> (image, label map)"
 IMAGE_TO_IMAGE = "image (+ labels) -> image"
 IMAGE_TO_FEATURES = "image -> features"
 IMAGE_TO_LABELS = "image -> label map"
-TASKS = (LABELS_TO_IMAGE, NOTHING_TO_PAIRS, IMAGE_TO_IMAGE, IMAGE_TO_FEATURES, IMAGE_TO_LABELS)
+IMAGE_TO_LATENTS = "image (+ labels) -> latents (autoencoder)"
+TASKS = (
+    LABELS_TO_IMAGE,
+    NOTHING_TO_PAIRS,
+    IMAGE_TO_IMAGE,
+    IMAGE_TO_FEATURES,
+    IMAGE_TO_LABELS,
+    IMAGE_TO_LATENTS,
+)
 PLUGINS_ENV = "ECHOSYNTH_FAMILIES"
 
 
@@ -74,7 +82,11 @@ SDM = register(
 )
 SEGMENTER = register(Family("segmenter", "segmenter2d", IMAGE_TO_LABELS, "EchoSynthLib.models.segmenter"))
 ENCODER = register(Family("features", "echoencoder2d", IMAGE_TO_FEATURES, "EchoSynthLib.models.features"))
+AUTOENCODER = register(
+    Family("autoencoder", "autoencoder", IMAGE_TO_LATENTS, "EchoSynthLib.models.autoencoder")
+)
 SDM_KIND, SEGMENTER_KIND, ENCODER_KIND = SDM.kind, SEGMENTER.kind, ENCODER.kind
+AUTOENCODER_KIND = AUTOENCODER.kind
 
 
 def _load_plugins() -> None:

@@ -1,0 +1,70 @@
+"""The autoencoder family (issue 14, first stage of the latent models): trains in two phases, resumes
+exactly with both networks and both optimizers, packages both components, refuses a cache of the wrong
+dimensions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
+from EchoSynthLib.models.autoencoder.network import Autoencoder
+from EchoSynthLib.models.autoencoder.trainer import AutoencoderTrainer
+from EchoSynthLib.models.settings import RunSettings
+
+TINY = AutoencoderConfig(
+    channels=(8, 16),
+    norm_groups=8,
+    latent_channels=2,
+    with_labels=True,
+    phase_one_steps=2,
+    discriminator_channels=8,
+    discriminator_layers=2,
+    batch_size=4,
+)
+RUN = RunSettings(max_steps=4, workers=0, log_every=1, val_every=4, checkpoint_every=2)
+
+
+def test_two_phases_exact_resume_and_a_package_of_two_components(tiny_cache, tmp_path):
+    straight = AutoencoderTrainer(tiny_cache, tmp_path / "straight", TINY, "cpu", RUN)
+    straight.fit()
+    log = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert "adversarial" not in log[1] and {"adversarial", "ssim", "discriminator"} <= set(log[2])
+    assert {"val_ssim", "val_dice_lv_cavity"} <= set(log[-1])
+    resumed = AutoencoderTrainer(tiny_cache, tmp_path / "resumed", TINY, "cpu", RUN)
+    resumed.fit(stop_at=2)
+    resumed = AutoencoderTrainer(tiny_cache, tmp_path / "resumed", TINY, "cpu", RUN)
+    assert resumed.state.step == 2
+    resumed.fit()
+    for name in ("model", "discriminator"):
+        expected = straight.state.networks[name].state_dict()
+        for key, value in resumed.state.networks[name].state_dict().items():
+            torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=f"{name}.{key}")
+    package = json.loads((tmp_path / "straight" / "model" / "config.json").read_text())
+    assert [c["name"] for c in package["components"]] == ["model", "discriminator"]
+    loaded = Autoencoder.load(tmp_path / "straight" / "model", device="cpu")
+    inputs = torch.zeros((1, 6, 32, 32))
+    mu, sigma = loaded.encode(inputs)
+    assert mu.shape == sigma.shape == (1, 2, 16, 16) and loaded.decode(mu).shape == inputs.shape
+
+
+def test_the_loss_falls(tiny_cache, tmp_path):
+    config = TINY.with_overrides({"with_labels": False, "phase_one_steps": 1000, "learning_rate": 3e-3})
+    trainer = AutoencoderTrainer(
+        tiny_cache, tmp_path / "run", config, "cpu", RUN.with_overrides({"max_steps": 30})
+    )
+    trainer.fit()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert sum(r["l1"] for r in log[-5:]) < 0.7 * sum(r["l1"] for r in log[:5])
+
+
+def test_a_cache_of_other_dimensions_or_sides_is_refused(tiny_cache, tmp_path):
+    with pytest.raises(InputError, match="2D cache cannot train a 3D autoencoder"):
+        AutoencoderTrainer(tiny_cache, tmp_path / "a", TINY.with_overrides({"spatial_dims": 3}), "cpu", RUN)
+    deep = TINY.with_overrides({"channels": (8,) * 7})
+    with pytest.raises(InputError, match="multiples of 64"):
+        AutoencoderTrainer(tiny_cache, tmp_path / "b", deep, "cpu", RUN)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
