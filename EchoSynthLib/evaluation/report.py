@@ -25,6 +25,7 @@ from EchoSynthLib.data.atomic import staged_directory
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation import distribution, figures, image_metrics
 from EchoSynthLib.evaluation.features import DEFAULT_ENCODER, FeatureSpace, features_of
+from EchoSynthLib.evaluation.image_metrics import middle_slices
 from EchoSynthLib.evaluation.image_sets import ImageSet, cache_set, open_set
 
 FORMAT_VERSION = 1
@@ -217,44 +218,50 @@ def evaluate(
 
     echo = spaces[0]
     view = "2d" if real.spatial_dims == 2 else "axis0"
-    if real.spatial_dims == 2:
-        check = memorisation(
-            (
-                features["echo"]["synthetic"][view],
-                features_of(echo, _mirrored(synthetic), cache_dir)[view],
-                synthetic.images,
-            ),
-            (
-                features["echo"]["real"][view],
-                features_of(echo, _mirrored(real), cache_dir)[view],
-                real.images,
-            ),
-            (features["echo"]["train"][view], train.images),
+
+    def per_image(name: str, images: ImageSet, mirrored: bool = False) -> np.ndarray:
+        """One echo feature vector per image: a volume's is the mean over its slices (first axis)."""
+        found = (
+            features_of(echo, _mirrored(images), cache_dir)[view]
+            if mirrored
+            else features["echo"][name][view]
         )
-        ssim = nearest_ssim(synthetic.images, train.images, check.nearest)
-        order = np.argsort(-check.similarity)
-        report["memorisation"] = {
-            "feature_space": echo.description,
-            "threshold_cosine": check.threshold,
-            "threshold_pixel_correlation": check.pixel_threshold,
-            "rule": "above the 95th percentile of real held-out images' similarity to the training set, in "
-            "echo features (cosine, mirror included) or in pixels (correlation, shifts up to 2 px, mirror)",
-            "share_above": check.share_flagged,
-            "flagged": [synthetic.names[i] for i in np.nonzero(check.flagged)[0]],
-            "closest": [
-                {
-                    "synthetic": synthetic.names[i],
-                    "training": train.names[check.nearest[i]],
-                    "cosine": float(check.similarity[i]),
-                    "pixel_correlation": float(check.pixel[i]),
-                    "ssim": float(ssim[i]),
-                }
-                for i in order[:10]
-            ],
-        }
-    else:
-        check, order = None, None
-        report["memorisation"] = "not computed for 3D sets yet"
+        return (
+            found
+            if images.spatial_dims == 2
+            else found.reshape(len(images.images), -1, found.shape[1]).mean(1)
+        )
+
+    check = memorisation(
+        (
+            per_image("synthetic", synthetic),
+            per_image("synthetic", synthetic, True),
+            middle_slices(synthetic.images),
+        ),
+        (per_image("real", real), per_image("real", real, True), middle_slices(real.images)),
+        (per_image("train", train), middle_slices(train.images)),
+    )
+    ssim = nearest_ssim(synthetic.images, train.images, check.nearest)
+    order = np.argsort(-check.similarity)
+    report["memorisation"] = {
+        "feature_space": echo.description,
+        "threshold_cosine": check.threshold,
+        "threshold_pixel_correlation": check.pixel_threshold,
+        "rule": "above the 95th percentile of real held-out images' similarity to the training set, in "
+        "echo features (cosine, mirror included) or in pixels (correlation, shifts up to 2 px, mirror)",
+        "share_above": check.share_flagged,
+        "flagged": [synthetic.names[i] for i in np.nonzero(check.flagged)[0]],
+        "closest": [
+            {
+                "synthetic": synthetic.names[i],
+                "training": train.names[check.nearest[i]],
+                "cosine": float(check.similarity[i]),
+                "pixel_correlation": float(check.pixel[i]),
+                "ssim": float(ssim[i]),
+            }
+            for i in order[:10]
+        ],
+    }
     done("memorisation")
 
     begin("downstream")
@@ -284,17 +291,16 @@ def evaluate(
                 features["echo"]["real"][view], features["echo"]["synthetic"][view], staging / "embedding.png"
             )
         )
-        if check is not None:
-            made.append(
-                figures.memorisation_pairs(
-                    synthetic.images,
-                    train.images,
-                    order,
-                    check.nearest,
-                    check.similarity,
-                    staging / "memorisation.png",
-                )
+        made.append(
+            figures.memorisation_pairs(
+                synthetic.images,
+                train.images,
+                order,
+                check.nearest,
+                check.similarity,
+                staging / "memorisation.png",
             )
+        )
         if isinstance(report["downstream"], dict):
             made.append(
                 figures.downstream_bars(report["downstream"]["conditions"], staging / "downstream.png")
@@ -304,7 +310,7 @@ def evaluate(
         report["seconds"] = timings
         (staging / "report.json").write_text(json.dumps(report, indent=1))
         (staging / "report.html").write_text(html_report(report, staging))
-    if options.filter_out is not None and check is not None:
+    if options.filter_out is not None:
         write_filtered(synthetic, check.flagged, options.filter_out)
     return report
 

@@ -198,6 +198,8 @@ def test_a_3d_set_is_evaluated_on_slices_along_three_axes(encoder, tmp_path):
     )
     assert report["sets"]["synthetic"]["images"] == 3 and "lv_cavity" in report["structures"]["synthetic"]
     assert np.isfinite(report["spectrum_distance"]["synthetic_vs_real"])  # 24 px: fewer spectrum bins
+    assert 0 <= report["memorisation"]["share_above"] <= 1  # volumes: mean slice features, middle slices
+    assert "memorisation.png" in report["figures"]
     two_d = tmp_path / "flat"
     _phantoms(two_d, [1], "{}_image.nii.gz", "{}_labels.nii.gz")
     assert (
