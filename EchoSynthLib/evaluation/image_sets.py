@@ -23,8 +23,8 @@ from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.cases import Case
 from EchoSynthLib.data.io import file_kind, read_image, read_label_map, readable_files, stem_of
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.preprocessing.prepare import PrepareSettings, prepare_case, unit_intensities
-from EchoSynthLib.preprocessing.resample import resample, target_grid
+from EchoSynthLib.preprocessing.prepare import PrepareSettings, image_on_grid, prepare_case
+from EchoSynthLib.preprocessing.resample import target_grid
 
 _LABEL_NAME = re.compile(r"(_labels|_aug\d+)$")
 _SYNTH_NAME = re.compile(r"_synth\d+$")
@@ -137,9 +137,7 @@ def _image_only(image, settings: PrepareSettings) -> np.ndarray:
         raise InputError(
             f"a {'2D' if image.is_2d else '3D'} image cannot be compared with {settings.size} sets"
         )
-    grid = target_grid(image, tuple(settings.size), settings.resize, settings.upscale)
-    array = resample(image.with_array(unit_intensities(image.array)), grid, labels=False).array
-    array = np.clip(array * 2.0 - 1.0, -1.0, 1.0).astype(np.float32)
+    array = image_on_grid(image, target_grid(image, tuple(settings.size), settings.resize, settings.upscale))
     return array[0] if array.shape[0] == 1 else array
 
 

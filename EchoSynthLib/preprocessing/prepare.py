@@ -14,6 +14,7 @@ import numpy as np
 
 from EchoSynthLib.data.cases import Case
 from EchoSynthLib.data.labels import LabelSchema, Structure, schema_named
+from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.preprocessing.resample import RESIZE_MODES, Grid, resample, target_grid
 from EchoSynthLib.preprocessing.sector_mask import sector_mask_from_image
@@ -88,6 +89,12 @@ def with_sector_class(case: Case) -> np.ndarray:
     return labels
 
 
+def image_on_grid(image: Volume, grid: Grid) -> np.ndarray:
+    """An image's intensities on ``grid`` as float32 in [-1, 1] (``unit_intensities``, then resampled)."""
+    resampled = resample(image.with_array(unit_intensities(image.array)), grid, labels=False)
+    return np.clip(resampled.array * np.float32(2.0) - np.float32(1.0), -1.0, 1.0).astype(np.float32)
+
+
 def prepare_case(case: Case, settings: PrepareSettings) -> PreparedCase:
     """The training arrays of ``case`` (see the module docstring); the case itself is not modified."""
     if case.image.is_2d != (len(settings.size) == 2):
@@ -100,9 +107,8 @@ def prepare_case(case: Case, settings: PrepareSettings) -> PreparedCase:
     if not np.isin(labels, heart).any():
         raise InputError(f"{case.case_id}: the label map has no heart structure (empty map)")
     grid = target_grid(case.image, tuple(settings.size), settings.resize, settings.upscale)
-    image = resample(case.image.with_array(unit_intensities(case.image.array)), grid, labels=False)
+    image_array = image_on_grid(case.image, grid)
     label_map = resample(case.labels.with_array(labels), grid, labels=True)
-    image_array = np.clip(image.array * np.float32(2.0) - np.float32(1.0), -1.0, 1.0).astype(np.float32)
     label_array = settings.schema.from_canonical(label_map.array)
     if image_array.shape[0] == 1:
         image_array, label_array = image_array[0], label_array[0]
