@@ -185,6 +185,32 @@ class AutoencoderTrainer(StepTrainer):
             }
         return result
 
+    @torch.no_grad()
+    def sample_grid(self, path: Path, count: int = 8) -> Path:
+        """Real images and their reconstructions (posterior mean) for the first ``count`` validation cases;
+        a 3D case shows its middle slice."""
+        from EchoSynthLib.visualization import save_grid
+
+        source = self.val_set or self.train_set
+        items = [source[i] for i in range(min(count, len(source)))]
+        batch = {k: torch.stack([x[k] for x in items]) for k in ("image", "labels")}
+        inputs, _ = self._inputs(batch)
+        model = self.state.model.eval()
+        output = model.decode(model.encode(inputs)[0])[:, 0].clamp(-1, 1)
+
+        def grey(x: torch.Tensor) -> np.ndarray:
+            x = x if x.ndim == 2 else x[x.shape[0] // 2]
+            return np.rint((x.float().cpu().numpy() + 1.0) * 127.5).astype(np.uint8)
+
+        rows = [("real", [grey(x) for x in inputs[:, 0]]), ("reconstruction", [grey(x) for x in output])]
+        return save_grid(rows, path)
+
+    def periodic(self, step: int, stop: int) -> None:
+        """A reconstruction grid every ``sample_every`` steps and at the end."""
+        path = self.run / "samples" / f"step_{step:06d}.png"
+        if (step % self.settings.sample_every == 0 or step == stop) and not path.is_file():
+            self.sample_grid(path)
+
     def export(self) -> Path:
         """The autoencoder and its discriminator (to continue training from) as a package in ``RUN/model``."""
         card = model_card(self.config, self.cache.manifest, self.state.step, "autoencoder", AUTOENCODER_USE)
