@@ -57,22 +57,6 @@ def run_demo(
     return [out_dir / name for name in written]
 
 
-def _simulated_pairs(folder: Path, seeds: range, image: str, labels: str) -> Path:
-    """Simulated 2D apical images (4CH/2CH at ED/ES) of phantom hearts ``seeds``, as image + label files."""
-    from EchoSynthLib.anatomy import PhantomGrid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        for view in ("4CH", "2CH"):
-            grid = PhantomGrid.for_view(view, size=128)
-            for phase in ("ED", "ES"):
-                phantom = phantom_label_map(view, phase, seed=seed, grid=grid)
-                name = f"h{seed}_{view.lower()}_{phase.lower()}"
-                write_image(simulate_bmode(phantom.labels, seed=seed), folder / image.format(name))
-                write_label_map(phantom.labels, folder / labels.format(name))
-    return folder
-
-
 def demo_report(out_dir: str | os.PathLike, seed: int = 0, encoder: str | None = None) -> Path:
     """A small ``evaluate`` report in ``out_dir``: 12 simulated images of new phantom hearts against a second
     phantom set (a cache of 24 simulated images, half of them its held-out split), in the shipped echo
@@ -84,19 +68,20 @@ def demo_report(out_dir: str | os.PathLike, seed: int = 0, encoder: str | None =
     from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
     from EchoSynthLib.evaluation.report import EvaluationOptions, evaluate
     from EchoSynthLib.preprocessing.prepare import PrepareSettings
+    from EchoSynthLib.simulation.dataset import write_phantom_dataset
 
     with tempfile.TemporaryDirectory(prefix="echosynth-demo-") as scratch:
-        root = _simulated_pairs(
-            Path(scratch) / "reference", range(seed + 100, seed + 106), "{}.nii.gz", "{}_label.nii.gz"
+        root = Path(scratch) / "reference"
+        write_phantom_dataset(
+            root, range(seed + 100, seed + 106), size=128, names=("{}.nii.gz", "{}_label.nii.gz")
         )
         cache = Path(scratch) / "cache"
         fractions = {"train": 0.5, "val": 0.5, "test": 0.0}
         build_cache(
             scan_dataset("folder", root), cache, PrepareSettings(size=(128, 128), split_fractions=fractions)
         )
-        synthetic = _simulated_pairs(
-            Path(scratch) / "synthetic", range(seed + 200, seed + 203), "{}_image.nii.gz", "{}_labels.nii.gz"
-        )
+        synthetic = Path(scratch) / "synthetic"
+        write_phantom_dataset(synthetic, range(seed + 200, seed + 203), size=128)
         options = EvaluationOptions(
             real=f"{cache}:val",
             synthetic=str(synthetic),

@@ -135,3 +135,21 @@ def test_help_for_every_command(command):
         check=False,
     )
     assert result.returncode == 0 and "usage: echosynth" in result.stdout
+
+
+def test_phantom_dataset_writes_pairs_that_prepare_reads(tmp_path, capsys):
+    from EchoSynthLib.cache.store import CacheIndex
+
+    out = tmp_path / "set"
+    code, _, _ = _run(["phantom-dataset", "--view", "3D", "--n", "2", "--size", "24", "--out", out], capsys)
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names[:2] == ["h0_3d_ed_image.nii.gz", "h0_3d_ed_labels.nii.gz"] and len(names) == 8
+    assert read_image(out / names[0]).same_geometry(read_label_map(out / names[1]))
+    code, _, _ = _run(["prepare", "folder", out, "--out", tmp_path / "cache", "--size", "24x24x24"], capsys)
+    manifest = CacheIndex.open(tmp_path / "cache").manifest
+    assert (
+        code == 0 and manifest.spatial_dims == 3 and sum(c["patients"] for c in manifest.counts.values()) == 2
+    )
+    code, _, err = _run(["phantom-dataset", "--n", "0", "--out", tmp_path / "none"], capsys)
+    assert code == 2 and "at least 1" in err and not (tmp_path / "none").exists()
