@@ -207,9 +207,8 @@ def _run_phantom_dataset(args: argparse.Namespace) -> None:
             size=args.size,
             progress=lambda _: bar.update(1),
         )
-    print(
-        f"wrote {len(written)} files ({total} cases) to {args.out}/; next: echosynth prepare folder {args.out} ..."
-    )
+    print(f"wrote {len(written)} files ({total} cases) to {args.out}/")
+    print(f"next: echosynth prepare folder {args.out} --out CACHE --size ...")
 
 
 def _run_demo(args: argparse.Namespace) -> None:
