@@ -66,7 +66,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
     from EchoSynthLib.checks import check_outputs, check_outside
     from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
-    from EchoSynthLib.evaluation.report import EvaluationOptions, evaluate, load_inputs
+    from EchoSynthLib.evaluation.report import STAGES, EvaluationOptions, evaluate, load_inputs
     from EchoSynthLib.models.registry import feature_cache_dir
 
     for out in filter(None, (args.out, args.filter)):  # a report inside the set would join it next time
@@ -91,23 +91,14 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         feature_cache=feature_cache_dir(),
     )
     inputs = load_inputs(options)  # bad input fails here, before the progress bar
-    stages = [
-        "features",
-        "distribution metrics",
-        "image statistics",
-        "label adherence",
-        "memorisation",
-        "downstream",
-        "figures and report",
-    ]
-    with tqdm(total=len(stages), desc="evaluate", unit="stage", delay=0.5) as bar:
+    with tqdm(total=len(STAGES), desc="evaluate", unit="stage", delay=0.5) as bar:
 
         def stage(name: str) -> None:
             bar.set_postfix_str(name)
-            bar.update(stages.index(name) - bar.n)
+            bar.update(STAGES.index(name) - bar.n)
 
         report = evaluate(options, stage, inputs)
-        bar.update(len(stages) - bar.n)
+        bar.update(len(STAGES) - bar.n)
     echo = report["feature_spaces"]["echo"]
     for view, values in echo["synthetic_vs_real"].items():
         reference = echo["reference_real_vs_train"][view]["frechet_distance"]

@@ -17,21 +17,9 @@ from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
+from EchoSynthLib.evaluation.dice import dice_per_structure, dice_summary
 from EchoSynthLib.models.sdm.pipeline import Synthesizer
 from EchoSynthLib.models.segmenter.network import Segmenter
-
-
-def _summary(scores: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    return {
-        name: {
-            "mean": float(np.nanmean(values)),
-            "std": float(np.nanstd(values)),
-            "cases": int(np.sum(~np.isnan(values))),
-        }
-        for name, values in scores.items()
-        if name in HEART_STRUCTURES and np.any(~np.isnan(values))
-    }
 
 
 def adherence_report(
@@ -88,6 +76,6 @@ def adherence_report(
         "steps": steps,
         "seconds_per_image": seconds / max(count, 1),
         "device": str(synthesizer.device),
-        "dice_synthetic": _summary(dice_per_structure(np.concatenate(on_synthetic), truth_all, layout)),
-        "dice_real": _summary(dice_per_structure(np.concatenate(on_real), truth_all, layout)),
+        "dice_synthetic": dice_summary(dice_per_structure(np.concatenate(on_synthetic), truth_all, layout)),
+        "dice_real": dice_summary(dice_per_structure(np.concatenate(on_real), truth_all, layout)),
     }

@@ -10,6 +10,19 @@ from EchoSynthLib.data.labels import ClassLayout
 HEART_STRUCTURES = ("lv_cavity", "lv_myocardium", "left_atrium")
 
 
+def dice_summary(scores: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Mean, standard deviation and case count of per-case Dice for each heart structure that occurs."""
+    return {
+        name: {
+            "mean": float(np.nanmean(values)),
+            "std": float(np.nanstd(values)),
+            "cases": int(np.sum(~np.isnan(values))),
+        }
+        for name, values in scores.items()
+        if name in HEART_STRUCTURES and np.any(~np.isnan(values))
+    }
+
+
 def dice_per_structure(
     predicted: np.ndarray, truth: np.ndarray, layout: ClassLayout
 ) -> dict[str, np.ndarray]:

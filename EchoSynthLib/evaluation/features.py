@@ -154,13 +154,15 @@ def _save(path: Path, values: np.ndarray) -> None:
         np.save(handle, values, allow_pickle=False)
 
 
-def features_of(space: FeatureSpace, images: ImageSet, cache: Path | None) -> dict[str, np.ndarray]:
-    """Features of a set: {"2d": (N, F)} for 2D sets, {"axis0".."axis2": (N * slices, F)} for 3D; read from
-    ``cache`` when this space and set were embedded before."""
+def features_of(
+    space: FeatureSpace, images: ImageSet, cache: Path | None, only: str | None = None
+) -> dict[str, np.ndarray]:
+    """Features of a set: {"2d": (N, F)} for 2D sets, {"axis0".."axis2": (N * slices, F)} for 3D (``only``:
+    just that view); read from ``cache`` when this space and set were embedded before."""
     views = (
         {"2d": images.images}
         if images.spatial_dims == 2
-        else {f"axis{a}": slices_along(images.images, a) for a in range(3)}
+        else {f"axis{a}": slices_along(images.images, a) for a in range(3) if only in (None, f"axis{a}")}
     )
     found = {}
     for view, array in views.items():

@@ -163,14 +163,6 @@ def spectrum_distance(real: np.ndarray, synthetic: np.ndarray) -> float:
 def adherence(predicted: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
     """Dice per heart structure of a segmenter's canonical predictions against the conditioning maps."""
     from EchoSynthLib.data.labels import ECHOSYNTH, ClassLayout
-    from EchoSynthLib.evaluation.dice import dice_per_structure
+    from EchoSynthLib.evaluation.dice import dice_per_structure, dice_summary
 
-    scores = dice_per_structure(predicted, labels, ClassLayout.of(ECHOSYNTH))
-    return {
-        s.value: {
-            "mean": float(np.nanmean(scores[s.value])),
-            "cases": int(np.sum(~np.isnan(scores[s.value]))),
-        }
-        for s in HEART
-        if np.any(~np.isnan(scores[s.value]))
-    }
+    return dice_summary(dice_per_structure(predicted, labels, ClassLayout.of(ECHOSYNTH)))

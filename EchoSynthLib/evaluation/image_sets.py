@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from EchoSynthLib.cache.store import CacheIndex
-from EchoSynthLib.data.cases import Case
+from EchoSynthLib.data.cases import SPLITS, Case
 from EchoSynthLib.data.io import file_kind, read_image, read_label_map, readable_files, stem_of
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.preprocessing.prepare import PrepareSettings, image_on_grid, prepare_case
@@ -54,8 +54,6 @@ class ImageSet:
 
 def split_spec(spec: str | Path, default: str) -> tuple[Path, str]:
     """``CACHE[:split]`` -> (path, split)."""
-    from EchoSynthLib.data.cases import SPLITS
-
     text = str(spec)
     path, sep, split = text.rpartition(":")
     if sep and path and not Path(text).exists():

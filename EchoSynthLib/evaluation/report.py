@@ -29,6 +29,16 @@ from EchoSynthLib.evaluation.image_metrics import middle_slices
 from EchoSynthLib.evaluation.image_sets import ImageSet, cache_set, open_set
 
 FORMAT_VERSION = 1
+# The stages ``evaluate`` reports to its ``stage`` callback, in order (after ``load_inputs``).
+STAGES = (
+    "features",
+    "distribution metrics",
+    "image statistics",
+    "label adherence",
+    "memorisation",
+    "downstream",
+    "figures and report",
+)
 
 
 @dataclass
@@ -222,7 +232,7 @@ def evaluate(
     def per_image(name: str, images: ImageSet, mirrored: bool = False) -> np.ndarray:
         """One echo feature vector per image: a volume's is the mean over its slices (first axis)."""
         found = (
-            features_of(echo, _mirrored(images), cache_dir)[view]
+            features_of(echo, _mirrored(images), cache_dir, only=view)[view]
             if mirrored
             else features["echo"][name][view]
         )

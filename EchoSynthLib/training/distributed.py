@@ -10,7 +10,6 @@ floating-point reductions, and resume stays exact.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -19,7 +18,7 @@ from EchoSynthLib.errors import InputError
 if TYPE_CHECKING:  # torch is imported where it is used: sharded synthesis with the simulator needs none
     import torch
 
-Item = TypeVar("Item")
+Batch = TypeVar("Batch", list, "torch.Tensor")  # what ``Rank.part`` slices
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,10 @@ class Rank:
         """True when more than one process takes part."""
         return self.world > 1
 
-    def part(self, items: Sequence[Item]) -> list[Item]:
-        """This process's share of a global batch (every ``world``-th item from ``index``)."""
-        return list(items[self.index :: self.world])
+    def part(self, items: Batch) -> Batch:
+        """This process's share of a global batch (every ``world``-th item from ``index``), of the same
+        type: a list of indices, or a tensor of per-sample draws."""
+        return items[self.index :: self.world]
 
     def check_batch(self, batch_size: int) -> None:
         """InputError unless the global batch splits evenly over the processes."""

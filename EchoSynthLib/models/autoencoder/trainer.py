@@ -109,7 +109,7 @@ class AutoencoderTrainer(StepTrainer):
         generator = step_generator(self.config.seed, step, 0 if train else 99)
         noise = torch.randn((count, *shape), generator=generator)
         if train:
-            noise = noise[self.rank.index :: self.rank.world]
+            noise = self.rank.part(noise)
         return noise.to(self.device)
 
     def _latent_shape(self, inputs: torch.Tensor) -> tuple[int, ...]:

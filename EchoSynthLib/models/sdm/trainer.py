@@ -104,7 +104,7 @@ class SDMTrainer(StepTrainer):
         noise = torch.randn((count, *shape), generator=generator)
         draws = [flip, drop, t, noise]
         if train:
-            draws = [x[self.rank.index :: self.rank.world] for x in draws]
+            draws = [self.rank.part(x) for x in draws]
         return [x.to(self.device) for x in draws]
 
     def _loss(
