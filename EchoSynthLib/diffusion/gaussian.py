@@ -82,9 +82,11 @@ class GaussianDiffusion:
     def __init__(self, timesteps: int = 1000, schedule: str = "cosine") -> None:
         from monai.networks.schedulers import DDPMScheduler
 
-        monai_scheduler = DDPMScheduler(timesteps, schedule=schedule)
+        from EchoSynthLib.diffusion.samplers import BetaSchedule
+
+        self.beta_schedule = BetaSchedule(timesteps, schedule)
+        monai_scheduler = self.beta_schedule.scheduler(DDPMScheduler)
         self.num_timesteps = timesteps
-        self.schedule_name = schedule
         self.schedule = Schedule(monai_scheduler.betas.double(), torch.arange(timesteps))
 
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:

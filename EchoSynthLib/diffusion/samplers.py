@@ -1,4 +1,5 @@
-"""Samplers for the semantic diffusion model: a label map in, images out.
+"""Samplers of the diffusion families: the semantic diffusion model's (``sample``: a label map in, images
+out) and the integrators every noise-predicting or flow model shares (``solve``, ``solve_flow``).
 
 - ``ddpm``: ancestral sampling with the learned variance (the paper's 1000-step reference), on respaced
   timesteps when fewer steps are asked for;
@@ -6,7 +7,8 @@
 - ``dpm++``: diffusers' ``DPMSolverMultistepScheduler`` (DPM-Solver++ 2M), a second-order solver that
   needs far fewer steps;
 - ``dpm++sde``: the same scheduler's stochastic variant (SDE-DPM-Solver++ 2M), which, like ancestral
-  sampling, forgives an imperfect noise predictor better than the deterministic solvers.
+  sampling, forgives an imperfect noise predictor better than the deterministic solvers;
+- ``rflow``: Euler steps of a rectified-flow (flow-matching) model with MONAI's ``RFlowScheduler``.
 Every image has its own seeded CPU generator (image b of a call with ``seed`` s uses s + b), so an
 image does not depend on the batch it was drawn in or on the device (up to floating-point differences).
 """
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from EchoSynthLib.diffusion import SAMPLERS
+from EchoSynthLib.diffusion import EPSILON_SAMPLERS, SDM_SAMPLERS
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.errors import InputError
 
@@ -42,7 +45,7 @@ def _denoiser(
     return predict
 
 
-def _noise(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device) -> Tensor:
+def seeded_noise(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device) -> Tensor:
     """One (1, ...) draw per image from its own generator, stacked along the batch."""
     return torch.cat([torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generators]).to(
         device
@@ -62,13 +65,15 @@ def sample(
     progress: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """Images (B, 1, H, W) in [-1, 1] for one-hot label maps ``seg`` (B, C, H, W); image b uses seed + b."""
-    if sampler not in SAMPLERS:
-        raise InputError(f"unknown sampler '{sampler}' (known: {', '.join(SAMPLERS)})")
+    if sampler not in SDM_SAMPLERS:
+        raise InputError(
+            f"unknown sampler '{sampler}' for semantic diffusion (it has: {', '.join(SDM_SAMPLERS)})"
+        )
     if not 1 <= steps <= diffusion.num_timesteps:
         raise InputError(f"steps must be in 1..{diffusion.num_timesteps}, got {steps}")
     generators = [torch.Generator().manual_seed(int(seed) + b) for b in range(seg.shape[0])]
     device = seg.device
-    x = _noise((seg.shape[0], 1, *seg.shape[2:]), generators, device)
+    x = seeded_noise((seg.shape[0], 1, *seg.shape[2:]), generators, device)
     predict = _denoiser(model, seg, guidance_scale)
     if sampler == "ddpm":
         x = _ancestral(predict, x, diffusion, steps, generators, progress)
@@ -85,7 +90,7 @@ def _ancestral(predict, x: Tensor, diffusion: GaussianDiffusion, steps: int, gen
         position = torch.full((x.shape[0],), index, dtype=torch.long)
         mean, log_variance, _ = diffusion.p_mean_log_variance(schedule, output, x, position, clip=True)
         x = (
-            mean + torch.exp(0.5 * log_variance) * _noise(x.shape, generators, x.device)
+            mean + torch.exp(0.5 * log_variance) * seeded_noise(x.shape, generators, x.device)
             if index > 0
             else mean
         )
@@ -97,11 +102,54 @@ def _ancestral(predict, x: Tensor, diffusion: GaussianDiffusion, steps: int, gen
 def _solver(
     predict, x: Tensor, diffusion: GaussianDiffusion, sampler: str, steps: int, generators, progress
 ) -> Tensor:
-    betas = diffusion.schedule.betas.float()
+    def eps(x: Tensor, t: Tensor) -> Tensor:
+        return predict(x, t)[:, :1].float()
+
+    return solve(eps, x, diffusion.beta_schedule, sampler, steps, generators, progress, clip=True)
+
+
+@dataclass(frozen=True)
+class BetaSchedule:
+    """A discrete noise schedule by MONAI's name (``linear_beta``, ``scaled_linear_beta``, ``cosine``, ...)
+    and, for the linear ones, its first and last beta."""
+
+    timesteps: int = 1000
+    name: str = "cosine"
+    beta_start: float | None = None
+    beta_end: float | None = None
+
+    def scheduler(self, scheduler_type: type, **kwargs):
+        """A MONAI scheduler of ``scheduler_type`` on this schedule."""
+        ends = {"beta_start": self.beta_start, "beta_end": self.beta_end}
+        ends = {k: v for k, v in ends.items() if v is not None}
+        return scheduler_type(self.timesteps, schedule=self.name, **ends, **kwargs)
+
+    @property
+    def betas(self) -> Tensor:
+        """The betas (float32), from MONAI's DDPM scheduler."""
+        from monai.networks.schedulers import DDPMScheduler
+
+        return self.scheduler(DDPMScheduler).betas.float()
+
+
+def solve(
+    predict_eps: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    schedule: BetaSchedule,
+    sampler: str,
+    steps: int,
+    generators: list[torch.Generator],
+    progress: Callable[[int, int], None] | None = None,
+    clip: bool = False,
+) -> Tensor:
+    """Integrate a noise-predicting (epsilon) model from the noise ``x`` with ``steps`` of ``sampler``
+    (one of EPSILON_SAMPLERS); ``clip`` keeps the predicted x_0 in [-1, 1] (pixels; not for latents)."""
+    if sampler not in EPSILON_SAMPLERS:
+        raise InputError(f"unknown sampler '{sampler}' here (known: {', '.join(EPSILON_SAMPLERS)})")
     if sampler == "ddim":
         from monai.networks.schedulers import DDIMScheduler
 
-        scheduler = DDIMScheduler(diffusion.num_timesteps, schedule=diffusion.schedule_name, clip_sample=True)
+        scheduler = schedule.scheduler(DDIMScheduler, clip_sample=clip)
         scheduler.set_timesteps(steps)
 
         def step(eps: Tensor, t: Tensor, sample: Tensor) -> Tensor:
@@ -110,15 +158,15 @@ def _solver(
         from diffusers import DPMSolverMultistepScheduler
 
         scheduler = DPMSolverMultistepScheduler(
-            num_train_timesteps=diffusion.num_timesteps,
-            trained_betas=betas.numpy(),
+            num_train_timesteps=schedule.timesteps,
+            trained_betas=schedule.betas.numpy(),
             algorithm_type="sde-dpmsolver++" if sampler == "dpm++sde" else "dpmsolver++",
             solver_order=2,
             prediction_type="epsilon",
             lower_order_final=True,
             # Clip the predicted x_0 to the data range at every step, as the DDPM and DDIM paths do: the
             # cosine schedule's last alpha-bar is ~1e-8, so unclipped x_0 estimates explode there.
-            thresholding=True,
+            thresholding=clip,
             dynamic_thresholding_ratio=1.0,
             sample_max_value=1.0,
         )
@@ -127,13 +175,34 @@ def _solver(
             scheduler.set_timesteps(steps)
 
         def step(eps: Tensor, t: Tensor, sample: Tensor) -> Tensor:
-            noise = _noise(sample.shape, generators, sample.device) if sampler == "dpm++sde" else None
+            noise = seeded_noise(sample.shape, generators, sample.device) if sampler == "dpm++sde" else None
             return scheduler.step(eps, t, sample, variance_noise=noise).prev_sample
 
     timesteps = list(scheduler.timesteps)
     for done, t in enumerate(timesteps):
-        eps = predict(x, t)[:, :1].float()
-        x = step(eps, t, x)
+        x = step(predict_eps(x, t).float(), t, x)
         if progress is not None:
             progress(done + 1, len(timesteps))
+    return x
+
+
+def solve_flow(
+    predict_velocity: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    timesteps: int,
+    steps: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tensor:
+    """Integrate a rectified-flow model (velocity x_0 - noise, MONAI's ``RFlowScheduler`` convention) from
+    the noise ``x`` at t = ``timesteps`` to t = 0 in ``steps`` Euler steps."""
+    from monai.networks.schedulers import RFlowScheduler
+
+    scheduler = RFlowScheduler(timesteps, use_discrete_timesteps=True)
+    scheduler.set_timesteps(steps)
+    times = [int(t) for t in scheduler.timesteps]
+    for done, (t, following) in enumerate(zip(times, [*times[1:], 0], strict=True)):
+        velocity = predict_velocity(x, torch.tensor(t)).float()
+        x = scheduler.step(velocity, t, x, following)[0]
+        if progress is not None:
+            progress(done + 1, len(times))
     return x

@@ -85,8 +85,28 @@ ENCODER = register(Family("features", "echoencoder2d", IMAGE_TO_FEATURES, "EchoS
 AUTOENCODER = register(
     Family("autoencoder", "autoencoder", IMAGE_TO_LATENTS, "EchoSynthLib.models.autoencoder")
 )
+# The latent diffusion models: one folder, one config and trainer, two tasks (so two families).
+LATENT = register(
+    Family(
+        "latent",
+        "latent-synthesis",
+        LABELS_TO_IMAGE,
+        "EchoSynthLib.models.latent",
+        ("steps", "sampler", "guidance_scale", "plane", "slice_index"),
+    )
+)
+LATENT_PAIRS = register(
+    Family(
+        "latent-pairs",
+        "latent-pairs",
+        NOTHING_TO_PAIRS,
+        "EchoSynthLib.models.latent.pairs",
+        ("steps", "sampler"),
+    )
+)
 SDM_KIND, SEGMENTER_KIND, ENCODER_KIND = SDM.kind, SEGMENTER.kind, ENCODER.kind
 AUTOENCODER_KIND = AUTOENCODER.kind
+LATENT_KINDS = (LATENT.kind, LATENT_PAIRS.kind)
 
 
 def _load_plugins() -> None:

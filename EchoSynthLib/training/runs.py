@@ -37,6 +37,17 @@ def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
 MAIN = "model"  # the network of a one-network family
 
 
+def ema_average(decay: float):
+    """EMA with warm-up: the rate min(decay, (1 + n) / (10 + n)) after n updates, so short runs and the
+    first steps of long ones are not dominated by the random initial weights."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        rate = min(decay, (1.0 + float(count)) / (10.0 + float(count)))
+        return averaged + (current - averaged) * (1.0 - rate)
+
+    return average
+
+
 class StepBatches(torch.utils.data.Sampler):
     """Batch indices for steps ``start``..``stop - 1``: the global batch of a step is drawn from a generator
     seeded (seed, step), and this process gets its share of it (``rank``)."""

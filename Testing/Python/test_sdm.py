@@ -260,6 +260,8 @@ def test_bad_label_maps_are_refused(synthesizer, odd_map):
         synthesizer.synthesize(odd_map.with_array(np.zeros_like(odd_map.array)), steps=2)
     with pytest.raises(InputError, match="sampler"):
         synthesizer.synthesize(odd_map, steps=2, sampler="euler")
+    with pytest.raises(InputError, match="rflow"):  # a flow sampler, for flow models only
+        synthesizer.synthesize(odd_map, steps=2, sampler="rflow")
     with pytest.raises(InputError, match="steps"):
         synthesizer.synthesize(odd_map, steps=0)
 

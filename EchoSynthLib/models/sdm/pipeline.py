@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from EchoSynthLib.checks import check_number, check_seed
-from EchoSynthLib.data.labels import Structure, require_heart
+from EchoSynthLib.data.labels import require_heart
 from EchoSynthLib.data.planes import slice_of
-from EchoSynthLib.data.sector import SectorGeometry
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import sample
@@ -28,20 +27,11 @@ from EchoSynthLib.models.families import SDM_KIND
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
-from EchoSynthLib.preprocessing.resample import Grid, resample, target_grid
+from EchoSynthLib.preprocessing.resample import Grid
 from EchoSynthLib.sampling.generators import Progress
+from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
 
 KIND = SDM_KIND
-
-
-def with_sector(labels: Volume) -> Volume:
-    """The map itself if it draws a sector class, else with the widest default sector added."""
-    if (labels.array == Structure.SECTOR.label).any():
-        return labels
-    sector = SectorGeometry.default_for(labels).mask(labels)
-    array = labels.array.astype(np.uint8, copy=True)
-    array[(array == Structure.BACKGROUND.label) & sector] = Structure.SECTOR.label
-    return labels.with_array(array)
 
 
 @dataclass
@@ -78,11 +68,8 @@ class Synthesizer:
 
     def conditioning(self, labels: Volume) -> tuple[torch.Tensor, Grid]:
         """The one-hot map (1, C, S, S) in the model's classes, and the model grid it lies on."""
-        require_heart(labels.array)
         size = self.config.image_size
-        grid = target_grid(labels, (size, size), "pad")
-        on_grid = resample(labels.with_array(labels.array.astype(np.uint8)), grid, labels=True).array[0]
-        one_hot = self.config.classes.one_hot_canonical(on_grid)
+        one_hot, grid = model_conditioning(labels, self.config.classes, (size, size))
         return torch.from_numpy(one_hot[np.newaxis]), grid
 
     def synthesize(
@@ -112,7 +99,6 @@ class Synthesizer:
             self.to(device)
         target = with_sector(slice_of(labels, slice_index, plane))
         seg, grid = self.conditioning(target)
-        sector = target.array != Structure.BACKGROUND.label
         images: list[Volume] = []
         batches = -(-n // batch_size)
         for batch_index, start in enumerate(range(0, n, batch_size)):
@@ -133,12 +119,7 @@ class Synthesizer:
                 guidance_scale=guidance_scale,
                 progress=advance,
             )
-            for image in out.float().cpu().numpy():
-                on_grid = Volume((image + 1.0) * 127.5, grid.spacing, grid.origin, grid.direction)
-                back = resample(on_grid, Grid.of(target), labels=False).array
-                images.append(
-                    target.with_array(np.where(sector, np.clip(np.rint(back), 0, 255), 0).astype(np.uint8))
-                )
+            images.extend(image_back_onto(target, image, grid) for image in out.float().cpu().numpy())
         return images
 
 

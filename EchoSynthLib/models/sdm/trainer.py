@@ -27,28 +27,17 @@ from EchoSynthLib.models.sdm.config import RUN_DEFAULTS, SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
 from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.training.cards import model_card, training_provenance
-from EchoSynthLib.training.runs import StepTrainer, TrainState, run_config, step_generator
+from EchoSynthLib.training.runs import StepTrainer, TrainState, ema_average, run_config, step_generator
 
 KIND = SDM_KIND
 VAL_CASES = 32
 GRID_CASES = 8
 
 
-def _ema_average(decay: float):
-    """EMA with warm-up: the rate min(decay, (1 + n) / (10 + n)) after n updates, so short runs and the
-    first steps of long ones are not dominated by the random initial weights."""
-
-    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        rate = min(decay, (1.0 + float(count)) / (10.0 + float(count)))
-        return averaged + (current - averaged) * (1.0 - rate)
-
-    return average
-
-
 def _new_state(config: SDMConfig, device: torch.device) -> TrainState:
     torch.manual_seed(config.seed)
     model = build_sdm(config).to(device)
-    ema = AveragedModel(model, avg_fn=_ema_average(config.ema_decay), use_buffers=True)
+    ema = AveragedModel(model, avg_fn=ema_average(config.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )

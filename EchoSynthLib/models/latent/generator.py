@@ -1,0 +1,58 @@
+"""The label-conditioned latent model as a ``sampling.generators`` Generator (``synthesize``, the worker,
+the Slicer panel): 2D models take a plane of a 3D map, 3D models the whole map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.models.latent.pipeline import LatentModel
+from EchoSynthLib.sampling.generators import GeneratorSettings, Progress
+from EchoSynthLib.sampling.options import sampling_option
+
+
+@dataclass
+class LatentGenerator:
+    """A loaded label-conditioned latent model with its sampling settings."""
+
+    model: LatentModel
+    steps: int
+    sampler: str
+    guidance_scale: float = 1.0
+    plane: str = "ij"
+    slice_index: int | None = None
+    description: str = field(default="")
+
+    @classmethod
+    def of(cls, model: LatentModel, settings: GeneratorSettings) -> LatentGenerator:
+        """The generator for ``settings``, checked. The default sampler means the model's own default (a
+        rectified-flow model has only ``rflow``)."""
+        sampler = settings.sampler
+        if sampler == sampling_option("sampler").default and sampler not in model.process.samplers:
+            sampler = model.process.samplers[0]
+        model.check_sampling(sampler, settings.steps, settings.guidance_scale)
+        return cls(
+            model, settings.steps, sampler, settings.guidance_scale, settings.plane, settings.slice_index
+        )
+
+    def __post_init__(self) -> None:
+        if not self.description:
+            config = self.model.config
+            what = f"{config.spatial_dims}D latent model {self.model.source.name} on {self.model.device}"
+            self.description = f"{what}: {self.sampler}, {self.steps} steps"
+
+    def prepare(self, labels: Volume) -> Volume:
+        """The map the model works on (see ``LatentModel.prepare``), checked."""
+        return self.model.prepare(labels, self.plane, self.slice_index)
+
+    def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
+        """``n`` images of a prepared map."""
+        return self.model.synthesize(
+            labels,
+            n=n,
+            steps=self.steps,
+            sampler=self.sampler,
+            seed=seed,
+            guidance_scale=self.guidance_scale,
+            progress=None if progress is None else (lambda done, total: progress(done / total)),
+        )

@@ -1,0 +1,238 @@
+"""Inference of the latent diffusion models, 2D and 3D.
+
+``LatentModel.load(folder)`` reads a package (the EMA denoiser and the autoencoder it was trained on);
+``synthesize(labels, n, ...)`` makes images that follow a label map, on the map's own grid (resampled to
+the model's grid and back as the semantic diffusion model does, ``sampling.grids``); ``generate_pairs(n,
+...)`` makes image + label map pairs from nothing (DIFF-3) on the training grid, probe at the top.
+``draw`` is the sampling loop both use, and the trainers' sample grids too.
+
+MONAI's ``LatentDiffusionInferer`` is not used for sampling: it runs its own scheduler loop (no progress
+callback for a cancellable Slicer job, one random generator for a batch where each EchoSynth image has its
+own seed, and no DPM-Solver++); its pieces (MONAI's schedulers, the autoencoder's decode and the latent
+scale factor) are used here directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from EchoSynthLib.checks import check_number, check_seed
+from EchoSynthLib.data.labels import Structure
+from EchoSynthLib.data.planes import slice_of
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.diffusion.processes import NoiseProcess
+from EchoSynthLib.diffusion.samplers import BetaSchedule, seeded_noise
+from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
+from EchoSynthLib.models.autoencoder.network import build_autoencoder
+from EchoSynthLib.models.device import pick_device
+from EchoSynthLib.models.latent.cleanup import clean_labels
+from EchoSynthLib.models.latent.config import LatentConfig
+from EchoSynthLib.models.latent.network import Denoiser
+from EchoSynthLib.models.package import load_weights, read_package_header
+from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
+
+AUTOENCODER = "autoencoder"  # the package component holding the autoencoder's weights
+Steps = Callable[[int, int], None]
+
+
+def noise_process(config: LatentConfig) -> NoiseProcess:
+    """The noise process of ``config``."""
+    schedule = BetaSchedule(config.timesteps, config.schedule, config.beta_start, config.beta_end)
+    return NoiseProcess(config.process, schedule)
+
+
+@torch.no_grad()
+def draw(
+    denoiser: torch.nn.Module,
+    process: NoiseProcess,
+    config: LatentConfig,
+    count: int,
+    seg: torch.Tensor | None,
+    *,
+    sampler: str,
+    steps: int,
+    seed: int,
+    guidance_scale: float = 1.0,
+    progress: Steps | None = None,
+) -> torch.Tensor:
+    """``count`` latents (scaled back to the autoencoder's range); latent b uses seed + b. ``seg``: the
+    one-hot map (1 or count, C, ...) of a conditioned model; ``guidance_scale`` != 1 mixes in the
+    prediction without it (classifier-free guidance; the model must have been trained with label
+    dropout)."""
+    device = next(denoiser.parameters()).device
+    generators = [torch.Generator().manual_seed(int(seed) + b) for b in range(count)]
+    noise = seeded_noise((count, *config.latent_shape), generators, device)
+    if seg is not None:
+        seg = seg.to(device).expand(count, *seg.shape[1:])
+
+    def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        steps_in = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
+        if seg is None or guidance_scale == 1.0:
+            return denoiser(x, steps_in, seg)
+        both = denoiser(
+            torch.cat([x, x]), torch.cat([steps_in, steps_in]), torch.cat([seg, torch.zeros_like(seg)])
+        )
+        conditional, unconditional = both.chunk(2)
+        return unconditional + guidance_scale * (conditional - unconditional)
+
+    latents = process.integrate(predict, noise, sampler, steps, generators, progress)
+    return latents / config.scale_factor
+
+
+@dataclass
+class LatentModel:
+    """A loaded latent diffusion model (EMA denoiser + autoencoder) ready to sample."""
+
+    config: LatentConfig
+    denoiser: torch.nn.Module
+    autoencoder: torch.nn.Module
+    device: torch.device
+    source: Path
+    process: NoiseProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.process = noise_process(self.config)
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        device: str | torch.device = "auto",
+        warn: Callable[[str], None] | None = None,
+        kind: str | None = None,
+    ) -> LatentModel:
+        """Load a latent model package (of ``kind`` if given: the task asked for); anything else is an
+        InputError. A GPU asked for where there is none falls back to the CPU with ``warn``."""
+        from EchoSynthLib.models.families import LATENT_KINDS
+        from EchoSynthLib.models.registry import resolve_model
+
+        folder = resolve_model(folder)
+        header = read_package_header(folder)
+        wanted = (kind,) if kind else LATENT_KINDS
+        if header["kind"] not in wanted:
+            raise InputError(f"{folder}: is a '{header['kind']}' model, expected {' or '.join(wanted)}")
+        config = LatentConfig.from_dict(header["settings"])
+        autoencoder_config = AutoencoderConfig.from_dict(config.autoencoder_settings)
+        denoiser = load_weights(folder, Denoiser(config)).eval()
+        autoencoder = load_weights(folder, build_autoencoder(autoencoder_config), AUTOENCODER).eval()
+        resolved = pick_device(device, warn)
+        return cls(config, denoiser.to(resolved), autoencoder.to(resolved), resolved, Path(folder))
+
+    def check_sampling(self, sampler: str, steps: int, guidance_scale: float) -> None:
+        """InputError for settings this model cannot sample with."""
+        self.process.check(sampler, steps)
+        check_number(guidance_scale, "guidance scale", minimum=0.0)
+        if guidance_scale != 1.0 and not (self.config.conditioned and self.config.label_dropout > 0):
+            raise InputError(
+                "classifier-free guidance needs a label-conditioned model trained with label_dropout > 0"
+            )
+
+    def _batches(
+        self,
+        n: int,
+        seg: torch.Tensor | None,
+        sampler: str,
+        steps: int,
+        seed: int,
+        guidance_scale: float,
+        batch_size: int,
+        progress: Steps | None,
+    ):
+        """Decoded outputs (B, C, ...) batch by batch; progress counts sampler steps over all batches."""
+        if n < 1 or batch_size < 1:
+            raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
+        check_seed(seed, n)
+        self.check_sampling(sampler, steps, guidance_scale)
+        batches = -(-n // batch_size)
+        for index, start in enumerate(range(0, n, batch_size)):
+
+            def advance(step: int, total: int, index: int = index) -> None:
+                if progress is not None:
+                    progress(index * total + step, batches * total)
+
+            count = min(batch_size, n - start)
+            latents = draw(
+                self.denoiser,
+                self.process,
+                self.config,
+                count,
+                seg,
+                sampler=sampler,
+                steps=steps,
+                seed=seed + start,
+                guidance_scale=guidance_scale,
+                progress=advance,
+            )
+            with torch.no_grad():
+                yield self.autoencoder.decode(latents).float().cpu()
+
+    def prepare(self, labels: Volume, plane: str = "ij", slice_index: int | None = None) -> Volume:
+        """The map a conditioned model works on: a 2D model takes a plane of a 3D map, a 3D model needs a
+        3D map; a sector is added where the map has none. Checked (heart present, known labels)."""
+        if not self.config.conditioned:
+            raise InputError(f"{self.source}: a paired-generation model takes no label map (use generate)")
+        labels = Volume.of(labels)
+        if self.config.spatial_dims == 3 and labels.is_2d:
+            raise InputError(f"{self.source}: a 3D model needs a 3D label map, got a 2D one")
+        target = slice_of(labels, slice_index, plane) if self.config.spatial_dims == 2 else labels
+        target = with_sector(target)
+        model_conditioning(target, self.config.classes, self.config.image_shape)  # checks the map
+        return target
+
+    def synthesize(
+        self,
+        labels: Volume | np.ndarray,
+        n: int = 1,
+        steps: int = 25,
+        sampler: str | None = None,
+        seed: int = 0,
+        guidance_scale: float = 1.0,
+        batch_size: int = 16,
+        progress: Steps | None = None,
+        plane: str = "ij",
+        slice_index: int | None = None,
+    ) -> list[Volume]:
+        """``n`` uint8 images following a canonical label map, each on the (prepared) map's grid; image k
+        uses seed + k. ``sampler`` None: the model's default."""
+        target = self.prepare(labels, plane, slice_index)
+        one_hot, grid = model_conditioning(target, self.config.classes, self.config.image_shape)
+        seg = torch.from_numpy(one_hot[np.newaxis])
+        sampler = sampler or self.process.samplers[0]
+        images: list[Volume] = []
+        for output in self._batches(n, seg, sampler, steps, seed, guidance_scale, batch_size, progress):
+            images.extend(image_back_onto(target, image[0].clamp(-1, 1).numpy(), grid) for image in output)
+        return images
+
+    def generate_pairs(
+        self,
+        n: int = 1,
+        steps: int = 25,
+        sampler: str | None = None,
+        seed: int = 0,
+        batch_size: int = 16,
+        progress: Steps | None = None,
+    ) -> list[tuple[Volume, Volume]]:
+        """``n`` (uint8 image, canonical label map) pairs on the training grid (its spacing, origin 0, probe
+        at the top); the labels are the decoded logits' argmax, cleaned (``cleanup``), and the image is
+        black outside the sector."""
+        if self.config.conditioned:
+            raise InputError(f"{self.source}: a label-conditioned model needs a label map (use synthesize)")
+        layout = self.config.classes
+        pairs = []
+        sampler = sampler or self.process.samplers[0]
+        for output in self._batches(n, None, sampler, steps, seed, 1.0, batch_size, progress):
+            for item in output.numpy():
+                labels = clean_labels(layout.to_canonical(layout.channel_values[item[1:].argmax(0)]))
+                grey = np.rint((np.clip(item[0], -1, 1) + 1.0) * 127.5)
+                if layout.has(Structure.SECTOR):
+                    grey = np.where(labels == Structure.BACKGROUND.label, 0, grey)
+                shape = labels.shape if labels.ndim == 3 else (1, *labels.shape)
+                image = Volume(grey.reshape(shape).astype(np.uint8), self.config.spacing)
+                pairs.append((image, image.with_array(labels.reshape(shape))))
+        return pairs
