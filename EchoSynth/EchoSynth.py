@@ -24,7 +24,8 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-SAMPLERS = ["dpm++sde", "dpm++", "ddim", "ddpm"]
+SAMPLERS = ["dpm++sde", "dpm++", "ddim", "ddpm", "rflow"]
+MODES = ["synthesize", "generate"]  # from a label map; or new cases (image + labels) from nothing
 DEVICES = ["auto", "cpu", "gpu"]
 PLANES = ["ij", "kj"]
 POLL_INTERVAL_MS = 100
@@ -74,6 +75,7 @@ class EchoSynthParameterNode:
     inputNode: Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode, None]  # noqa: UP007
     referenceVolume: slicer.vtkMRMLScalarVolumeNode
     generator: str = "simulator"
+    mode: Annotated[str, Choice(MODES)] = "synthesize"
     # The sampling parameters below mirror EchoSynthLib.sampling.options.SAMPLING_OPTIONS (names, defaults,
     # ranges, choices; a test holds them equal). They are spelled out because Slicer's wrapper reads class
     # annotations when this file loads, before the library may be imported (an old Slicer's Python 3.9).
@@ -90,14 +92,15 @@ class EchoSynthParameterNode:
 
 def optionsFromParameters(parameters):
     """The synthesis options (EchoSynthScene.synthesis.SynthesisOptions keywords) of a parameter node; the
-    sampling options come from their one declaration (EchoSynthLib.sampling.options)."""
+    sampling options come from their one declaration (EchoSynthLib.sampling.options). In generate mode
+    ``samples`` is the number of cases and there is no augmentation."""
     from EchoSynthLib.sampling.options import SAMPLING_OPTIONS
 
     options = {
         "generator": parameters.generator,
         "n": parameters.samples,
         "seed": parameters.seed,
-        "augment": parameters.augment,
+        "augment": parameters.augment if parameters.mode == "synthesize" else 0,
         "device": parameters.device,
     }
     options.update({o.name: o.from_panel(getattr(parameters, o.panel)) for o in SAMPLING_OPTIONS})
@@ -138,6 +141,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.generateButton.connect("clicked(bool)", self.onGenerateButton)
         self.ui.generatorSelector.connect("currentIndexChanged(int)", self.onGeneratorChanged)
+        self.ui.modeSelector.connect("currentIndexChanged(int)", self.onModeChanged)
         self.ui.browseModelButton.connect("clicked(bool)", self.onBrowseModel)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
         self.ui.addModelFolderButton.connect("clicked(bool)", self.onAddModelFolder)
@@ -189,18 +193,44 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanGenerate)
-            self._selectGenerator(self._parameterNode.generator)
+            self._showMode()
             self._checkCanGenerate()
 
     # --- generator list --------------------------------------------------------------------------
 
+    def _task(self):
+        """The library task of the panel's mode."""
+        from EchoSynthLib.models.families import LABELS_TO_IMAGE, NOTHING_TO_PAIRS
+
+        generate = self._parameterNode is not None and self._parameterNode.mode == "generate"
+        return NOTHING_TO_PAIRS if generate else LABELS_TO_IMAGE
+
+    def onModeChanged(self, index):
+        """Another mode: its generators (the simulator or paired models); the first one is chosen."""
+        if self._parameterNode is None or index < 0:
+            return
+        from EchoSynthScene.models import generator_choices
+
+        # This slot may run before the parameter node's own binding has stored the new mode.
+        self._parameterNode.mode = self.ui.modeSelector.itemText(index)
+        choices = generator_choices(self._task())
+        self._parameterNode.generator = choices[0].spec if choices else ""
+        self._showMode()
+
+    def _showMode(self):
+        """The generator list of the mode, and the inputs enabled only when synthesizing from a map."""
+        self.refreshGenerators()
+        generate = self._parameterNode.mode == "generate"
+        self.ui.inputSelector.enabled = self.ui.referenceSelector.enabled = not generate
+
     def refreshGenerators(self):
-        """Fill the Generator list (simulator, installed models) and the model manager's list."""
+        """Fill the Generator list (the mode's: simulator and label-conditioned models, or paired models)
+        and the model manager's list."""
         from EchoSynthScene.models import generator_choices
 
         self.ui.generatorSelector.blockSignals(True)
         self.ui.generatorSelector.clear()
-        for choice in generator_choices():
+        for choice in generator_choices(self._task()):
             self.ui.generatorSelector.addItem(choice.label, choice.spec)
         self.ui.generatorSelector.blockSignals(False)
         if self._parameterNode:
@@ -209,6 +239,8 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _selectGenerator(self, spec):
         index = self.ui.generatorSelector.findData(spec)
+        if index < 0 and not spec:
+            return
         if index < 0:  # a model folder picked by hand
             self.ui.generatorSelector.addItem(f"Folder: {spec}", spec)
             index = self.ui.generatorSelector.count - 1
@@ -227,7 +259,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
                 from EchoSynthScene.models import checked_model_folder
 
-                spec = checked_model_folder(folder)
+                spec = checked_model_folder(folder, self._task())
                 self._parameterNode.generator = spec
                 self._selectGenerator(spec)
 
@@ -242,7 +274,9 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.generateButton.text = "Generate"
         problem = self.logic.missingInput(self._parameterNode)
         self.ui.generateButton.enabled = problem is None
-        self.ui.generateButton.toolTip = problem or "Synthesize echo images for the input label map"
+        generate = self._parameterNode is not None and self._parameterNode.mode == "generate"
+        done = "Generate new cases (echo + segmentation) in a new study" if generate else None
+        self.ui.generateButton.toolTip = problem or done or "Synthesize echo images for the input label map"
 
     def onGenerateButton(self):
         if self._run is not None:
@@ -389,17 +423,22 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def missingInput(parameters):
         """What stops Generate (a sentence for the button's tooltip), or None when inputs are valid."""
-        from EchoSynthScene.synthesis import input_problem
+        from EchoSynthScene.synthesis import generation_problem, input_problem
 
         if parameters is None:
             return "No parameter node"
+        if parameters.mode == "generate":
+            return generation_problem(parameters.generator)
         return input_problem(parameters.inputNode, parameters.generator)
 
     def startSynthesis(self, parameters):
-        """Start a background run for the panel (EchoSynthScene.synthesis.BackgroundSynthesis)."""
-        from EchoSynthScene.synthesis import BackgroundSynthesis, SynthesisOptions
+        """Start a background run for the panel (EchoSynthScene.synthesis.BackgroundSynthesis, or
+        BackgroundGeneration in generate mode)."""
+        from EchoSynthScene.synthesis import BackgroundGeneration, BackgroundSynthesis, SynthesisOptions
 
         options = SynthesisOptions.from_keywords(**optionsFromParameters(parameters))
+        if parameters.mode == "generate":
+            return BackgroundGeneration(slicer.mrmlScene, options)
         return BackgroundSynthesis(parameters.inputNode, options, parameters.referenceVolume)
 
     def synthesize(
@@ -417,6 +456,17 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
 
         dependencies.ensure(dependencies.needs_for(model, options.get("augment", 0)), ask=True)
         return synthesis.synthesize(inputNode, referenceVolumeNode, progress, generator=model, n=n, **options)
+
+    def generateCases(self, model, n=1, progress=None, **options):
+        """Blocking: ``n`` new cases (echo volume + segmentation, in a new study) from a paired-generation
+        model (an installed name or a folder). Other options: seed, steps, sampler, device."""
+        problem = slicerVersionProblem(slicer.app)
+        if problem:
+            raise RuntimeError(problem)
+        from EchoSynthScene import dependencies, synthesis
+
+        dependencies.ensure(dependencies.needs_for(model, 0), ask=True)
+        return synthesis.generate_cases(slicer.mrmlScene, progress, generator=model, n=n, **options)
 
 
 class EchoSynthTest(ScriptedLoadableModuleTest):

@@ -20,10 +20,12 @@ class GeneratorChoice:
 
 
 def generator_choices(task: str = LABELS_TO_IMAGE) -> list[GeneratorChoice]:
-    """The simulator first, then every installed model that performs ``task`` (bundled, then cached)."""
+    """Every installed model that performs ``task`` (bundled, then cached), after the simulator for label
+    map -> image."""
     from EchoSynthLib.models.registry import installed_models
 
-    choices = [GeneratorChoice("Simulator (training-free, 2D and 3D)", SIMULATOR)]
+    simulator = GeneratorChoice("Simulator (training-free, 2D and 3D)", SIMULATOR)
+    choices = [simulator] if task == LABELS_TO_IMAGE else []
     for model in installed_models():
         if task_of(model.kind) == task:
             label = f"{model.name} {model.version} ({model.source}, {model.kind})"

@@ -4,6 +4,8 @@
 job folder; a worker (``EchoSynthLib.jobs``) makes the images there; ``import_results`` turns its
 ``result.json`` into new nodes, all of them or none. The scene is not touched until the worker has
 finished, so a cancelled or failed run leaves it as it was. ``synthesize`` does all three, blocking.
+"Generate cases" is the same with no input: ``prepare_generation`` writes a 'generate' job for a paired
+model, and ``import_cases`` adds each case's volume and segmentation to a new study.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import slicer
+
 from EchoSynthLib.data.io import read_image, read_label_map, write_label_map
 from EchoSynthLib.data.labels import require_heart
 from EchoSynthLib.jobs.process import JobEvent, JobProcess
-from EchoSynthLib.jobs.spec import JobSpec, SynthesisOptions, read_result
+from EchoSynthLib.jobs.spec import GENERATE, JobSpec, SynthesisOptions, read_pairs, read_result
 from EchoSynthScene.labels import add_segmentation_node, is_label_input, label_map_from_node
-from EchoSynthScene.nodes import add_image_node, image_node, place_in_study, remove_nodes
+from EchoSynthScene.nodes import add_image_node, hierarchy_item, image_node, place_in_study, remove_nodes
 from EchoSynthScene.sequences import SequenceInput, add_output_sequence, frame_in_scene, sequence_of
 
 INPUTS_DIR = "inputs"
@@ -89,6 +93,44 @@ def prepare_job(input_node, folder: str | Path, options: SynthesisOptions, refer
     return SceneJob(folder, input_node, options, sequence)
 
 
+def generation_problem(generator: str) -> str | None:
+    """Why "Generate cases" cannot run yet (a sentence for the panel), or None."""
+    if not generator or generator == "simulator":
+        return "Choose a paired-generation model (it makes image + label cases from nothing)"
+    return None
+
+
+def prepare_generation(folder: str | Path, options: SynthesisOptions) -> SceneJob:
+    """Write a 'generate' job (``options.n`` cases of the paired model ``options.generator``)."""
+    if options.augment:
+        raise ValueError("'augment anatomy' needs an input label map; generated cases have none")
+    spec = JobSpec(task=GENERATE, **asdict(options))
+    spec.write(folder)
+    return SceneJob(Path(folder), None, options)
+
+
+def import_cases(job: SceneJob, scene, study_name: str = "EchoSynth generated cases") -> list:
+    """Each generated case as a volume and a segmentation node, in a new study (under a new subject) of
+    ``scene``. Either every node is added or, on any error, none (and no study)."""
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    subject = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), study_name)
+    study = hierarchy.CreateStudyItem(subject, f"{Path(job.options.generator).name}, seed {job.options.seed}")
+    added: list = []
+    try:
+        for k, (image, labels) in enumerate(read_pairs(job.folder)):
+            name = f"case {k + 1}"
+            volume = add_image_node(scene, read_image(job.folder / image), f"{name} echo")
+            segmentation = add_segmentation_node(scene, read_label_map(job.folder / labels), f"{name} labels")
+            for node in (volume, segmentation):
+                added.append(node)
+                hierarchy.SetItemParent(hierarchy_item(node), study)
+    except Exception:
+        remove_nodes(added)
+        hierarchy.RemoveItem(subject)
+        raise
+    return added
+
+
 def _tracks(job: SceneJob) -> dict[str, list[tuple[str, Path]]]:
     """Output name suffix -> ('image' | 'labels', file) per input frame, in frame order."""
     results, _ = read_result(job.folder)
@@ -154,13 +196,19 @@ class BackgroundSynthesis:
     kills the worker's process tree. Either way the temporary job folder is removed."""
 
     def __init__(self, input_node, options: SynthesisOptions, reference=None) -> None:
+        self._start(lambda folder: prepare_job(input_node, folder, options, reference))
+
+    def _start(self, prepare: Callable[[Path], SceneJob]) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="EchoSynth-"))
         try:
-            self.job = prepare_job(input_node, self.folder, options, reference)
+            self.job = prepare(self.folder)
             self.worker = start_worker(self.job)
         except BaseException:
             self.cleanup()
             raise
+
+    def _import(self) -> list:
+        return import_results(self.job)
 
     @property
     def running(self) -> bool:
@@ -182,13 +230,40 @@ class BackgroundSynthesis:
         """The new nodes of a finished run (JobFailed with the worker's message if it failed)."""
         try:
             self.worker.check()
-            return import_results(self.job)
+            return self._import()
         finally:
             self.cleanup()
 
     def cleanup(self) -> None:
         """Remove the job folder."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class BackgroundGeneration(BackgroundSynthesis):
+    """One "Generate cases" run (no input) in a worker process; ``finish()`` adds the cases to a new study
+    of ``scene``."""
+
+    def __init__(self, scene, options: SynthesisOptions) -> None:
+        self.scene = scene
+        self._start(lambda folder: prepare_generation(folder, options))
+
+    def _import(self) -> list:
+        return import_cases(self.job, self.scene)
+
+
+def generate_cases(scene, progress: Callable[[JobEvent], None] | None = None, **options) -> list:
+    """Blocking: generate ``n`` cases with the paired model ``generator`` and return the new nodes."""
+    return _wait(BackgroundGeneration(scene, SynthesisOptions.from_keywords(**options)), progress)
+
+
+def _wait(run: BackgroundSynthesis, progress: Callable[[JobEvent], None] | None) -> list:
+    """Block until ``run`` ends (cancelling it on any error or interrupt); its new nodes."""
+    try:
+        run.worker.wait(on_event=progress)
+    except BaseException:
+        run.cancel()
+        raise
+    return run.finish()
 
 
 def synthesize(
@@ -198,10 +273,6 @@ def synthesize(
     **options,
 ) -> list:
     """Blocking: synthesize for ``input_node`` in a worker process and return the new nodes."""
-    run = BackgroundSynthesis(input_node, SynthesisOptions.from_keywords(**options), reference)
-    try:
-        run.worker.wait(on_event=progress)
-    except BaseException:
-        run.cancel()
-        raise
-    return run.finish()
+    return _wait(
+        BackgroundSynthesis(input_node, SynthesisOptions.from_keywords(**options), reference), progress
+    )

@@ -177,17 +177,10 @@ def _run_generate(args: argparse.Namespace) -> None:
 
     from tqdm import tqdm
 
-    from EchoSynthLib.models.families import NOTHING_TO_PAIRS, require_task
-    from EchoSynthLib.models.package import read_package_header
-    from EchoSynthLib.models.registry import resolve_model
-    from EchoSynthLib.sampling.options import sampling_option
-    from EchoSynthLib.sampling.pairs import generate_pair_files
+    from EchoSynthLib.sampling.pairs import generate_pair_files, open_paired_model
 
-    folder = resolve_model(args.model)
-    family = require_task(read_package_header(folder)["kind"], NOTHING_TO_PAIRS, f"'{args.model}'")
-    model = family.load().open_model(folder, args.device, lambda m: print(f"warning: {m}", file=sys.stderr))
-    sampler = None if args.sampler == sampling_option("sampler").default else args.sampler
-    print(f"{model.config.spatial_dims}D paired model {folder.name} on {model.device}")
+    model = open_paired_model(args.model, args.device, lambda m: print(f"warning: {m}", file=sys.stderr))
+    print(f"{model.config.spatial_dims}D paired model {model.source.name} on {model.device}")
     with tqdm(total=args.n, desc="generate", unit="case", delay=0.5) as bar:
         written = generate_pair_files(
             model,
@@ -195,7 +188,7 @@ def _run_generate(args: argparse.Namespace) -> None:
             args.n,
             seed=args.seed,
             steps=args.steps,
-            sampler=sampler,
+            sampler=args.sampler,
             progress=lambda fraction: bar.update(fraction * args.n - bar.n),
         )
     print(f"wrote {2 * len(written)} files to {args.out}/")

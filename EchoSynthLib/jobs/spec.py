@@ -1,7 +1,9 @@
 """The job file: ``job.json`` in a job folder, naming input label files and the generator settings.
 
-Paths inside are relative to the job folder, so a folder can be moved or inspected as a whole. The worker
-writes ``output/`` (images, augmented label maps) and, last, ``result.json`` listing them per input.
+Two tasks: ``synthesize`` (images for input label maps) and ``generate`` (paired cases from a paired
+model, no input). Paths inside are relative to the job folder, so a folder can be moved or inspected as a
+whole. The worker writes ``output/`` (images, augmented label maps, generated pairs) and, last,
+``result.json`` listing them (per input, or as pairs).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ FORMAT_VERSION = 1
 JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
 OUTPUT_DIR = "output"
+SYNTHESIZE, GENERATE = "synthesize", "generate"
 
 
 @dataclass(frozen=True)
@@ -46,17 +49,23 @@ class SynthesisOptions(GeneratorSettings):
 
 @dataclass(frozen=True)
 class JobSpec(SynthesisOptions):
-    """A job: ``n`` images of every input label file (and of ``augment`` new anatomies of each)."""
+    """A job: ``n`` images of every input label file (and of ``augment`` new anatomies of each), or, with
+    ``task`` 'generate', ``n`` paired cases of a paired model and no input."""
 
     inputs: tuple[str, ...] = ()
     schema: str = "echosynth"
+    task: str = SYNTHESIZE
     format_version: int = field(default=FORMAT_VERSION)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
-        if not self.inputs:
+        if self.task not in (SYNTHESIZE, GENERATE):
+            raise InputError(f"unknown job task '{self.task}' (known: {SYNTHESIZE}, {GENERATE})")
+        if self.task == SYNTHESIZE and not self.inputs:
             raise InputError("a job needs at least one input label file")
+        if self.task == GENERATE and (self.inputs or self.augment):
+            raise InputError("a 'generate' job takes no input label file and no augmentation")
 
     def write(self, folder: str | Path) -> Path:
         """Write ``folder/job.json`` atomically."""
@@ -88,11 +97,18 @@ class InputResult:
     augmented: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
-def write_result(folder: str | Path, results: list[InputResult], warnings: list[str]) -> Path:
-    """Write ``folder/result.json`` atomically: the job is complete once it exists."""
+def write_result(
+    folder: str | Path,
+    results: list[InputResult],
+    warnings: list[str],
+    pairs: list[tuple[str, str]] | None = None,
+) -> Path:
+    """Write ``folder/result.json`` atomically: the job is complete once it exists. ``pairs``: the
+    (image, labels) files of a 'generate' job."""
     document = {
         "format_version": FORMAT_VERSION,
         "inputs": [asdict(r) for r in results],
+        "pairs": [list(p) for p in pairs or []],
         "warnings": warnings,
     }
     text = json.dumps(document, indent=1)
@@ -112,6 +128,12 @@ def read_result(folder: str | Path) -> tuple[list[InputResult], list[str]]:
         for item in document.get("inputs", [])
     ]
     return results, list(document.get("warnings", []))
+
+
+def read_pairs(folder: str | Path) -> list[tuple[str, str]]:
+    """The (image, labels) files of a finished 'generate' job, relative to its folder."""
+    document = read_json(Path(folder) / RESULT_FILE)
+    return [(str(image), str(labels)) for image, labels in document.get("pairs", [])]
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from EchoSynthLib.errors import EXIT_ERROR, run_main
-from EchoSynthLib.jobs.spec import OUTPUT_DIR, InputResult, JobSpec, write_result
+from EchoSynthLib.jobs.spec import GENERATE, OUTPUT_DIR, InputResult, JobSpec, write_result
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -34,6 +34,8 @@ def run_job(folder: str | Path, report: Report) -> list[InputResult]:
         warnings.append(message)
         report({"event": "warning", "message": message})
 
+    if spec.task == GENERATE:
+        return _generate(folder, spec, warn, report, warnings)
     generator = open_generator(spec, warn)
     report({"event": "start", "message": generator.description})
     outputs = synthesize_files(
@@ -59,6 +61,27 @@ def run_job(folder: str | Path, report: Report) -> list[InputResult]:
     write_result(folder, results, warnings)
     report({"event": "done", "message": f"{sum(len(o.images) for o in outputs)} images"})
     return results
+
+
+def _generate(folder: Path, spec: JobSpec, warn, report: Report, warnings: list[str]) -> list[InputResult]:
+    """A 'generate' job: ``n`` paired cases of a paired model into ``output/``."""
+    from EchoSynthLib.sampling.pairs import generate_pair_files, open_paired_model
+
+    model = open_paired_model(spec.generator, spec.device, warn)
+    report({"event": "start", "message": f"paired model {model.source.name} on {model.device}"})
+    written = generate_pair_files(
+        model,
+        folder / OUTPUT_DIR,
+        spec.n,
+        seed=spec.seed,
+        steps=spec.steps,
+        sampler=spec.sampler,
+        progress=lambda fraction: report({"event": "progress", "fraction": fraction, "message": "cases"}),
+    )
+    pairs = [(str(i.relative_to(folder)), str(lab.relative_to(folder))) for i, lab in written]
+    write_result(folder, [], warnings, pairs)
+    report({"event": "done", "message": f"{len(pairs)} cases"})
+    return []
 
 
 def _print_event(event: dict[str, Any]) -> None:

@@ -22,6 +22,24 @@ def pair_names(n: int, first: int = 0, prefix: str = "case") -> list[tuple[str, 
     ]
 
 
+def open_paired_model(name: str, device: str = "auto", warn: Callable[[str], None] | None = None):
+    """The paired-generation model ``name`` (an installed name or a package folder), loaded; an InputError
+    names a package of another task."""
+    from EchoSynthLib.models.families import NOTHING_TO_PAIRS, kinds_for, require_task
+    from EchoSynthLib.models.package import read_package_header
+    from EchoSynthLib.models.registry import resolve_model
+    from EchoSynthLib.sampling.generators import SIMULATOR
+
+    if name == SIMULATOR:
+        raise InputError(
+            "the training-free simulator makes images of label maps; generating cases needs a "
+            f"paired-generation model (kinds: {', '.join(kinds_for(NOTHING_TO_PAIRS))})"
+        )
+    folder = resolve_model(name)
+    family = require_task(read_package_header(folder)["kind"], NOTHING_TO_PAIRS, f"'{name}'")
+    return family.load().open_model(folder, device, warn)
+
+
 def generate_pair_files(
     model,
     out_dir: str | Path,
@@ -33,10 +51,12 @@ def generate_pair_files(
     progress: Callable[[float], None] | None = None,
 ) -> list[tuple[Path, Path]]:
     """``n`` pairs of a loaded paired model (``models.latent.pipeline.LatentModel``) into ``out_dir``;
-    pair k uses seed + k. An existing file of the same name is an error (nothing is overwritten)."""
+    pair k uses seed + k; ``sampler`` as ``LatentModel.sampler_for`` reads it. An existing file of the same
+    name is an error (nothing is overwritten)."""
     if n < 1:
         raise InputError(f"n must be at least 1, got {n}")
     check_seed(seed, n)
+    model.check_sampling(model.sampler_for(sampler), steps, 1.0)  # before anything is written
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")

@@ -68,3 +68,61 @@ def tiny_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("caches") / "cache"  # never inside the dataset folder
     build_cache(scan_dataset("folder", root), cache, PrepareSettings(size=(32, 32)))
     return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_autoencoders(tiny_cache, tmp_path_factory):
+    """Two tiny autoencoders run folders on ``tiny_cache`` (60 steps each): image only ('image') and image
+    + labels ('pairs'); their packages are ``RUN/model``."""
+    from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
+    from EchoSynthLib.models.autoencoder.trainer import AutoencoderTrainer
+    from EchoSynthLib.models.settings import RunSettings
+
+    config = AutoencoderConfig(
+        channels=(8, 16),
+        norm_groups=8,
+        latent_channels=2,
+        phase_one_steps=1000,
+        discriminator_channels=8,
+        discriminator_layers=2,
+        batch_size=4,
+        learning_rate=3e-3,
+    )
+    run = RunSettings(
+        max_steps=60, workers=0, log_every=20, val_every=60, checkpoint_every=60, sample_every=60
+    )
+    root = tmp_path_factory.mktemp("autoencoders")
+    runs = {}
+    for name, with_labels in (("image", False), ("pairs", True)):
+        trainer = AutoencoderTrainer(
+            tiny_cache, root / name, config.with_overrides({"with_labels": with_labels}), "cpu", run
+        )
+        trainer.fit()
+        runs[name] = root / name
+    return runs
+
+
+TINY_DENOISER = {
+    "channels": [16, 32],
+    "attention_levels": [False, False],
+    "num_head_channels": 8,
+    "spade_channels": 8,
+    "norm_groups": 8,
+    "batch_size": 4,
+    "timesteps": 50,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_paired_model(tiny_cache, tiny_autoencoders, tmp_path_factory):
+    """A tiny paired-generation (latent-pairs) package trained 4 steps on ``tiny_cache``."""
+    from EchoSynthLib.models.latent.config import LatentConfig
+    from EchoSynthLib.models.latent.trainer import LatentTrainer
+    from EchoSynthLib.models.settings import RunSettings
+
+    coder = str(tiny_autoencoders["pairs"] / "model")
+    config = LatentConfig.from_dict({**TINY_DENOISER, "autoencoder": coder, "conditioned": False})
+    run = tmp_path_factory.mktemp("paired") / "run"
+    settings = RunSettings(max_steps=4, workers=0, checkpoint_every=4, sample_every=4, sample_steps=3)
+    LatentTrainer(tiny_cache, run, config, "cpu", settings).fit()
+    return run / "model"

@@ -45,9 +45,12 @@ def _truncate(source: Path, target: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tiny_cache) -> Path:
+def workspace(tmp_path_factory, tiny_cache, tiny_paired_model) -> Path:
     """Every input the cases use, made once."""
+    import shutil
+
     w = tmp_path_factory.mktemp("bad-input")
+    shutil.copytree(tiny_paired_model, w / "paired")
     labels = phantom_label_map("4CH", "ED", seed=2, grid=PhantomGrid.for_view("4CH", size=48)).labels
     write_label_map(labels, w / "map.nii.gz")
     write_label_map(labels, w / "map.seg.nrrd")
@@ -77,6 +80,8 @@ def workspace(tmp_path_factory, tiny_cache) -> Path:
     (w / "foreign").mkdir()
     (w / "foreign" / "notes.txt").write_text("not a model")
     (w / "no_images").mkdir()
+    (w / "old_cases").mkdir()
+    (w / "old_cases" / "case_0000_image.nrrd").write_text("an earlier case")
     (w / "synthetic").mkdir()  # one simulated image with its label map, as evaluate reads them
     write_image(simulate_bmode(labels, seed=0), w / "synthetic" / "x_image.nii.gz")
     write_label_map(labels, w / "synthetic" / "x_labels.nii.gz")
@@ -185,6 +190,14 @@ CLI_CASES = [
     ("evaluate-report-inside-set", "--out inside the synthetic folder", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic", "--out", "{w}/synthetic/report"], "inside the synthetic folder"),
     ("evaluate-encoder-wrong-kind", "--encoder is a segmenter package", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic", "--encoder", "{w}/segmenter", "--out", "{w}/report"], "echoencoder2d"),
     ("evaluate-inception-pickle", "--inception-weights is not safetensors", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic", "--encoder", "{w}/segmenter", "--inception-weights", "{w}/run_pickle/checkpoint/optimizer.pt", "--out", "{w}/report"], "must be a safetensors file"),
+    ("generate-simulator", "generate with the simulator (no paired model)", ["generate", "--model", "simulator", "--out", "{w}/cases"], "needs a paired-generation model"),
+    ("generate-wrong-kind", "generate with a segmenter package", ["generate", "--model", "{w}/segmenter", "--out", "{w}/cases"], "cannot be used for nothing -> (image, label map)"),
+    ("generate-missing-model", "generate with a folder that does not exist", ["generate", "--model", "{w}/no-such-model", "--out", "{w}/cases"], "no-such-model"),
+    ("generate-out-is-a-file", "--out is an existing file", ["generate", "--model", "{w}/paired", "--out", "{w}/a_file"], "exists and is not a folder"),
+    ("generate-onto-existing-case", "--out already holds case_0000", ["generate", "--model", "{w}/paired", "--out", "{w}/old_cases"], "case_0000_image.nrrd: exists"),
+    ("generate-wrong-sampler", "--sampler ddpm for a latent model", ["generate", "--model", "{w}/paired", "--out", "{w}/cases", "--sampler", "ddpm"], "cannot sample with 'ddpm'"),
+    ("train-latent-no-autoencoder", "train latent without --set autoencoder", ["train", "latent", "--data", "{cache}", "--out", "{w}/latent_run"], "--set autoencoder="),
+    ("train-latent-wrong-autoencoder", "--set autoencoder= names a segmenter package", ["train", "latent", "--data", "{cache}", "--out", "{w}/latent_run", "--set", "autoencoder={w}/segmenter"], "expected 'autoencoder'"),
 ]  # fmt: skip
 
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_DENOISER
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import read_image, read_label_map, read_segmentation
@@ -26,19 +27,8 @@ from EchoSynthLib.models.package import read_package_header
 from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
 
-CODER = AutoencoderConfig(
-    channels=(8, 16),
-    norm_groups=8,
-    latent_channels=2,
-    phase_one_steps=1000,
-    discriminator_channels=8,
-    discriminator_layers=2,
-    batch_size=4,
-    learning_rate=3e-3,
-)
-CODER_RUN = RunSettings(
-    max_steps=60, workers=0, log_every=20, val_every=60, checkpoint_every=60, sample_every=60
-)
+DENOISER = LatentConfig.from_dict(TINY_DENOISER)
+RUN = RunSettings(max_steps=60, workers=0, log_every=20, val_every=60, checkpoint_every=60, sample_every=60)
 DENOISER = LatentConfig(
     channels=(16, 32),
     attention_levels=(False, False),
@@ -53,19 +43,9 @@ RUN = RunSettings(
 )
 
 
-def _train_autoencoder(cache, folder, with_labels: bool, steps: int = 60):
-    config = CODER.with_overrides({"with_labels": with_labels})
-    AutoencoderTrainer(cache, folder, config, "cpu", CODER_RUN.with_overrides({"max_steps": steps})).fit()
-    return folder
-
-
 @pytest.fixture(scope="module")
-def coders(tiny_cache, tmp_path_factory):
-    root = tmp_path_factory.mktemp("coders")
-    return {
-        "image": _train_autoencoder(tiny_cache, root / "image", False) / "model",
-        "pairs": _train_autoencoder(tiny_cache, root / "pairs", True),
-    }
+def coders(tiny_autoencoders):
+    return {"image": tiny_autoencoders["image"] / "model", "pairs": tiny_autoencoders["pairs"]}
 
 
 def _train(cache, run, coder, **overrides):
@@ -81,10 +61,8 @@ def conditioned(tiny_cache, coders, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def paired(tiny_cache, coders, tmp_path_factory):
-    return _train(
-        tiny_cache, tmp_path_factory.mktemp("pairs") / "run", coders["pairs"] / "model", conditioned=False
-    )
+def paired(tiny_paired_model):
+    return tiny_paired_model
 
 
 def test_a_tiny_autoencoder_reconstructs_phantom_images_and_labels(coders):
@@ -177,11 +155,11 @@ def test_bad_inputs_are_refused_with_clear_errors(
         model.synthesize(labels, steps=2, guidance_scale=2.0)
     with pytest.raises(InputError, match="needs a label map"):
         model.generate_pairs(1, steps=2)
-    pairs = LatentModel.load(paired.run / "model", "cpu")
+    pairs = LatentModel.load(paired, "cpu")
     with pytest.raises(InputError, match="takes no label map"):
         pairs.synthesize(labels, steps=2)
     with pytest.raises(InputError, match="latent-pairs' model"):
-        open_generator(GeneratorSettings(str(paired.run / "model")))
+        open_generator(GeneratorSettings(str(paired)))
     with pytest.raises(InputError, match="is a 'autoencoder' model"):
         LatentModel.load(coders["image"], "cpu")
     # Training: no autoencoder, or one of the wrong kind, is refused before a run folder appears.
@@ -193,9 +171,9 @@ def test_bad_inputs_are_refused_with_clear_errors(
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_generate_writes_paired_cases_with_geometry_and_named_segments(paired, tmp_path, capsys):
+def test_generate_writes_paired_cases_with_geometry_and_named_segments(paired, conditioned, tmp_path, capsys):
     out = tmp_path / "cases"
-    folder = str(paired.run / "model")
+    folder = str(paired)
     assert (
         main(
             ["generate", "--model", folder, "--n", "3", "--out", str(out), "--steps", "3", "--device", "cpu"]
@@ -204,7 +182,7 @@ def test_generate_writes_paired_cases_with_geometry_and_named_segments(paired, t
     )
     images = sorted(out.glob("*_image.nrrd"))
     assert [p.name for p in images] == [f"case_{k:04d}_image.nrrd" for k in range(3)]
-    config = paired.config
+    config = LatentModel.load(paired, "cpu").config
     for image_path in images:
         image = read_image(image_path)
         labels = read_label_map(
@@ -242,7 +220,10 @@ def test_generate_writes_paired_cases_with_geometry_and_named_segments(paired, t
     assert "exists" in capsys.readouterr().err and images[0].read_bytes() == before
     # A label-conditioned model is not a paired one.
     assert (
-        main(["generate", "--model", str(paired.run.parent), "--n", "1", "--out", str(tmp_path / "x")]) != 0
+        main(
+            ["generate", "--model", str(conditioned.run / "model"), "--n", "1", "--out", str(tmp_path / "x")]
+        )
+        != 0
     )
     assert not (tmp_path / "x").exists()
 
@@ -266,8 +247,15 @@ def test_the_3d_families_train_and_keep_geometry(tmp_path, phantom_3d):
     build_cache(
         scan_dataset("folder", root), cache, PrepareSettings(size=(16, 16, 16), split_fractions=fractions)
     )
-    coder_3d = CODER.with_overrides({"spatial_dims": 3, "batch_size": 2})
-    run_3d = CODER_RUN.with_overrides({"max_steps": 2})
+    coder_3d = AutoencoderConfig(
+        spatial_dims=3,
+        channels=(8, 16),
+        norm_groups=8,
+        latent_channels=2,
+        discriminator_channels=8,
+        batch_size=2,
+    )
+    run_3d = RunSettings(max_steps=2, workers=0, checkpoint_every=2, sample_every=2)
     for with_labels in (False, True):
         config = coder_3d.with_overrides({"with_labels": with_labels})
         AutoencoderTrainer(cache, tmp_path / f"coder{with_labels}", config, "cpu", run_3d).fit()

@@ -244,3 +244,38 @@ def test_generate_says_what_is_missing(scene, phantom):
     labelmap = _labelmap(scene, phantom)
     assert "generator" in synthesis.input_problem(labelmap, "")
     assert synthesis.input_problem(labelmap, "simulator") is None
+
+
+def test_generate_cases_adds_volume_and_segmentation_pairs_in_a_new_study(scene, tiny_paired_model):
+    """The "Generate cases" mode: no input; each case's echo volume and segmentation (same grid) land under
+    one new study, and a run that is cancelled or fails adds nothing."""
+    from EchoSynthLib.models.latent.pipeline import LatentModel
+
+    before = node_ids(scene)
+    nodes = synthesis.generate_cases(scene, generator=str(tiny_paired_model), n=2, steps=3, seed=4)
+    assert [n.GetName() for n in nodes] == ["case 1 echo", "case 1 labels", "case 2 echo", "case 2 labels"]
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    studies = {hierarchy.GetItemParent(hierarchy_item(n)) for n in nodes}
+    assert len(studies) == 1
+    (study,) = studies
+    assert hierarchy.GetItemLevel(study) == "Study"
+    assert hierarchy.GetItemLevel(hierarchy.GetItemParent(study)) == "Patient"
+    volume, segmentation = nodes[0], nodes[1]
+    labels = label_map_from_node(segmentation, volume)
+    expected = LatentModel.load(tiny_paired_model, "cpu").generate_pairs(1, steps=3, seed=4)[0]
+    image = volume_from_node(volume)
+    assert image.same_geometry(expected[0]) and labels.same_geometry(expected[0])  # the training grid
+    np.testing.assert_array_equal(image.array, expected[0].array)  # case 1 is seed 4
+    np.testing.assert_array_equal(labels.array, expected[1].array)
+    # Cancelled: nothing new, no study.
+    count = len(node_ids(scene))
+    run = synthesis.BackgroundGeneration(
+        scene, synthesis.SynthesisOptions(generator=str(tiny_paired_model), n=500)
+    )
+    run.cancel()
+    assert len(node_ids(scene)) == count and not run.folder.exists()
+    # A label-conditioned generator (the simulator) cannot generate cases.
+    assert "paired-generation model" in synthesis.generation_problem("simulator")
+    with pytest.raises(JobFailed, match="needs a paired-generation model"):
+        synthesis.generate_cases(scene, generator="simulator", n=1)
+    assert len(node_ids(scene)) == count and node_ids(scene) >= before

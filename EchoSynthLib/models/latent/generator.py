@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.models.latent.pipeline import LatentModel
 from EchoSynthLib.sampling.generators import GeneratorSettings, Progress
-from EchoSynthLib.sampling.options import sampling_option
 
 
 @dataclass
@@ -25,11 +24,8 @@ class LatentGenerator:
 
     @classmethod
     def of(cls, model: LatentModel, settings: GeneratorSettings) -> LatentGenerator:
-        """The generator for ``settings``, checked. The default sampler means the model's own default (a
-        rectified-flow model has only ``rflow``)."""
-        sampler = settings.sampler
-        if sampler == sampling_option("sampler").default and sampler not in model.process.samplers:
-            sampler = model.process.samplers[0]
+        """The generator for ``settings``, checked (the sampler as ``LatentModel.sampler_for`` picks it)."""
+        sampler = model.sampler_for(settings.sampler)
         model.check_sampling(sampler, settings.steps, settings.guidance_scale)
         return cls(
             model, settings.steps, sampler, settings.guidance_scale, settings.plane, settings.slice_index

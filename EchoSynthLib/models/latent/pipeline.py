@@ -124,6 +124,16 @@ class LatentModel:
         resolved = pick_device(device, warn)
         return cls(config, denoiser.to(resolved), autoencoder.to(resolved), resolved, Path(folder))
 
+    def sampler_for(self, requested: str | None) -> str:
+        """The sampler to use for ``requested``: None, or the option's default where this model cannot use
+        it (a rectified-flow model has only ``rflow``), means the model's own default."""
+        from EchoSynthLib.sampling.options import sampling_option
+
+        default = sampling_option("sampler").default
+        if requested is None or (requested == default and requested not in self.process.samplers):
+            return self.process.samplers[0]
+        return requested
+
     def check_sampling(self, sampler: str, steps: int, guidance_scale: float) -> None:
         """InputError for settings this model cannot sample with."""
         self.process.check(sampler, steps)
@@ -203,7 +213,7 @@ class LatentModel:
         target = self.prepare(labels, plane, slice_index)
         one_hot, grid = model_conditioning(target, self.config.classes, self.config.image_shape)
         seg = torch.from_numpy(one_hot[np.newaxis])
-        sampler = sampler or self.process.samplers[0]
+        sampler = self.sampler_for(sampler)
         images: list[Volume] = []
         for output in self._batches(n, seg, sampler, steps, seed, guidance_scale, batch_size, progress):
             images.extend(image_back_onto(target, image[0].clamp(-1, 1).numpy(), grid) for image in output)
@@ -225,7 +235,7 @@ class LatentModel:
             raise InputError(f"{self.source}: a label-conditioned model needs a label map (use synthesize)")
         layout = self.config.classes
         pairs = []
-        sampler = sampler or self.process.samplers[0]
+        sampler = self.sampler_for(sampler)
         for output in self._batches(n, None, sampler, steps, seed, 1.0, batch_size, progress):
             for item in output.numpy():
                 labels = clean_labels(layout.to_canonical(layout.channel_values[item[1:].argmax(0)]))
