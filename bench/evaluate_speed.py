@@ -1,13 +1,16 @@
-"""The training-free simulator evaluated on a cache's validation split, and how long ``evaluate`` takes.
+"""A generator (the training-free simulator by default, or a model) evaluated on a cache's validation
+split, and how long ``evaluate`` takes.
 
     python bench/evaluate_speed.py --data data/camus224-128 --maps val --n 10      # 2,000 images: timing
     python bench/evaluate_speed.py --data data/camus224-128 --maps train --n 1 --downstream --steps 300
+    python bench/evaluate_speed.py --data data/camus224-128 --maps val --n 1 --model runs/latent128/model \
+        --name latent128 --segmenter segmenter-camus
 
-Writes the label maps of the ``--maps`` split (on each case's cache grid) to OUT/labels-SPLIT, simulates
-``--n`` images per map with ``echosynth synthesize --model simulator``, then times ``echosynth evaluate``
-of them against the ``--split`` split (default val). For the downstream protocol make the images from the
-training maps: the test split's own maps would leak its anatomy into training. Prints the command lines,
-the seconds and the main numbers.
+Writes the label maps of the ``--maps`` split (on each case's cache grid) to OUT/labels-SPLIT, makes
+``--n`` images per map with ``echosynth synthesize --model MODEL`` (``--sample-steps``, ``--sampler``),
+then times ``echosynth evaluate`` of them against the ``--split`` split (default val). For the downstream
+protocol make the images from the training maps: the test split's own maps would leak its anatomy into
+training. Prints the command lines, the seconds and the main numbers.
 """
 
 from __future__ import annotations
@@ -61,22 +64,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="downstream steps per segmenter")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--segmenter", help="segmenter package for adherence")
+    parser.add_argument("--model", default="simulator", help="the generator (default: the simulator)")
+    parser.add_argument("--name", default="simulated", help="names the image folder and the report")
+    parser.add_argument("--sampler", help="sampler of a diffusion model (default: the model's)")
+    parser.add_argument("--sample-steps", type=int, default=25, help="sampler steps of a diffusion model")
     args = parser.parse_args()
-    labels, simulated = args.out / f"labels-{args.maps}", args.out / f"simulated-{args.maps}-n{args.n}"
+    labels, simulated = args.out / f"labels-{args.maps}", args.out / f"{args.name}-{args.maps}-n{args.n}"
     maps = export_labels(args.data, args.maps, labels)
     if not simulated.is_dir():
-        echosynth(
+        sampling = [] if args.model == "simulator" else ["--steps", str(args.sample_steps)]
+        sampling += ["--sampler", args.sampler] if args.sampler else []
+        seconds = echosynth(
             "synthesize",
             "--model",
-            "simulator",
+            args.model,
             "--labels",
             str(labels),
             "--out",
             str(simulated),
             "--n",
             str(args.n),
+            *sampling,
         )
-    report = args.out / (f"report-{args.maps}-n{args.n}" + ("-downstream" if args.downstream else ""))
+        print(f"synthesize: {seconds:.1f} s")
+    prefix = "report" if args.name == "simulated" else f"report-{args.name}"
+    report = args.out / (f"{prefix}-{args.maps}-n{args.n}" + ("-downstream" if args.downstream else ""))
     command = [
         "evaluate",
         "--real",

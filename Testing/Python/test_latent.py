@@ -310,3 +310,16 @@ def test_cleanup_keeps_one_component_per_structure_and_fills_the_ventricle():
     assert (cleaned == Structure.LV_CAVITY.label).sum() == 36
     assert (cleaned == Structure.LV_MYOCARDIUM.label).sum() == 100 - 36
     assert labels[17, 17] == Structure.LV_CAVITY.label  # the input is not modified
+
+
+def test_a_rectified_flow_model_trains_and_samples_with_its_own_sampler(
+    tiny_cache, coders, tmp_path, phantom_2d
+):
+    trainer = _train(tiny_cache, tmp_path / "flow", coders["image"], process="rflow")
+    folder = str(trainer.run / "model")
+    generator = open_generator(GeneratorSettings(folder, steps=3, device="cpu"))  # default sampler given
+    assert generator.sampler == "rflow" and "rflow" in generator.description
+    image = generator.generate(generator.prepare(phantom_2d.labels), 1, seed=0)[0]
+    assert image.same_geometry(phantom_2d.labels) and image.array.any()
+    with pytest.raises(InputError, match="cannot sample with 'ddim'"):
+        open_generator(GeneratorSettings(folder, steps=3, sampler="ddim"))
