@@ -65,6 +65,33 @@ class SimulatorGenerator:
         return images
 
 
+@dataclass
+class ModelGenerator:
+    """A trained label-conditioned model as a Generator: ``model.synthesize(labels, n=, steps=, sampler=,
+    seed=, guidance_scale=, progress=)`` makes the images; a family's subclass prepares the maps and sets
+    the description."""
+
+    model: object
+    steps: int = sampling_option("steps").default
+    sampler: str = sampling_option("sampler").default
+    guidance_scale: float = sampling_option("guidance_scale").default
+    plane: str = sampling_option("plane").default
+    slice_index: int | None = sampling_option("slice_index").default
+    description: str = ""
+
+    def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
+        """``n`` sampled images of a prepared map."""
+        return self.model.synthesize(
+            labels,
+            n=n,
+            steps=self.steps,
+            sampler=self.sampler,
+            seed=seed,
+            guidance_scale=self.guidance_scale,
+            progress=None if progress is None else (lambda done, total: progress(done / total)),
+        )
+
+
 @dataclass(frozen=True)
 class GeneratorSettings:
     """Which generator ('simulator', a model name or folder) and how it samples (the fields after

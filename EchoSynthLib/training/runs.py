@@ -203,8 +203,8 @@ class StepTrainer:
     """The training loop shared by the trainers: batches by step, logs, validation, checkpoints, export.
 
     Subclasses set ``run``, ``config`` (the family's, with batch_size and seed), ``settings`` (the run's),
-    ``device``, ``train_set`` and ``state``, and implement ``train_step``, ``validate`` and ``export``;
-    ``periodic`` is a hook after every step (e.g. sample grids).
+    ``device``, ``train_set`` and ``state``, and implement ``train_step``, ``validate`` and ``export``, and
+    ``sample_grid`` if they draw one; ``periodic`` is the hook after every step (sample grids).
     """
 
     run: Path
@@ -258,8 +258,16 @@ class StepTrainer:
         """Write the trained model package."""
         raise NotImplementedError
 
+    def sample_grid(self, path: Path) -> Path | None:
+        """Draw the family's sample grid (real and generated or reconstructed images) to ``path``; none
+        by default."""
+        return None
+
     def periodic(self, step: int, stop: int) -> None:
-        """Called after every step."""
+        """Called after every step: a sample grid every ``sample_every`` steps and at the end."""
+        path = self.run / "samples" / f"step_{step:06d}.png"
+        if (step % self.settings.sample_every == 0 or step == stop) and not path.is_file():
+            self.sample_grid(path)
 
     def _batches(self, stop: int) -> torch.utils.data.DataLoader:
         sampler = StepBatches(

@@ -71,6 +71,22 @@ def tiny_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_cache_3d(tmp_path_factory):
+    """Three simulated 16^3 phantom volumes prepared to 16x16x16 (two train, one val)."""
+    root = tmp_path_factory.mktemp("volumes")
+    for seed in range(3):
+        phantom = phantom_label_map("3D", "ED", seed=seed, grid=PhantomGrid.for_view("3D", size=16))
+        write_image(simulate_bmode(phantom.labels, seed=seed), root / f"v{seed}.nii.gz")
+        write_label_map(phantom.labels, root / f"v{seed}_label.nii.gz")
+    cache = tmp_path_factory.mktemp("caches3d") / "cache"
+    fractions = {"train": 0.67, "val": 0.33, "test": 0.0}
+    build_cache(
+        scan_dataset("folder", root), cache, PrepareSettings(size=(16, 16, 16), split_fractions=fractions)
+    )
+    return cache
+
+
+@pytest.fixture(scope="session")
 def tiny_autoencoders(tiny_cache, tmp_path_factory):
     """Two tiny autoencoders run folders on ``tiny_cache`` (60 steps each): image only ('image') and image
     + labels ('pairs'); their packages are ``RUN/model``."""

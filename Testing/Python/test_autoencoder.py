@@ -71,25 +71,8 @@ def test_a_cache_of_other_dimensions_or_sides_is_refused(tiny_cache, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_a_3d_autoencoder_trains_on_a_3d_cache(tmp_path):
-    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
-    from EchoSynthLib.cache.store import build_cache
-    from EchoSynthLib.data.io import write_image, write_label_map
-    from EchoSynthLib.datasets import scan_dataset
-    from EchoSynthLib.preprocessing.prepare import PrepareSettings
-    from EchoSynthLib.simulation import simulate_bmode
-
-    root = tmp_path / "volumes"
-    root.mkdir()
-    for seed in range(3):
-        phantom = phantom_label_map("3D", "ED", seed=seed, grid=PhantomGrid.for_view("3D", size=16))
-        write_image(simulate_bmode(phantom.labels, seed=seed), root / f"v{seed}.nii.gz")
-        write_label_map(phantom.labels, root / f"v{seed}_label.nii.gz")
-    cache = tmp_path / "cache"
-    fractions = {"train": 0.67, "val": 0.33, "test": 0.0}
-    build_cache(
-        scan_dataset("folder", root), cache, PrepareSettings(size=(16, 16, 16), split_fractions=fractions)
-    )
+def test_a_3d_autoencoder_trains_on_a_3d_cache(tiny_cache_3d, tmp_path):
+    cache = tiny_cache_3d
     config = TINY.with_overrides({"spatial_dims": 3, "batch_size": 2})
     trainer = AutoencoderTrainer(cache, tmp_path / "run", config, "cpu", RUN.with_overrides({"max_steps": 3}))
     trainer.fit()

@@ -228,25 +228,8 @@ def test_generate_writes_paired_cases_with_geometry_and_named_segments(paired, c
     assert not (tmp_path / "x").exists()
 
 
-def test_the_3d_families_train_and_keep_geometry(tmp_path, phantom_3d):
-    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
-    from EchoSynthLib.cache.store import build_cache
-    from EchoSynthLib.data.io import write_image, write_label_map
-    from EchoSynthLib.datasets import scan_dataset
-    from EchoSynthLib.preprocessing.prepare import PrepareSettings
-    from EchoSynthLib.simulation import simulate_bmode
-
-    root = tmp_path / "volumes"
-    root.mkdir()
-    for seed in range(3):
-        phantom = phantom_label_map("3D", "ED", seed=seed, grid=PhantomGrid.for_view("3D", size=16))
-        write_image(simulate_bmode(phantom.labels, seed=seed), root / f"v{seed}.nii.gz")
-        write_label_map(phantom.labels, root / f"v{seed}_label.nii.gz")
-    cache = tmp_path / "cache"
-    fractions = {"train": 0.67, "val": 0.33, "test": 0.0}
-    build_cache(
-        scan_dataset("folder", root), cache, PrepareSettings(size=(16, 16, 16), split_fractions=fractions)
-    )
+def test_the_3d_families_train_and_keep_geometry(tiny_cache_3d, tmp_path, phantom_3d):
+    cache = tiny_cache_3d
     coder_3d = AutoencoderConfig(
         spatial_dims=3,
         channels=(8, 16),

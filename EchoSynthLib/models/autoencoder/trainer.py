@@ -205,12 +205,6 @@ class AutoencoderTrainer(StepTrainer):
         rows = [("real", [grey(x) for x in inputs[:, 0]]), ("reconstruction", [grey(x) for x in output])]
         return save_grid(rows, path)
 
-    def periodic(self, step: int, stop: int) -> None:
-        """A reconstruction grid every ``sample_every`` steps and at the end."""
-        path = self.run / "samples" / f"step_{step:06d}.png"
-        if (step % self.settings.sample_every == 0 or step == stop) and not path.is_file():
-            self.sample_grid(path)
-
     def export(self) -> Path:
         """The autoencoder and its discriminator (to continue training from) as a package in ``RUN/model``."""
         card = model_card(self.config, self.cache.manifest, self.state.step, "autoencoder", AUTOENCODER_USE)

@@ -3,24 +3,16 @@ the Slicer panel): 2D models take a plane of a 3D map, 3D models the whole map."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.models.latent.pipeline import LatentModel
-from EchoSynthLib.sampling.generators import GeneratorSettings, Progress
+from EchoSynthLib.sampling.generators import GeneratorSettings, ModelGenerator
 
 
 @dataclass
-class LatentGenerator:
-    """A loaded label-conditioned latent model with its sampling settings."""
-
-    model: LatentModel
-    steps: int
-    sampler: str
-    guidance_scale: float = 1.0
-    plane: str = "ij"
-    slice_index: int | None = None
-    description: str = field(default="")
+class LatentGenerator(ModelGenerator):
+    """A loaded label-conditioned latent model (``model``: a ``LatentModel``) with its sampling settings."""
 
     @classmethod
     def of(cls, model: LatentModel, settings: GeneratorSettings) -> LatentGenerator:
@@ -40,15 +32,3 @@ class LatentGenerator:
     def prepare(self, labels: Volume) -> Volume:
         """The map the model works on (see ``LatentModel.prepare``), checked."""
         return self.model.prepare(labels, self.plane, self.slice_index)
-
-    def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
-        """``n`` images of a prepared map."""
-        return self.model.synthesize(
-            labels,
-            n=n,
-            steps=self.steps,
-            sampler=self.sampler,
-            seed=seed,
-            guidance_scale=self.guidance_scale,
-            progress=None if progress is None else (lambda done, total: progress(done / total)),
-        )

@@ -300,12 +300,6 @@ class LatentTrainer(StepTrainer):
             ]
         return save_grid(rows, path)
 
-    def periodic(self, step: int, stop: int) -> None:
-        """A sample grid every ``sample_every`` steps and at the end."""
-        path = self.run / "samples" / f"step_{step:06d}.png"
-        if (step % self.settings.sample_every == 0 or step == stop) and not path.is_file():
-            self.sample_grid(path)
-
     def export(self) -> Path:
         """The EMA denoiser and the autoencoder as one package in ``RUN/model``."""
         family = LATENT if self.config.conditioned else LATENT_PAIRS

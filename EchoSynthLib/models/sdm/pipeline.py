@@ -9,7 +9,7 @@ images back onto the input's grid, black outside the sector.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
 from EchoSynthLib.preprocessing.resample import Grid
-from EchoSynthLib.sampling.generators import Progress
+from EchoSynthLib.sampling.generators import ModelGenerator
 from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
 
 KIND = SDM_KIND
@@ -124,20 +124,13 @@ class Synthesizer:
 
 
 @dataclass
-class DiffusionGenerator:
-    """A trained 2D semantic diffusion model; a 3D map gives images of one plane."""
-
-    synthesizer: Synthesizer
-    steps: int = 25
-    sampler: str = "dpm++sde"
-    guidance_scale: float = 1.0
-    plane: str = "ij"
-    slice_index: int | None = None
-    description: str = field(default="")
+class DiffusionGenerator(ModelGenerator):
+    """A trained 2D semantic diffusion model (``model``: a ``Synthesizer``); a 3D map gives images of one
+    plane."""
 
     def __post_init__(self) -> None:
         if not self.description:
-            model = f"model {self.synthesizer.source.name} on {self.synthesizer.device}"
+            model = f"model {self.model.source.name} on {self.model.device}"
             self.description = f"{model}: {self.sampler}, {self.steps} steps"
 
     def prepare(self, labels: Volume) -> Volume:
@@ -147,15 +140,3 @@ class DiffusionGenerator:
         target = with_sector(slice_of(labels, self.slice_index, self.plane))
         require_heart(target.array)
         return target
-
-    def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
-        """``n`` sampled images of a prepared map."""
-        return self.synthesizer.synthesize(
-            labels,
-            n=n,
-            steps=self.steps,
-            sampler=self.sampler,
-            seed=seed,
-            guidance_scale=self.guidance_scale,
-            progress=None if progress is None else (lambda done, total: progress(done / total)),
-        )

@@ -193,9 +193,3 @@ class SDMTrainer(StepTrainer):
         """The EMA network's validation loss."""
         loss = self.validation_loss()
         return {} if loss is None else {"val_loss": loss}
-
-    def periodic(self, step: int, stop: int) -> None:
-        """A sample grid every ``sample_every`` steps and at the end."""
-        path = self.run / "samples" / f"step_{step:06d}.png"
-        if (step % self.settings.sample_every == 0 or step == stop) and not path.is_file():
-            self.sample_grid(path)
