@@ -34,7 +34,11 @@ class AutoencoderConfig(SettingsMixin):
     kl_weight: float = 1e-6
     label_weight: float = 1.0  # cross-entropy + Dice on the label logits (with_labels only)
     adversarial_weight: float = 0.01
-    ssim_weight: float = 0.2  # the perceptual term: 1 - SSIM (no ImageNet network can be downloaded here)
+    ssim_weight: float = 0.2  # a perceptual term: 1 - SSIM (no ImageNet network can be downloaded here)
+    # The other perceptual term: feature distance in the echo encoder (``perceptual.EchoPerceptualLoss``,
+    # 2D only); off by default until a measured comparison with SSIM favours it.
+    encoder_weight: float = 0.0
+    encoder: str = "echo-encoder-camus"
     phase_one_steps: int = 2000  # steps before the adversarial and MS-SSIM terms start
     discriminator_channels: int = 32
     discriminator_layers: int = 3
@@ -55,6 +59,7 @@ class AutoencoderConfig(SettingsMixin):
         "label_weight": (0.0, None),
         "adversarial_weight": (0.0, None),
         "ssim_weight": (0.0, None),
+        "encoder_weight": (0.0, None),
         "discriminator_channels": (1, None),
         "discriminator_layers": (1, None),
         "batch_size": (1, None),
@@ -65,6 +70,8 @@ class AutoencoderConfig(SettingsMixin):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.encoder_weight > 0 and self.spatial_dims != 2:
+            raise InputError("setting encoder_weight > 0 needs a 2D autoencoder (the echo encoder is 2D)")
         if any(c % self.norm_groups for c in self.channels):
             raise InputError(f"every channel count must be a multiple of norm_groups={self.norm_groups}")
 

@@ -2,7 +2,8 @@
 
 Phase one (``phase_one_steps``): L1 on the image, cross-entropy + Dice on the label logits (with labels),
 KL to the unit Gaussian. Phase two adds the adversarial term (MONAI's least-squares patch loss; the
-discriminator gets its own step) and 1 - SSIM. The latent draw of every sample comes from a generator
+discriminator gets its own step), 1 - SSIM and, with ``encoder_weight``, the echo-encoder perceptual
+distance (``perceptual``). The latent draw of every sample comes from a generator
 seeded by (seed, step), drawn for the step's global batch, so a resumed run continues exactly.
 """
 
@@ -96,6 +97,11 @@ class AutoencoderTrainer(StepTrainer):
         self.labels_loss = DiceCELoss(softmax=True)
         self.adversarial = PatchAdversarialLoss(criterion="least_squares")
         self.ssim = SSIMLoss(spatial_dims=dims, data_range=2.0, win_size=7)
+        self.perceptual = None
+        if self.config.encoder_weight > 0:
+            from EchoSynthLib.models.autoencoder.perceptual import EchoPerceptualLoss
+
+            self.perceptual = EchoPerceptualLoss(self.config.encoder, self.device)
         self.open_run()  # everything checked: the run folder may appear
         self.train_model = self.training_network(_Reconstruct(autoencoder))
         self.train_discriminator = distributed.wrap(discriminator, self.rank, self.device)
@@ -139,6 +145,9 @@ class AutoencoderTrainer(StepTrainer):
                 + self.config.adversarial_weight * losses["adversarial"]
                 + self.config.ssim_weight * losses["ssim"]
             )
+            if self.perceptual is not None:
+                losses["perceptual"] = self.perceptual(reconstruction, image)
+                total = total + self.config.encoder_weight * losses["perceptual"]
         optimizer = self.state.optimizer
         optimizer.zero_grad(set_to_none=True)
         total.backward()
