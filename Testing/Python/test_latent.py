@@ -306,3 +306,18 @@ def test_a_rectified_flow_model_trains_and_samples_with_its_own_sampler(
     assert image.same_geometry(phantom_2d.labels) and image.array.any()
     with pytest.raises(InputError, match="cannot sample with 'ddim'"):
         open_generator(GeneratorSettings(folder, steps=3, sampler="ddim"))
+
+
+def test_a_run_started_before_an_autoencoder_setting_was_added_resumes(tiny_cache, conditioned, tmp_path):
+    """The run's config.json holds the autoencoder's settings as they were; a setting added to the
+    autoencoder later (with its default) must not make the run refuse to resume."""
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(conditioned.run, run)
+    document = json.loads((run / "config.json").read_text())
+    for key in ("encoder_weight", "encoder"):
+        del document["autoencoder_settings"][key]
+    (run / "config.json").write_text(json.dumps(document))
+    config = DENOISER.with_overrides({"autoencoder": conditioned.config.autoencoder})
+    assert LatentTrainer(tiny_cache, run, config, "cpu", RUN).state.step == 4

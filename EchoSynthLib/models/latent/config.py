@@ -38,7 +38,8 @@ class LatentConfig(SettingsMixin):
     num_head_channels: int = 32
     spade_channels: int = 32
     norm_groups: int = 32
-    # Noise process (DIFF-3: DDPM, T = 1000, scaled linear betas 0.0015..0.0195).
+    # Noise process: DDPM with T = 1000 on the scaled-linear betas 0.0015..0.0195 of latent diffusion (and
+    # MONAI's tutorials); DIFF-3 used a sigmoid schedule (schedule=sigmoid_beta).
     process: str = "ddpm"
     timesteps: int = 1000
     schedule: str = "scaled_linear_beta"
@@ -87,6 +88,11 @@ class LatentConfig(SettingsMixin):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.autoencoder_settings:  # in full, so that an autoencoder setting added later compares equal
+            from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
+
+            full = AutoencoderConfig.from_dict(self.autoencoder_settings).as_dict()
+            object.__setattr__(self, "autoencoder_settings", full)
         if self.process not in PROCESSES:
             raise InputError(f"setting process must be one of {', '.join(PROCESSES)}, got '{self.process}'")
         if len(self.attention_levels) != len(self.channels):
