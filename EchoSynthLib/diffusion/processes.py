@@ -49,6 +49,32 @@ class NoiseProcess:
         """What the network learns to predict."""
         return noise if self.kind == "ddpm" else x0 - noise
 
+    def clipped(
+        self, predict: Callable[[Tensor, Tensor], Tensor], bound: float
+    ) -> Callable[[Tensor, Tensor], Tensor]:
+        """``predict`` with its implied clean sample x_0 kept in [-bound, bound] (the range of the training
+        data), for every sampler alike: the prediction is turned into x_0, clamped and turned back. Latents
+        have no fixed range for the samplers' own clipping (pixels' [-1, 1]); an undertrained model's x_0
+        estimate at high noise, divided by sqrt(alpha-bar) ~ 0.07, otherwise drives samples far outside the
+        data. ``bound`` <= 0: unchanged."""
+        if bound <= 0:
+            return predict
+        total = self.schedule.timesteps
+
+        def predict_clipped(x: Tensor, t: Tensor) -> Tensor:
+            output = predict(x, t).float()
+            if self.kind == "ddpm":
+                abar = self.scheduler.alphas_cumprod[int(t)].to(x.device)
+                x0 = ((x - (1 - abar).sqrt() * output) / abar.sqrt()).clamp(-bound, bound)
+                return (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+            s = float(t) / total  # rflow: x_t = (1 - s) x_0 + s noise, output = x_0 - noise
+            if s <= 0:
+                return output
+            x0 = (x + s * output).clamp(-bound, bound)
+            return (x0 - x) / s
+
+        return predict_clipped
+
     def check(self, sampler: str, steps: int) -> None:
         """InputError for a sampler this process cannot use or a step count out of 1..T."""
         if sampler not in self.samplers:

@@ -60,6 +60,7 @@ class LatentConfig(SettingsMixin):
     latent_channels: int = 4
     downsampling: int = 4
     scale_factor: float = 1.0  # 1 / std of the training latents, as DIFF-3 and Stable Diffusion scale them
+    latent_clip: float = 0.0  # the largest |scaled training latent|: sampling keeps x_0 within it (0: off)
     classes: ClassLayout = field(default_factory=lambda: ClassLayout("classes", {}))
     autoencoder_settings: dict = field(default_factory=dict)
 
@@ -84,6 +85,7 @@ class LatentConfig(SettingsMixin):
         "latent_channels": (1, None),
         "downsampling": (1, None),
         "scale_factor": (1e-9, None),
+        "latent_clip": (0.0, None),
     }
 
     def __post_init__(self) -> None:

@@ -81,6 +81,7 @@ def draw(
         conditional, unconditional = both.chunk(2)
         return unconditional + guidance_scale * (conditional - unconditional)
 
+    predict = process.clipped(predict, config.latent_clip)
     latents = process.integrate(predict, noise, sampler, steps, generators, progress)
     return latents / config.scale_factor
 

@@ -117,6 +117,7 @@ class LatentTrainer(StepTrainer):
                 "latent_channels": coder.latent_channels,
                 "downsampling": coder.downsampling,
                 "scale_factor": float(posteriors["scale"]),
+                "latent_clip": float(posteriors["clip"]) if "clip" in posteriors else 0.0,
                 "classes": manifest.layout,
                 "autoencoder_settings": coder.as_dict(),
             }
@@ -174,7 +175,9 @@ class LatentTrainer(StepTrainer):
         drawn = result["train_mean"] + result["train_std"] * torch.randn(
             result["train_mean"].shape, generator=generator
         )
-        result["scale"] = torch.tensor(1.0 / max(float(drawn.std()), 1e-6))
+        scale = 1.0 / max(float(drawn.std()), 1e-6)
+        result["scale"] = torch.tensor(scale)
+        result["clip"] = torch.tensor(float(drawn.abs().max()) * scale)
         return result
 
     def _save_posteriors(self) -> None:
