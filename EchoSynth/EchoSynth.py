@@ -486,6 +486,8 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
         self.test_segmentation_with_augmented_anatomy()
         self.setUp()
         self.test_panel_generate_and_cancel()
+        self.setUp()
+        self.test_generate_cases_needs_a_paired_model()
 
     def _phantomLabelmap(self, name="phantom"):
         from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
@@ -566,3 +568,28 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
         self._waitUntil(lambda: widget._run is None, "Generate")
         self.assertIsNotNone(slicer.mrmlScene.GetFirstNodeByName("panel echo"))
         self.delayDisplay("Panel Generate and Cancel: passed")
+
+    def test_generate_cases_needs_a_paired_model(self):
+        """Generate mode: no input; the simulator is not offered and Generate says why it cannot run; with
+        an installed paired-generation model, its cases arrive as volume + segmentation in a new study."""
+        from EchoSynthLib.models.families import NOTHING_TO_PAIRS
+        from EchoSynthScene.models import generator_choices
+
+        widget = slicer.modules.echosynth.widgetRepresentation().self()
+        slicer.util.selectModule("EchoSynth")
+        parameters = widget.logic.getParameterNode()
+        widget.ui.modeSelector.currentIndex = widget.ui.modeSelector.findText("generate")
+        self.assertEqual(parameters.mode, "generate")
+        self.assertFalse(widget.ui.inputSelector.enabled)
+        choices = generator_choices(NOTHING_TO_PAIRS)
+        self.assertEqual(widget.ui.generatorSelector.count, len(choices))
+        if not choices:
+            self.assertFalse(widget.ui.generateButton.enabled)
+            self.assertIn("paired-generation model", widget.ui.generateButton.toolTip)
+            self.delayDisplay("Generate cases: no paired model installed; the panel says so")
+        elif self._installed(choices[0].spec):
+            nodes = EchoSynthLogic().generateCases(model=choices[0].spec, n=1, steps=5)
+            self.assertEqual([n.GetName() for n in nodes], ["case 1 echo", "case 1 labels"])
+            self.delayDisplay("Generate cases: passed")
+        widget.ui.modeSelector.currentIndex = widget.ui.modeSelector.findText("synthesize")
+        self.assertTrue(widget.ui.inputSelector.enabled)

@@ -1,4 +1,5 @@
-"""The demo job: phantom anatomy -> simulated echo, written as medical images plus a PNG montage."""
+"""The demo job: phantom anatomy -> simulated echo, written as medical images plus a PNG montage; and, for
+``echosynth demo --model M``, the same 2D label maps through a trained generator (``demo_model_images``)."""
 
 from __future__ import annotations
 
@@ -90,3 +91,26 @@ def demo_report(out_dir: str | os.PathLike, seed: int = 0, encoder: str | None =
         )
         evaluate(options)
     return Path(out_dir) / "report.html"
+
+
+def demo_model_images(demo_dir: str | os.PathLike, model: str, seed: int = 0, steps: int = 25) -> list[Path]:
+    """Images of the demo's 2D label maps by a trained generator, with a montage, into ``demo_dir/MODEL``
+    (replaced whole once everything succeeded). The maps are those ``run_demo`` wrote."""
+    from EchoSynthLib.data.io import read_label_map
+    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+
+    demo_dir = Path(demo_dir)
+    generator = open_generator(GeneratorSettings(model, steps=steps))
+    name = Path(model).name
+    panels = []
+    with staged_directory(demo_dir / name) as staging:
+        for view, phase, stem, image_suffix, label_suffix in DEMO_CASES:
+            if view == "3D":
+                continue
+            labels = read_label_map(demo_dir / f"{stem}_labels{label_suffix}")
+            image = generator.generate(generator.prepare(labels), 1, seed)[0]
+            write_image(image, staging / f"{stem}_image{image_suffix}")
+            panels += panels_for(f"{view} {phase}", image, labels)
+        save_montage(panels, staging / "montage.png")
+        written = sorted(p.name for p in staging.iterdir())
+    return [demo_dir / name / file for file in written]

@@ -95,6 +95,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--no-report", action="store_true", help="skip the small evaluation report (OUT/report/report.html)"
     )
+    demo.add_argument(
+        "--model",
+        default="",
+        help="also run the 2D maps through this trained generator (a name or a folder), into OUT/NAME/",
+    )
     demo.set_defaults(run=_run_demo)
 
 
@@ -226,12 +231,23 @@ def _run_demo(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files to {args.out}/:")
     for path in written:
         print(f"  {path}")
+    from EchoSynthLib.models.registry import resolve_model
+
+    if args.model:
+        from EchoSynthLib.demo import demo_model_images
+
+        try:
+            resolve_model(args.model)
+        except InputError as error:  # not installed: the simulator's demo is done
+            print(f"no model images ({error})")
+        else:
+            print(f"the same 2D label maps through the trained model {args.model} ...")
+            written = demo_model_images(args.out, args.model, args.seed)
+            print(f"wrote {len(written)} files to {written[0].parent}/")
     if args.no_report:
         return
     from EchoSynthLib.demo import demo_report
-    from EchoSynthLib.errors import InputError
     from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
-    from EchoSynthLib.models.registry import resolve_model
 
     try:
         resolve_model(DEFAULT_ENCODER)

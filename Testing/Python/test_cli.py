@@ -126,6 +126,27 @@ def test_demo_writes_images_labels_and_montage(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no staging leftovers
 
 
+def test_demo_runs_the_2d_maps_through_a_trained_model_when_one_is_installed(tiny_cache, tmp_path, capsys):
+    """``demo --model M``: each 2D demo map through a trained generator, in OUT/M/, with the map's
+    geometry; a model that is not installed is said and skipped."""
+    from tiny_sdm import cli_settings
+
+    run = tmp_path / "run"
+    assert (
+        main(["train", "sdm", "--data", str(tiny_cache), "--out", str(run), *cli_settings(max_steps=1)]) == 0
+    )
+    out_dir = tmp_path / "demo"
+    code, out, _ = _run(["demo", "--out", out_dir, "--no-report", "--model", run / "model"], capsys)
+    assert code == 0 and "trained model" in out
+    made = sorted(p.name for p in (out_dir / "model").iterdir())
+    images = [f"{stem}_image.nii.gz" for stem in ("a2c_ed", "a2c_es", "a4c_ed", "a4c_es")]
+    assert made == [*images, "montage.png"]
+    image = read_image(out_dir / "model" / "a4c_ed_image.nii.gz")
+    assert image.same_geometry(read_label_map(out_dir / "a4c_ed_labels.nii.gz"))
+    code, out, _ = _run(["demo", "--out", tmp_path / "d2", "--no-report", "--model", "no-such-model"], capsys)
+    assert code == 0 and "no model images" in out and not (tmp_path / "d2" / "no-such-model").exists()
+
+
 @pytest.mark.parametrize("command", [[], ["phantom"], ["simulate"], ["info"], ["demo"]])
 def test_help_for_every_command(command):
     result = subprocess.run(
