@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from EchoSynthLib.checks import check_number, check_seed
-from EchoSynthLib.data.labels import Structure
+from EchoSynthLib.data.labels import Structure, require_heart
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.processes import NoiseProcess
@@ -193,7 +193,7 @@ class LatentModel:
             raise InputError(f"{self.source}: a 3D model needs a 3D label map, got a 2D one")
         target = slice_of(labels, slice_index, plane) if self.config.spatial_dims == 2 else labels
         target = with_sector(target)
-        model_conditioning(target, self.config.classes, self.config.image_shape)  # checks the map
+        require_heart(target.array)  # the resampled one-hot map is made once, by ``synthesize``
         return target
 
     def synthesize(
@@ -210,7 +210,7 @@ class LatentModel:
         slice_index: int | None = None,
     ) -> list[Volume]:
         """``n`` uint8 images following a canonical label map, each on the (prepared) map's grid; image k
-        uses seed + k. ``sampler`` None: the model's default."""
+        uses seed + k. ``sampler``: see ``sampler_for``."""
         target = self.prepare(labels, plane, slice_index)
         one_hot, grid = model_conditioning(target, self.config.classes, self.config.image_shape)
         seg = torch.from_numpy(one_hot[np.newaxis])
