@@ -54,7 +54,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     synthesize.add_argument("--out", required=True, type=Path, help="output folder")
     synthesize.add_argument("--n", type=count_argument(1), default=1, help="images per label map (default 1)")
     add_sampling_arguments(synthesize)
-    synthesize.add_argument("--seed", type=seed_argument, default=0, help="image k of a map uses seed + k")
+    synthesize.add_argument(
+        "--seed", type=seed_argument, default=0, help="image i of the run (maps in order) uses seed + i"
+    )
     synthesize.add_argument(
         "--augment", type=count_argument(0), default=0, metavar="N", help="also N new anatomies per map"
     )

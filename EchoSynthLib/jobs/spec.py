@@ -26,8 +26,8 @@ SYNTHESIZE, GENERATE = "synthesize", "generate"
 
 @dataclass(frozen=True)
 class SynthesisOptions(GeneratorSettings):
-    """What to make: ``n`` images per map (image k uses seed + k), ``augment`` new anatomies per map, and
-    the generator settings."""
+    """What to make: ``n`` images per map, ``augment`` new anatomies per map (image i of the job, maps
+    in order, uses seed + i: ``sampling.files.synthesize_files``), and the generator settings."""
 
     n: int = 1
     seed: int = 0

@@ -111,13 +111,15 @@ def synthesize_files(
 
     Each image is written to a staging folder as soon as it is made (at most ``CHUNK`` images are held in
     memory); everything moves into ``out_dir`` at the end. ``progress(fraction, name)`` follows the work
-    done. ``shard`` (K, N) makes only the K-th of N contiguous parts of the run's images (maps in order,
-    then image k of each; an augmented map's label file goes with its image 0): image k of a map always
-    uses seed + k, so the shards together write exactly the files of one unsharded run."""
+    done. Images are numbered across the run (maps in order, each map's images together, an augmented
+    anatomy after its source map) and image i of the run uses seed + i, so every image of a run, one per
+    map or many, starts from its own noise. ``shard`` (K, N) makes only the K-th of N contiguous parts of
+    that numbering (an augmented map's label file goes with its image 0), so the shards together write
+    exactly the files of one unsharded run."""
     if n < 1 or augment < 0:
         raise InputError(f"n must be at least 1 and augment at least 0, got {n} and {augment}")
-    check_seed(seed, n)
     inputs = [Path(p) for p in inputs]
+    check_seed(seed, len(inputs) * (1 + augment) * n)
     plan = planned_names(inputs, n, augment)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -147,7 +149,9 @@ def synthesize_files(
                 images: list[Path] = []
                 for start, count in _chunks(first, stop, CHUNK):
                     advance = _reporter(progress, done, count, total, name)
-                    for k, image in enumerate(generator.generate(label_map, count, seed + start, advance)):
+                    for k, image in enumerate(
+                        generator.generate(label_map, count, seed + base + start, advance)
+                    ):
                         written = write_image(image, staged.path(files[start + k]))
                         images.append(staged.final(written))
                     done += count

@@ -74,6 +74,34 @@ def test_simulate_many_seeds_and_camus_schema(tmp_path, capsys):
     assert "1=lv_cavity" in out and "3=left_atrium" in out
 
 
+def test_synthesize_gives_every_image_of_a_run_its_own_seed(tmp_path, capsys):
+    """Image i of a run, maps in order, uses seed + i: with --n 1, two copies of one map get two different
+    images (the bug: every map's image 0 used the same seed, so a one-image-per-map set shared one noise)."""
+    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+    from EchoSynthLib.data.io import write_label_map
+    from EchoSynthLib.simulation import simulate_bmode
+
+    labels = phantom_label_map("4CH", "ED", seed=1, grid=PhantomGrid.for_view("4CH", size=40)).labels
+    for name in ("a", "b"):
+        write_label_map(labels, tmp_path / "maps" / f"{name}.nii.gz")
+    labels = read_label_map(tmp_path / "maps" / "a.nii.gz")  # as the command reads it
+    args = ["synthesize", "--model", "simulator", "--labels", tmp_path / "maps", "--n", "2", "--seed", "7"]
+    code, _, err = _run([*args, "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    made = {p.name: read_image(p).array for p in (tmp_path / "out").iterdir()}
+    expected = {
+        name: simulate_bmode(labels, seed).array
+        for name, seed in (("a_synth00", 7), ("a_synth01", 8), ("b_synth00", 9), ("b_synth01", 10))
+    }
+    assert sorted(made) == [f"{n}.nii.gz" for n in sorted(expected)]
+    for name, array in expected.items():
+        np.testing.assert_array_equal(made[f"{name}.nii.gz"], array, err_msg=name)
+    assert not np.array_equal(made["a_synth00.nii.gz"], made["b_synth00.nii.gz"])
+    largest = 2**32 - 1
+    code, _, err = _run([*args[:-1], largest - 2, "--out", tmp_path / "late"], capsys)
+    assert code == 2 and "seed" in err and not (tmp_path / "late").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
