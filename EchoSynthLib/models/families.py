@@ -104,6 +104,16 @@ LATENT_PAIRS = register(
         ("steps", "sampler"),
     )
 )
+# The few-step adversarial diffusion model (Tiago et al. / SynDiff): T fixed steps, so no sampler options.
+ADVERSARIAL = register(
+    Family(
+        "adversarial",
+        "adversarial2d",
+        LABELS_TO_IMAGE,
+        "EchoSynthLib.models.adversarial",
+        ("plane", "slice_index"),
+    )
+)
 SDM_KIND, SEGMENTER_KIND, ENCODER_KIND = SDM.kind, SEGMENTER.kind, ENCODER.kind
 AUTOENCODER_KIND = AUTOENCODER.kind
 LATENT_KINDS = (LATENT.kind, LATENT_PAIRS.kind)

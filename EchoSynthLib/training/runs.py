@@ -299,7 +299,9 @@ class StepTrainer:
             if state.step % settings.log_every == 0 or state.step == stop:
                 elapsed = time.perf_counter() - started
                 record = {"step": state.step, "seconds": round(elapsed, 2)}
-                record |= {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                # A loss some steps lack (an R1 penalty every few steps) is averaged over the steps with it.
+                keys = dict.fromkeys(k for w in window for k in w)
+                record |= {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
                 record["steps_per_second"] = len(window) / max(elapsed, 1e-9)
                 if state.step % settings.val_every == 0 or state.step == stop:
                     record |= self.validate()

@@ -1,0 +1,112 @@
+"""Settings of the few-step adversarial diffusion model (Tiago et al., after SynDiff / DDGAN): network,
+the 4-step process and the two-player recipe (saved with every run and package; how a run goes is
+``RunSettings``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from EchoSynthLib.checks import SEED_MAX
+from EchoSynthLib.data.labels import ClassLayout
+from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.settings import SettingsMixin
+
+RUN_DEFAULTS: dict[str, Any] = {
+    "max_steps": 50_000,
+    "val_every": 500,
+    "sample_every": 2000,
+    "checkpoint_every": 500,
+}
+# What guides the generator besides x_t: the one-hot label map (sector included; Tiago's setting), and
+# optionally the training-free simulator's image of the same map (sim-to-real, paired by construction).
+GUIDES = ("labels", "labels+simulator")
+VARIANCES = ("posterior", "beta")  # the lower and upper bound of the reverse step's variance
+
+
+@dataclass(frozen=True)
+class AdversarialConfig(SettingsMixin):
+    """Everything that defines an adversarial diffusion model and its training."""
+
+    image_size: int = 64
+    guide: str = "labels"
+    # Generator: MONAI's SPADE diffusion U-Net predicting x_0 from x_t, t and z (noise maps beside x_t).
+    channels: tuple[int, ...] = (32, 64, 128)
+    attention_levels: tuple[bool, ...] = (False, False, True)
+    num_res_blocks: int = 1
+    num_head_channels: int = 32
+    spade_channels: int = 32
+    norm_groups: int = 32
+    noise_channels: int = 1
+    # Discriminator: MONAI's patch discriminator on (x_{t-1}, x_t, t, guide).
+    discriminator_channels: int = 32
+    discriminator_layers: int = 3
+    # Process: T large steps of the variance-preserving schedule beta(s) = beta_min + s (beta_max - beta_min).
+    steps: int = 4
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    variance: str = "posterior"
+    # Recipe (SynDiff): non-saturating loss + l1_weight * L1 on x_0, R1 (gamma) every r1_every steps.
+    l1_weight: float = 0.5
+    r1_gamma: float = 1.0
+    r1_every: int = 10
+    learning_rate: float = 1.6e-4
+    discriminator_learning_rate: float = 1e-4
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.9
+    cosine_steps: int = 0  # > 0: both learning rates decay to 1 % along a cosine over this many steps
+    ema_decay: float = 0.999
+    batch_size: int = 16  # the global batch of a step, over every process under torchrun
+    flip_prob: float = 0.5
+    mixed_precision: bool = True  # bf16 autocast on GPU (the R1 penalty stays in float32)
+    seed: int = 0
+    classes: ClassLayout = field(default_factory=lambda: ClassLayout("classes", {}))  # from the cache
+
+    LIMITS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+        "image_size": (8, None),
+        "channels": (1, None),
+        "num_res_blocks": (1, None),
+        "num_head_channels": (1, None),
+        "spade_channels": (1, None),
+        "norm_groups": (1, None),
+        "noise_channels": (0, None),
+        "discriminator_channels": (1, None),
+        "discriminator_layers": (1, None),
+        "steps": (1, 100),
+        "beta_min": (1e-6, None),
+        "beta_max": (1e-6, None),
+        "l1_weight": (0.0, None),
+        "r1_gamma": (0.0, None),
+        "r1_every": (1, None),
+        "learning_rate": (1e-12, 10.0),
+        "discriminator_learning_rate": (1e-12, 10.0),
+        "adam_beta1": (0.0, 0.999),
+        "adam_beta2": (0.0, 0.9999),
+        "cosine_steps": (0, None),
+        "ema_decay": (0.0, 1.0),
+        "batch_size": (1, None),
+        "flip_prob": (0.0, 1.0),
+        "seed": (0, SEED_MAX),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.guide not in GUIDES:
+            raise InputError(f"guide must be one of {', '.join(GUIDES)}, got '{self.guide}'")
+        if self.variance not in VARIANCES:
+            raise InputError(f"variance must be one of {', '.join(VARIANCES)}, got '{self.variance}'")
+        if self.beta_max <= self.beta_min:
+            raise InputError(f"beta_max ({self.beta_max}) must be above beta_min ({self.beta_min})")
+        if len(self.channels) != len(self.attention_levels):
+            raise InputError("channels and attention_levels need one entry per resolution level")
+        if any(c % self.norm_groups for c in self.channels):
+            raise InputError(f"every channel count must be a multiple of norm_groups={self.norm_groups}")
+        if self.image_size % 2 ** (len(self.channels) - 1):
+            raise InputError(
+                f"image_size {self.image_size} must be divisible by {2 ** (len(self.channels) - 1)}"
+            )
+
+    @property
+    def image_guides(self) -> int:
+        """Image channels given to both networks besides x_t (the simulator's image)."""
+        return 1 if self.guide == "labels+simulator" else 0

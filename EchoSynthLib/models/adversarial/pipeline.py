@@ -1,0 +1,155 @@
+"""Inference of the adversarial diffusion model: a label map in, T-step echo images with its geometry out.
+
+``AdversarialModel.load(folder)`` reads a package; ``synthesize(labels, n, seed)`` takes a canonical label
+map (2D, or a plane of a 3D map), puts it on the model's grid (aspect ratio kept, as ``prepare`` does),
+draws the images in T generator steps and resamples them back onto the map's grid, black outside the
+sector. Image k uses seed + k for every draw it needs (x_T, z, the posterior noises and, for a
+simulator-guided model, the simulator's image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from EchoSynthLib.checks import check_seed
+from EchoSynthLib.data.labels import require_heart
+from EchoSynthLib.data.planes import slice_of
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.diffusion.samplers import seeded_noise
+from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.adversarial.config import AdversarialConfig
+from EchoSynthLib.models.adversarial.network import Generator
+from EchoSynthLib.models.adversarial.process import FewStepProcess
+from EchoSynthLib.models.device import pick_device
+from EchoSynthLib.models.families import ADVERSARIAL
+from EchoSynthLib.models.package import load_weights, read_package_config
+from EchoSynthLib.sampling.generators import GeneratorSettings, ModelGenerator, Progress
+from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
+
+Steps = Callable[[int, int], None]
+
+
+@torch.no_grad()
+def draw(
+    generator: torch.nn.Module,
+    process: FewStepProcess,
+    config: AdversarialConfig,
+    seg: torch.Tensor,
+    guides: torch.Tensor,
+    seed: int,
+    progress: Steps | None = None,
+) -> torch.Tensor:
+    """Images (B, 1, H, W) in [-1, 1] for one-hot maps ``seg`` and image guides; image b draws x_T, then
+    z and the posterior noise of each step, from its own generator seeded seed + b."""
+    generators = [torch.Generator().manual_seed(seed + b) for b in range(seg.shape[0])]
+    shape = (seg.shape[0], 1, *seg.shape[2:])
+    z_shape = (seg.shape[0], config.noise_channels, *seg.shape[2:])
+    device = seg.device
+    x = seeded_noise(shape, generators, device)
+    noises: dict[int, torch.Tensor] = {}
+
+    def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        z = seeded_noise(z_shape, generators, device)
+        noises[int(t[0])] = seeded_noise(shape, generators, device)
+        return generator(x_t, t, z, guides, seg).float()
+
+    return process.sample(predict, x, lambda j: noises[j], progress)
+
+
+@dataclass
+class AdversarialModel:
+    """A loaded adversarial diffusion model (EMA generator) ready to sample."""
+
+    config: AdversarialConfig
+    generator: torch.nn.Module
+    process: FewStepProcess
+    device: torch.device
+    source: Path
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        device: str | torch.device = "auto",
+        warn: Callable[[str], None] | None = None,
+    ) -> AdversarialModel:
+        """Load an ``adversarial2d`` package (anything else is an InputError naming what it is)."""
+        from EchoSynthLib.models.adversarial.trainer import build_process
+
+        config = AdversarialConfig.from_dict(read_package_config(folder, ADVERSARIAL.kind))
+        resolved = pick_device(device, warn)
+        generator = load_weights(folder, Generator(config)).eval().to(resolved)
+        return cls(config, generator, build_process(config), resolved, Path(folder))
+
+    def prepare(self, labels: Volume, plane: str = "ij", slice_index: int | None = None) -> Volume:
+        """The 2D map the model works on (a plane of a 3D map), with a sector where it has none; checked."""
+        target = with_sector(slice_of(Volume.of(labels), slice_index, plane))
+        require_heart(target.array)
+        return target
+
+    def synthesize(
+        self,
+        labels: Volume | np.ndarray,
+        n: int = 1,
+        seed: int = 0,
+        batch_size: int = 16,
+        progress: Steps | None = None,
+        plane: str = "ij",
+        slice_index: int | None = None,
+    ) -> list[Volume]:
+        """``n`` uint8 images following a canonical label map, each on the (prepared) map's grid."""
+        from EchoSynthLib.models.adversarial.guides import on_grid, simulated
+
+        if n < 1 or batch_size < 1:
+            raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
+        check_seed(seed, n)
+        target = self.prepare(labels, plane, slice_index)
+        size = self.config.image_size
+        one_hot, grid = model_conditioning(target, self.config.classes, (size, size))
+        model_map = on_grid(one_hot, self.config.classes, grid) if self.config.image_guides else None
+        images: list[Volume] = []
+        batches = -(-n // batch_size)
+        for index, start in enumerate(range(0, n, batch_size)):
+            count = min(batch_size, n - start)
+            seg = torch.from_numpy(one_hot[np.newaxis]).float().expand(count, -1, -1, -1).to(self.device)
+            if model_map is None:
+                guides = seg.new_zeros((count, 0, size, size))
+            else:
+                guides = torch.stack([simulated(model_map, seed + start + k) for k in range(count)])
+            advance = None
+            if progress is not None:
+                advance = lambda step, total, index=index: progress(index * total + step, batches * total)  # noqa: E731
+            output = draw(
+                self.generator, self.process, self.config, seg, guides.to(self.device), seed + start, advance
+            )
+            images.extend(image_back_onto(target, x[0].cpu().numpy(), grid) for x in output)
+        return images
+
+
+@dataclass
+class AdversarialGenerator(ModelGenerator):
+    """A loaded adversarial model as a ``sampling.generators`` Generator (its T steps are fixed)."""
+
+    def __post_init__(self) -> None:
+        if not self.description:
+            model = self.model
+            what = f"adversarial diffusion model {model.source.name} on {model.device}"
+            self.description = f"{what}: {model.config.steps} steps"
+
+    @classmethod
+    def of(cls, model: AdversarialModel, settings: GeneratorSettings) -> AdversarialGenerator:
+        return cls(model, plane=settings.plane, slice_index=settings.slice_index)
+
+    def prepare(self, labels: Volume) -> Volume:
+        """The map the model works on (see ``AdversarialModel.prepare``), checked."""
+        return self.model.prepare(labels, self.plane, self.slice_index)
+
+    def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
+        """``n`` images of a prepared map."""
+        report = None if progress is None else (lambda done, total: progress(done / total))
+        return self.model.synthesize(labels, n=n, seed=seed, progress=report)
