@@ -16,6 +16,7 @@ from EchoSynthLib.cli import (
     generate_commands,
     model_store_commands,
     simulate_commands,
+    translate_commands,
 )
 from EchoSynthLib.cli.arguments import OneLineParser
 from EchoSynthLib.errors import run_main
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         simulate_commands,
         data_commands,
         generate_commands,
+        translate_commands,
         evaluate_commands,
         model_store_commands,
     ):

@@ -142,3 +142,41 @@ def tiny_paired_model(tiny_cache, tiny_autoencoders, tmp_path_factory):
     settings = RunSettings(max_steps=4, workers=0, checkpoint_every=4, sample_every=4, sample_steps=3)
     LatentTrainer(tiny_cache, run, config, "cpu", settings).fit()
     return run / "model"
+
+
+TINY_ADVERSARIAL = {
+    "image_size": 32,
+    "channels": [8, 16],
+    "attention_levels": [False, False],
+    "num_head_channels": 8,
+    "spade_channels": 8,
+    "norm_groups": 8,
+    "discriminator_channels": 8,
+    "discriminator_layers": 2,
+    "batch_size": 4,
+    "r1_every": 2,
+    "cosine_steps": 20,
+}
+ADVERSARIAL_RUN = {
+    "max_steps": 6,
+    "workers": 0,
+    "log_every": 1,
+    "val_every": 6,
+    "checkpoint_every": 3,
+    "sample_every": 6,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_adversarial(tiny_cache, tmp_path_factory):
+    """A tiny adversarial diffusion model trained 6 steps on ``tiny_cache`` (the trainer; its package is
+    ``trainer.run / 'model'``)."""
+    from EchoSynthLib.models.adversarial.config import AdversarialConfig
+    from EchoSynthLib.models.adversarial.trainer import AdversarialTrainer
+    from EchoSynthLib.models.settings import RunSettings
+
+    config = AdversarialConfig.from_dict(TINY_ADVERSARIAL)
+    run = tmp_path_factory.mktemp("adversarial") / "run"
+    trainer = AdversarialTrainer(tiny_cache, run, config, "cpu", RunSettings(**ADVERSARIAL_RUN))
+    trainer.fit()
+    return trainer

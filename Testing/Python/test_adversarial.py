@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import ADVERSARIAL_RUN, TINY_ADVERSARIAL
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import read_image, write_label_map
@@ -22,27 +23,13 @@ from EchoSynthLib.models.package import read_package_header
 from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
 
-TINY = AdversarialConfig(
-    image_size=32,
-    channels=(8, 16),
-    attention_levels=(False, False),
-    num_head_channels=8,
-    spade_channels=8,
-    norm_groups=8,
-    discriminator_channels=8,
-    discriminator_layers=2,
-    batch_size=4,
-    r1_every=2,
-    cosine_steps=20,
-)
-RUN = RunSettings(max_steps=6, workers=0, log_every=1, val_every=6, checkpoint_every=3, sample_every=6)
+TINY = AdversarialConfig.from_dict(TINY_ADVERSARIAL)
+RUN = RunSettings(**ADVERSARIAL_RUN)
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_cache, tmp_path_factory):
-    trainer = AdversarialTrainer(tiny_cache, tmp_path_factory.mktemp("adv") / "run", TINY, "cpu", RUN)
-    trainer.fit()
-    return trainer
+def trained(tiny_adversarial):
+    return tiny_adversarial
 
 
 def test_the_schedule_and_posterior_match_the_closed_form():

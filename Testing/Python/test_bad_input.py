@@ -45,12 +45,13 @@ def _truncate(source: Path, target: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tiny_cache, tiny_paired_model) -> Path:
+def workspace(tmp_path_factory, tiny_cache, tiny_paired_model, tiny_adversarial) -> Path:
     """Every input the cases use, made once."""
     import shutil
 
     w = tmp_path_factory.mktemp("bad-input")
     shutil.copytree(tiny_paired_model, w / "paired")
+    shutil.copytree(tiny_adversarial.run / "model", w / "adversarial")
     labels = phantom_label_map("4CH", "ED", seed=2, grid=PhantomGrid.for_view("4CH", size=48)).labels
     write_label_map(labels, w / "map.nii.gz")
     write_label_map(labels, w / "map.seg.nrrd")
@@ -85,6 +86,8 @@ def workspace(tmp_path_factory, tiny_cache, tiny_paired_model) -> Path:
     (w / "synthetic").mkdir()  # one simulated image with its label map, as evaluate reads them
     write_image(simulate_bmode(labels, seed=0), w / "synthetic" / "x_image.nii.gz")
     write_label_map(labels, w / "synthetic" / "x_labels.nii.gz")
+    write_label_map(labels.with_array(np.zeros_like(labels.array)), w / "empty_map.nii.gz")
+    write_image(Volume(np.full((3, 8, 8), 9, np.uint8), (1.0, 1.0, 1.0)), w / "volume3d.nii.gz")
     _packages(w)
     _runs(w, tiny_cache)
     (w / "camus").mkdir()  # a dataset root for prepare
@@ -198,6 +201,13 @@ CLI_CASES = [
     ("generate-wrong-sampler", "--sampler ddpm for a latent model", ["generate", "--model", "{w}/paired", "--out", "{w}/cases", "--sampler", "ddpm"], "cannot sample with 'ddpm'"),
     ("train-latent-no-autoencoder", "train latent without --set autoencoder", ["train", "latent", "--data", "{cache}", "--out", "{w}/latent_run"], "--set autoencoder="),
     ("train-latent-wrong-autoencoder", "--set autoencoder= names a segmenter package", ["train", "latent", "--data", "{cache}", "--out", "{w}/latent_run", "--set", "autoencoder={w}/segmenter"], "expected 'autoencoder'"),
+    ("train-adversarial-wrong-size", "--set image_size=64 on a 32x32 cache", ["train", "adversarial", "--data", "{cache}", "--out", "{w}/adv_run", "--set", "image_size=64"], "this model needs 64x64"),
+    ("translate-no-anatomy", "translate without --labels or --segment", ["translate", "--model", "{w}/adversarial", "--images", "{w}/synthetic/x_image.nii.gz", "--out", "{w}/out"], "--segment"),
+    ("translate-empty-map", "translate with an empty label map", ["translate", "--model", "{w}/adversarial", "--images", "{w}/synthetic/x_image.nii.gz", "--labels", "{w}/empty_map.nii.gz", "--out", "{w}/out"], "the label map is empty"),
+    ("translate-other-grid", "a label map on another grid than its image", ["translate", "--model", "{w}/adversarial", "--images", "{w}/synthetic/x_image.nii.gz", "--labels", "{w}/empty.nii.gz", "--out", "{w}/out"], "grid differs"),
+    ("translate-label-count", "two label files for one image", ["translate", "--model", "{w}/adversarial", "--images", "{w}/synthetic/x_image.nii.gz", "--labels", "{w}/map.nii.gz", "{w}/empty_map.nii.gz", "--out", "{w}/out"], "one label file per image"),
+    ("translate-3d-volume", "a 3D volume to a 2D model", ["translate", "--model", "{w}/adversarial", "--images", "{w}/volume3d.nii.gz", "--segment", "--out", "{w}/out"], "translation takes 2D images"),
+    ("translate-wrong-kind", "a segmenter package as the model", ["translate", "--model", "{w}/segmenter", "--images", "{w}/synthetic/x_image.nii.gz", "--segment", "--out", "{w}/out"], "cannot be used"),
 ]  # fmt: skip
 
 

@@ -11,12 +11,15 @@ import torch
 
 from EchoSynthLib.checks import SEED_MAX
 from EchoSynthLib.data.labels import ClassLayout
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.models.families import SEGMENTER_KIND
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.settings import SettingsMixin
 
 KIND = SEGMENTER_KIND
+DEFAULT_SHAPE = (128, 128)  # for a package that does not record its training grid
 # Run settings of a segmenter run unless --set says otherwise.
 RUN_DEFAULTS = {"max_steps": 2000, "val_every": 250, "checkpoint_every": 250}
 
@@ -64,17 +67,38 @@ class Segmenter:
     config: SegmenterConfig
     model: torch.nn.Module
     device: torch.device
+    shape: tuple[int, int] = DEFAULT_SHAPE  # (rows, cols) of the grid it was trained on
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "auto") -> Segmenter:
         """Load a ``segmenter2d`` model package (a folder, or the name of an installed one)."""
+        from EchoSynthLib.models.package import read_package_header
         from EchoSynthLib.models.registry import resolve_model
 
         folder = resolve_model(folder, kind=KIND)
         settings = read_package_config(folder, KIND)
         config = SegmenterConfig.from_dict(settings)
         resolved = pick_device(device)
-        return cls(config, load_weights(folder, build_segmenter(config)).eval().to(resolved), resolved)
+        provenance = read_package_header(folder).get("provenance") or {}
+        size = ((provenance.get("training_data") or {}).get("cache_settings") or {}).get("size")
+        shape = tuple(int(n) for n in size) if isinstance(size, list) and len(size) == 2 else DEFAULT_SHAPE
+        model = load_weights(folder, build_segmenter(config)).eval().to(resolved)
+        return cls(config, model, resolved, shape)
+
+    def segment(self, image: Volume) -> Volume:
+        """The canonical label map of a 2D image of any grid, on that grid: the image is put on the
+        segmenter's training grid as ``prepare`` puts cases (aspect kept, padded), segmented, and the labels
+        resampled back (nearest neighbour)."""
+        from EchoSynthLib.preprocessing.prepare import image_on_grid
+        from EchoSynthLib.preprocessing.resample import Grid, resample, target_grid
+
+        if not image.is_2d:
+            raise InputError(f"the segmenter takes 2D images, got a {'x'.join(map(str, image.size))} volume")
+        grid = target_grid(image, self.shape, "pad")
+        array = image_on_grid(image, grid).reshape(1, *self.shape)
+        labels = self.predict_canonical(array)[0].astype(np.uint8)
+        on_grid = Volume(labels[np.newaxis], grid.spacing, grid.origin, grid.direction)
+        return image.with_array(resample(on_grid, Grid.of(image), labels=True).array.astype(np.uint8))
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""``echosynth translate`` (issue 15): the anatomy from the user's labels and/or the segmenter (which only
+fills what the labels lack), outputs on the source's exact grid with a report of where each structure came
+from, and bad inputs refused with nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from EchoSynthLib.cli.main import main
+from EchoSynthLib.data.io import read_image, read_label_map, write_image, write_label_map
+from EchoSynthLib.data.labels import Structure
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.errors import InputError
+from EchoSynthLib.sampling.translate import merge_labels
+from EchoSynthLib.simulation import simulate_bmode
+
+CAVITY, MYO, ATRIUM, SECTOR = (
+    s.label for s in (Structure.LV_CAVITY, Structure.LV_MYOCARDIUM, Structure.LEFT_ATRIUM, Structure.SECTOR)
+)
+
+
+def test_merge_keeps_the_users_structures_and_fills_only_the_missing_ones():
+    segmented = np.full((1, 20, 20), SECTOR, np.uint8)
+    segmented[0, 2:10, 2:10] = MYO
+    segmented[0, 4:8, 4:8] = CAVITY  # the segmenter's cavity, off the user's
+    segmented[0, 12:16, 4:8] = ATRIUM
+    given = np.zeros((1, 20, 20), np.uint8)
+    given[0, 5:9, 5:9] = CAVITY  # EchoNet-style: the LV cavity alone
+    grid = dict(spacing=(0.5, 0.5, 1.0), origin=(1.0, 2.0, 0.0))
+    merged, sources = merge_labels(Volume(given, **grid), Volume(segmented, **grid))
+    assert sources == {"lv_cavity": "labels", "lv_myocardium": "segmenter", "left_atrium": "segmenter"}
+    assert np.array_equal(merged.array == CAVITY, given == CAVITY)  # exactly the user's outline
+    lost = (segmented == CAVITY) & (given != CAVITY)
+    assert (merged.array[lost] == SECTOR).all()  # the segmenter's cavity outside it is not kept
+    keep = (given != CAVITY) & ~lost
+    assert np.array_equal(merged.array[keep], segmented[keep])  # everything else from the segmenter
+    assert merged.spacing == (0.5, 0.5, 1.0)
+    only, sources = merge_labels(Volume(given, **grid), None)
+    assert np.array_equal(only.array, given) and sources["lv_myocardium"] == "absent"
+    with pytest.raises(InputError, match="--segment"):
+        merge_labels(None, None)
+
+
+@pytest.fixture
+def scanner_image(phantom_2d, tmp_path):
+    """A source image (the simulator's look stands in for another scanner) on an odd grid, and its map."""
+    labels = phantom_2d.labels
+    moved = Volume(labels.array, (0.7, 0.45, 1.0), (12.0, -3.0, 4.0), (0, 1, 0, -1, 0, 0, 0, 0, 1))
+    write_image(simulate_bmode(moved, seed=1), tmp_path / "in" / "echo.nii.gz")
+    write_label_map(moved, tmp_path / "labels" / "echo_gt.nii.gz")
+    return moved
+
+
+def test_translate_with_labels_keeps_the_source_grid_and_reports(
+    tiny_adversarial, scanner_image, tmp_path, capsys
+):
+    model = str(tiny_adversarial.run / "model")
+    args = [
+        "translate",
+        "--model",
+        model,
+        "--images",
+        str(tmp_path / "in"),
+        "--labels",
+        str(tmp_path / "labels"),
+    ]
+    assert main([*args, "--out", str(tmp_path / "out"), "--seed", "3"]) == 0, capsys.readouterr().err
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "echo_translated.nii.gz",
+        "echo_translated_labels.seg.nrrd",
+        "translation.json",
+    ]
+    source = read_image(tmp_path / "in" / "echo.nii.gz")
+    translated = read_image(out / "echo_translated.nii.gz")
+    assert translated.same_geometry(source) and translated.array.dtype == np.uint8
+    assert not np.array_equal(translated.array, source.array)
+    report = json.loads((out / "translation.json").read_text())
+    (entry,) = report["images"]
+    assert entry["seed"] == 3 and set(entry["structures"].values()) == {"labels"}
+    assert np.array_equal(read_label_map(out / "echo_translated_labels.seg.nrrd").array, scanner_image.array)
+
+
+def test_segment_fills_what_echonet_style_labels_lack(tiny_adversarial, scanner_image, tmp_path, capsys):
+    only_cavity = scanner_image.with_array(
+        np.where(scanner_image.array == CAVITY, CAVITY, 0).astype(np.uint8)
+    )
+    write_label_map(only_cavity, tmp_path / "cavity" / "echo.nii.gz")
+    args = ["translate", "--model", str(tiny_adversarial.run / "model"), "--images", str(tmp_path / "in")]
+    args += ["--labels", str(tmp_path / "cavity"), "--segment", "--out", str(tmp_path / "out")]
+    assert main(args) == 0, capsys.readouterr().err
+    (entry,) = json.loads((tmp_path / "out" / "translation.json").read_text())["images"]
+    assert entry["structures"]["lv_cavity"] == "labels"
+    assert entry["structures"]["lv_myocardium"] == "segmenter"
+    guide = read_label_map(tmp_path / "out" / "echo_translated_labels.seg.nrrd").array
+    assert np.array_equal(guide == CAVITY, only_cavity.array == CAVITY)
+    assert (guide == MYO).sum() > 0.5 * (scanner_image.array == MYO).sum()  # the segmenter's myocardium
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "--labels"),  # neither labels nor --segment
+        (["--labels", "{w}/empty.nii.gz"], "empty.nii.gz): the label map is empty"),
+        (["--labels", "{w}/labels/echo_gt.nii.gz", "{w}/empty.nii.gz"], "one label file per image"),
+        (["--segment", "--model-override", "segmenter-camus"], "cannot be used"),
+        (["--labels", "{w}/labels", "--images-override", "{w}/volume.nii.gz"], "translation takes 2D images"),
+    ],
+    ids=["no-anatomy", "empty-map", "count-mismatch", "wrong-kind", "3d-volume"],
+)
+def test_bad_inputs_exit_2_and_write_nothing(
+    tiny_adversarial, scanner_image, tmp_path, capsys, extra, message
+):
+    write_label_map(scanner_image.with_array(np.zeros_like(scanner_image.array)), tmp_path / "empty.nii.gz")
+    write_image(Volume(np.zeros((3, 8, 8), np.uint8) + 9, (1.0, 1.0, 1.0)), tmp_path / "volume.nii.gz")
+    model, images = str(tiny_adversarial.run / "model"), str(tmp_path / "in")
+    extra = [e.replace("{w}", str(tmp_path)) for e in extra]
+    if "--model-override" in extra:
+        model = extra.pop(extra.index("--model-override") + 1)
+        extra.remove("--model-override")
+    if "--images-override" in extra:
+        images = extra.pop(extra.index("--images-override") + 1)
+        extra.remove("--images-override")
+    args = ["translate", "--model", model, "--images", images, *extra, "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
