@@ -26,7 +26,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "(which structure came from where).",
     )
     translate.add_argument("--model", required=True, help="an installed model's name or a package folder")
-    translate.add_argument("--images", required=True, type=Path, nargs="+", help="image files or folders")
+    source = translate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", type=Path, nargs="+", help="image files or folders")
+    source.add_argument(
+        "--echonet",
+        type=Path,
+        metavar="ROOT",
+        help="an EchoNet-Dynamic folder: the traced ED and ES frame of every video, the LV tracing as labels",
+    )
+    translate.add_argument("--split", help="with --echonet: only this FileList split (train, val, test)")
     translate.add_argument("--labels", type=Path, nargs="+", help="label files or folders, one per image")
     translate.add_argument(
         "--segment", action="store_true", help="fill missing structures with the segmenter (--segmenter)"
@@ -50,13 +58,24 @@ def _run_translate(args: argparse.Namespace) -> None:
     from EchoSynthLib.errors import InputError
     from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
     from EchoSynthLib.sampling.options import sampling_values
-    from EchoSynthLib.sampling.translate import translate_files
+    from EchoSynthLib.sampling.translate import echonet_sources, file_sources, translate_files
 
-    if args.labels is None and not args.segment:
-        raise InputError("images need their label maps (--labels) or the segmenter (--segment) to translate")
-    images = find_label_files(args.images)
-    labels = find_label_files(args.labels) if args.labels is not None else None
-    schema = schema_named(args.schema)
+    if args.echonet is not None:
+        if args.labels is not None:
+            raise InputError("--echonet brings its own LV tracings; --labels goes with --images")
+        sources = echonet_sources(args.echonet, args.split)
+        inputs = []
+    else:
+        if args.labels is None and not args.segment:
+            raise InputError(
+                "images need their label maps (--labels) or the segmenter (--segment) to translate"
+            )
+        if args.split is not None:
+            raise InputError("--split goes with --echonet")
+        images = find_label_files(args.images)
+        labels = find_label_files(args.labels) if args.labels is not None else None
+        sources = file_sources(images, labels, schema_named(args.schema))
+        inputs = [*images, *(labels or [])]
     settings = GeneratorSettings(args.model, device=args.device, **sampling_values(args))
     generator = open_generator(settings, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     segment = None
@@ -65,15 +84,14 @@ def _run_translate(args: argparse.Namespace) -> None:
 
         segment = Segmenter.load(args.segmenter, args.device).segment
     print(generator.description)
-    with tqdm(total=len(images), desc="translate", unit="image", delay=0.5) as bar:
+    with tqdm(total=len(sources), desc="translate", unit="image", delay=0.5) as bar:
         outputs = translate_files(
             generator,
-            images,
+            sources,
             args.out,
-            labels=labels,
             segment=segment,
-            schema=schema,
             seed=args.seed,
-            progress=lambda fraction, _name: bar.update(fraction * len(images) - bar.n),
+            progress=lambda fraction, _name: bar.update(fraction * len(sources) - bar.n),
+            inputs=inputs,
         )
     print(f"wrote {2 * len(outputs) + 1} files to {args.out}/")

@@ -42,7 +42,7 @@ HEART = (Structure.LV_CAVITY, Structure.LV_MYOCARDIUM, Structure.LEFT_ATRIUM)
 class TranslationOutput:
     """One translated image: its source, the files written and where each structure came from."""
 
-    source: Path
+    source: str
     image: Path
     labels: Path
     structures: dict[str, str]
@@ -78,81 +78,131 @@ def merge_labels(given: Volume | None, segmented: Volume | None) -> tuple[Volume
     return base.with_array(merged), sources
 
 
-def translated_names(path: Path) -> tuple[str, str]:
-    """The output file names of one source image."""
-    stem = stem_of(path)
-    return f"{stem}_translated{full_suffix(path)}", f"{stem}_translated_labels.seg.nrrd"
+def _two_d(image: Volume) -> Volume:
+    """The image, if it is 2D (one frame)."""
+    if not image.is_2d:
+        raise InputError(
+            f"a {'x'.join(map(str, image.size))} volume; translation takes 2D images (one frame)"
+        )
+    return image
+
+
+@dataclass(frozen=True)
+class TranslationSource:
+    """One image to translate: the output stem and image suffix, what to call it in messages and the
+    report, and how to read it (image, and the user's label map on its grid or None)."""
+
+    stem: str
+    suffix: str
+    origin: str
+    load: Callable[[], tuple[Volume, Volume | None]]
+
+
+def file_sources(
+    images: Sequence[Path], labels: Sequence[Path] | None = None, schema: LabelSchema = ECHOSYNTH
+) -> list[TranslationSource]:
+    """Image files (and one label file per image, in order) as sources."""
+    images = [Path(p) for p in images]
+    if labels is not None and len(labels) != len(images):
+        raise InputError(f"{len(images)} images but {len(labels)} label files: give one label file per image")
+
+    def load(index: int) -> tuple[Volume, Volume | None]:
+        image = _two_d(read_image(images[index]))
+        if labels is None:
+            return image, None
+        given = read_label_map(labels[index], schema)
+        if not given.same_geometry(image):
+            raise InputError("the label map's grid differs from the image's")
+        return image, given
+
+    return [
+        TranslationSource(
+            stem_of(path),
+            full_suffix(path),
+            str(path) if labels is None else f"{path} (labels {labels[index]})",
+            lambda index=index: load(index),
+        )
+        for index, path in enumerate(images)
+    ]
+
+
+def echonet_sources(root: str | Path, split: str | None = None) -> list[TranslationSource]:
+    """The traced ED and ES frames of every EchoNet-Dynamic video under ``root`` (of one FileList
+    split, if given), each with its LV cavity tracing as the user's label map."""
+    from EchoSynthLib.datasets.echonet import scan
+
+    refs = [r for r in scan(root).cases if split is None or r.split == split]
+    if not refs:
+        raise InputError(
+            f"{root}: no traced EchoNet-Dynamic frame" + (f" in split '{split}'" if split else "")
+        )
+
+    def load(ref) -> tuple[Volume, Volume]:
+        case = ref.load()
+        return case.image, case.labels
+
+    return [
+        TranslationSource(r.case_id, ".nii.gz", f"{r.sources[0]} ({r.case_id})", lambda r=r: load(r))
+        for r in refs
+    ]
 
 
 def translate_files(
     generator: Generator,
-    images: Sequence[Path],
+    sources: Sequence[TranslationSource],
     out_dir: str | Path,
     *,
-    labels: Sequence[Path] | None = None,
     segment: Callable[[Volume], Volume] | None = None,
-    schema: LabelSchema = ECHOSYNTH,
     seed: int = 0,
     progress: Callable[[float, str], None] | None = None,
+    inputs: Sequence[Path] = (),
 ) -> list[TranslationOutput]:
-    """Translate every image (image i uses seed + i); ``labels``: one label file per image, in order;
-    ``segment``: image -> canonical label map on its grid (e.g. ``Segmenter.segment``)."""
-    images = [Path(p) for p in images]
-    if labels is not None and len(labels) != len(images):
-        raise InputError(f"{len(images)} images but {len(labels)} label files: give one label file per image")
-    if labels is None and segment is None:
-        raise InputError("images need their label maps (--labels) or the segmenter (--segment) to translate")
-    check_seed(seed, len(images))
+    """Translate every source (source i uses seed + i); ``segment``: image -> canonical label map on its
+    grid (e.g. ``Segmenter.segment``); ``inputs``: the files read, never overwritten."""
+    check_seed(seed, len(sources))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
-    names = [translated_names(p) for p in images]
+    names = [(f"{s.stem}_translated{s.suffix}", f"{s.stem}_translated_labels.seg.nrrd") for s in sources]
+    seen: dict[str, str] = {}
+    for source, (image_name, _) in zip(sources, names, strict=True):
+        if image_name in seen:
+            raise InputError(f"{seen[image_name]} and {source.origin} would both write {image_name}")
+        seen[image_name] = source.origin
     finals = [out_dir / n for pair in names for n in pair] + [out_dir / REPORT]
-    seen: dict[str, Path] = {}
-    for path, pair in zip(images, names, strict=True):
-        if pair[0] in seen:
-            raise InputError(f"{seen[pair[0]]} and {path} would both write {pair[0]}; translate them apart")
-        seen[pair[0]] = path
-    check_outputs(finals, [*images, *(labels or [])])
+    check_outputs(finals, inputs)
     existing = [f for f in finals if f.exists()]
     if existing:
         raise InputError(f"{existing[0]}: exists; choose another --out or remove it")
     prepared = []
-    for index, path in enumerate(images):
+    for source in sources:
         try:
-            image = read_image(path)
-            if not image.is_2d:
-                raise InputError(
-                    f"a {'x'.join(map(str, image.size))} volume; translation takes 2D images (one frame)"
-                )
-            given = None
-            if labels is not None:
-                given = read_label_map(labels[index], schema)
-                if not given.same_geometry(image):
-                    raise InputError(f"{labels[index]}: its grid differs from the image's")
-            merged, sources = merge_labels(given, segment(image) if segment is not None else None)
-            prepared.append((generator.prepare(merged), sources))
+            image, given = source.load()
+            _two_d(image)
+            if given is None and segment is None:
+                raise InputError("no label map: give --labels or --segment")
+            merged, structures = merge_labels(given, segment(image) if segment is not None else None)
+            prepared.append((generator.prepare(merged), structures))
         except InputError as error:
             message = str(error)
-            where = f"{path} (labels {labels[index]})" if labels is not None else str(path)
-            raise InputError(message if str(path) in message else f"{where}: {message}") from None
+            raise InputError(message if source.origin in message else f"{source.origin}: {message}") from None
     outputs: list[TranslationOutput] = []
     with staged_files(out_dir) as staged:
-        for index, (path, (labels_map, sources), (image_name, labels_name)) in enumerate(
-            zip(images, prepared, names, strict=True)
+        for index, (source, (labels_map, structures), (image_name, labels_name)) in enumerate(
+            zip(sources, prepared, names, strict=True)
         ):
             (translated,) = generator.generate(labels_map, 1, seed + index)
             written_image = staged.final(write_image(translated, staged.path(image_name)))
             written_labels = staged.final(write_label_map(labels_map, staged.path(labels_name)))
-            outputs.append(TranslationOutput(path, written_image, written_labels, sources))
+            outputs.append(TranslationOutput(source.origin, written_image, written_labels, structures))
             if progress is not None:
-                progress((index + 1) / len(images), path.name)
+                progress((index + 1) / len(sources), source.stem)
         report = {
             "generator": generator.description,
             "seed": seed,
             "images": [
                 {
-                    "source": str(o.source),
+                    "source": o.source,
                     "image": o.image.name,
                     "labels": o.labels.name,
                     "structures": o.structures,

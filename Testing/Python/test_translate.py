@@ -129,3 +129,44 @@ def test_bad_inputs_exit_2_and_write_nothing(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_echonet_traced_frames_translate_with_their_tracings(tiny_adversarial, tmp_path, capsys):
+    from test_reader_echonet import filelist_row, rectangle, write_dataset
+
+    root = write_dataset(
+        tmp_path / "echonet",
+        videos=["VidA", "VidB"],
+        filelist=[filelist_row("VidA", "TRAIN"), filelist_row("VidB", "TEST")],
+        tracings=[
+            ("VidA", 2, rectangle(40.5, 60.5, 30.5, 70.5)),
+            ("VidA", 7, rectangle(30.5, 70.5, 20.5, 80.5)),
+            ("VidB", 1, rectangle(40.5, 60.5, 30.5, 70.5)),
+            ("VidB", 5, rectangle(30.5, 70.5, 20.5, 80.5)),
+        ],
+    )
+    model = str(tiny_adversarial.run / "model")
+    args = [
+        "translate",
+        "--model",
+        model,
+        "--echonet",
+        str(root),
+        "--split",
+        "train",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    assert main(args) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "translation.json").read_text())
+    assert [e["image"] for e in report["images"]] == [
+        "VidA_ED_translated.nii.gz",
+        "VidA_ES_translated.nii.gz",
+    ]
+    assert all(e["structures"]["lv_cavity"] == "labels" for e in report["images"])
+    ed = read_image(tmp_path / "out" / "VidA_ED_translated.nii.gz")
+    assert ed.array.shape == (1, 112, 112)
+    guide = read_label_map(tmp_path / "out" / "VidA_ED_translated_labels.seg.nrrd").array
+    assert (guide == CAVITY).sum() == 40 * 60  # the ED (larger) tracing's pixels, as traced
+    assert main([*args[:-2], "--labels", str(root), "--out", str(tmp_path / "x")]) == 2
+    assert "--labels goes with --images" in capsys.readouterr().err
