@@ -25,7 +25,8 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 SAMPLERS = ["dpm++sde", "dpm++", "ddim", "ddpm", "rflow"]
-MODES = ["synthesize", "generate"]  # from a label map; or new cases (image + labels) from nothing
+# From a label map; new cases (image + labels) from nothing; or an echo volume given another scanner's look.
+MODES = ["synthesize", "generate", "translate"]
 DEVICES = ["auto", "cpu", "gpu"]
 PLANES = ["ij", "kj"]
 POLL_INTERVAL_MS = 100
@@ -74,6 +75,8 @@ class EchoSynthParameterNode:
     # None is a member: the wrapper writes None as the default, and a Union without it cannot hold None.
     inputNode: Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode, None]  # noqa: UP007
     referenceVolume: slicer.vtkMRMLScalarVolumeNode
+    translateVolume: slicer.vtkMRMLScalarVolumeNode
+    useSegmenter: bool = False
     generator: str = "simulator"
     mode: Annotated[str, Choice(MODES)] = "synthesize"
     # The sampling parameters below mirror EchoSynthLib.sampling.options.SAMPLING_OPTIONS (names, defaults,
@@ -199,11 +202,10 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- generator list --------------------------------------------------------------------------
 
     def _task(self):
-        """The library task of the panel's mode."""
-        from EchoSynthLib.models.families import LABELS_TO_IMAGE, NOTHING_TO_PAIRS
+        """The generator list's task for the panel's mode (EchoSynthScene.models.generator_choices)."""
+        from EchoSynthScene.models import task_of_mode
 
-        generate = self._parameterNode is not None and self._parameterNode.mode == "generate"
-        return NOTHING_TO_PAIRS if generate else LABELS_TO_IMAGE
+        return task_of_mode(self._parameterNode.mode if self._parameterNode is not None else "synthesize")
 
     def onModeChanged(self, index):
         """Another mode: its generators (the simulator or paired models); the first one is chosen."""
@@ -218,10 +220,12 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._showMode()
 
     def _showMode(self):
-        """The generator list of the mode, and the inputs enabled only when synthesizing from a map."""
+        """The generator list of the mode, and the inputs the mode uses enabled."""
         self.refreshGenerators()
-        generate = self._parameterNode.mode == "generate"
-        self.ui.inputSelector.enabled = self.ui.referenceSelector.enabled = not generate
+        mode = self._parameterNode.mode
+        self.ui.inputSelector.enabled = mode != "generate"
+        self.ui.referenceSelector.enabled = mode == "synthesize"
+        self.ui.translateVolumeSelector.enabled = self.ui.useSegmenterCheckBox.enabled = mode == "translate"
 
     def refreshGenerators(self):
         """Fill the Generator list (the mode's: simulator and label-conditioned models, or paired models)
@@ -274,9 +278,12 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.generateButton.text = "Generate"
         problem = self.logic.missingInput(self._parameterNode)
         self.ui.generateButton.enabled = problem is None
-        generate = self._parameterNode is not None and self._parameterNode.mode == "generate"
-        done = "Generate new cases (echo + segmentation) in a new study" if generate else None
-        self.ui.generateButton.toolTip = problem or done or "Synthesize echo images for the input label map"
+        mode = self._parameterNode.mode if self._parameterNode is not None else "synthesize"
+        done = {
+            "generate": "Generate new cases (echo + segmentation) in a new study",
+            "translate": "Translate the echo volume; the result goes beside it",
+        }.get(mode, "Synthesize echo images for the input label map")
+        self.ui.generateButton.toolTip = problem or done
 
     def onGenerateButton(self):
         if self._run is not None:
@@ -424,11 +431,19 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
     def missingInput(parameters):
         """What stops Generate (a sentence for the button's tooltip), or None when inputs are valid."""
         from EchoSynthScene.synthesis import generation_problem, input_problem
+        from EchoSynthScene.translation import translation_problem
 
         if parameters is None:
             return "No parameter node"
         if parameters.mode == "generate":
             return generation_problem(parameters.generator)
+        if parameters.mode == "translate":
+            return translation_problem(
+                parameters.translateVolume,
+                parameters.inputNode,
+                parameters.generator,
+                parameters.useSegmenter,
+            )
         return input_problem(parameters.inputNode, parameters.generator)
 
     def startSynthesis(self, parameters):
@@ -439,6 +454,12 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         options = SynthesisOptions.from_keywords(**optionsFromParameters(parameters))
         if parameters.mode == "generate":
             return BackgroundGeneration(slicer.mrmlScene, options)
+        if parameters.mode == "translate":
+            from EchoSynthScene.translation import BackgroundTranslation
+
+            return BackgroundTranslation(
+                parameters.translateVolume, options, parameters.inputNode, parameters.useSegmenter
+            )
         return BackgroundSynthesis(parameters.inputNode, options, parameters.referenceVolume)
 
     def synthesize(
@@ -468,6 +489,23 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         dependencies.ensure(dependencies.needs_for(model, 0), ask=True)
         return synthesis.generate_cases(slicer.mrmlScene, progress, generator=model, n=n, **options)
 
+    def translate(
+        self, volumeNode, segmentationNode=None, model=None, segment=False, progress=None, **options
+    ):
+        """Blocking: translate an echo volume (every frame of a sequence) with a label-guided model (an
+        installed name or a folder); its anatomy from ``segmentationNode`` and/or, with ``segment``, the
+        CAMUS segmenter (which fills only the structures the segmentation lacks). Other options: seed,
+        device. Returns the new nodes (beside the volume, in its study)."""
+        problem = slicerVersionProblem(slicer.app)
+        if problem:
+            raise RuntimeError(problem)
+        from EchoSynthScene import dependencies, translation
+
+        dependencies.ensure(dependencies.needs_for(model, 0), ask=True)
+        return translation.translate(
+            volumeNode, segmentationNode, progress, segment=segment, generator=model, **options
+        )
+
 
 class EchoSynthTest(ScriptedLoadableModuleTest):
     """Self-test, run inside Slicer (Reload and Test, or ctest in a Slicer build). Must pass before a
@@ -488,6 +526,8 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
         self.test_panel_generate_and_cancel()
         self.setUp()
         self.test_generate_cases_needs_a_paired_model()
+        self.setUp()
+        self.test_translate_mode()
 
     def _phantomLabelmap(self, name="phantom"):
         from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
@@ -593,3 +633,41 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
             self.delayDisplay("Generate cases: passed")
         widget.ui.modeSelector.currentIndex = widget.ui.modeSelector.findText("synthesize")
         self.assertTrue(widget.ui.inputSelector.enabled)
+
+    def test_translate_mode(self):
+        """Translate mode: the echo volume selector and the segmenter option are enabled, the simulator is
+        not offered, and Generate says what is missing; with an installed label-guided model, a volume and
+        its segmentation give "<volume> translated" beside the volume."""
+        from EchoSynthLib.simulation import simulate_bmode
+        from EchoSynthScene.labels import add_segmentation_node, label_map_from_node
+        from EchoSynthScene.models import TRANSLATION, generator_choices
+        from EchoSynthScene.nodes import add_image_node
+
+        widget = slicer.modules.echosynth.widgetRepresentation().self()
+        slicer.util.selectModule("EchoSynth")
+        parameters = widget.logic.getParameterNode()
+        widget.ui.modeSelector.currentIndex = widget.ui.modeSelector.findText("translate")
+        self.assertEqual(parameters.mode, "translate")
+        self.assertTrue(widget.ui.translateVolumeSelector.enabled and widget.ui.useSegmenterCheckBox.enabled)
+        self.assertFalse(widget.ui.referenceSelector.enabled)
+        choices = generator_choices(TRANSLATION)
+        self.assertEqual(widget.ui.generatorSelector.count, len(choices))
+        self.assertEqual(widget.ui.generatorSelector.findData("simulator"), -1)
+        labelNode = self._phantomLabelmap("translate")
+        labels = label_map_from_node(labelNode)
+        volume = add_image_node(slicer.mrmlScene, simulate_bmode(labels, seed=0), "scanner B")
+        segmentation = add_segmentation_node(slicer.mrmlScene, labels, "scanner B labels")
+        parameters.translateVolume = None
+        self.assertFalse(widget.ui.generateButton.enabled)
+        self.assertIn("echo volume", widget.ui.generateButton.toolTip)
+        parameters.translateVolume = volume
+        parameters.inputNode = segmentation
+        if not choices:
+            self.assertIn("label-guided model", widget.ui.generateButton.toolTip)
+            self.delayDisplay("Translate: no label-guided model installed; the panel says so")
+        elif self._installed(choices[0].spec):
+            nodes = EchoSynthLogic().translate(volume, segmentation, model=choices[0].spec, seed=1)
+            self.assertEqual([n.GetName() for n in nodes], ["scanner B translated"])
+            self.delayDisplay("Translate: passed")
+        widget.ui.modeSelector.currentIndex = widget.ui.modeSelector.findText("synthesize")
+        self.assertFalse(widget.ui.translateVolumeSelector.enabled)

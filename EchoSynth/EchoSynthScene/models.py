@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from EchoSynthLib.models.families import LABELS_TO_IMAGE, require_task, task_of
+from EchoSynthLib.models.families import LABELS_TO_IMAGE, NOTHING_TO_PAIRS, require_task, task_of
 from EchoSynthLib.sampling.generators import SIMULATOR
 
 
@@ -19,15 +19,26 @@ class GeneratorChoice:
     spec: str
 
 
+# The panel's translate mode lists the learned label map -> image models (they translate through the
+# anatomy), not the simulator.
+TRANSLATION = "translation: label-guided learned models"
+
+
+def task_of_mode(mode: str) -> str:
+    """The generator list's task for a panel mode (synthesize, generate, translate)."""
+    return {"generate": NOTHING_TO_PAIRS, "translate": TRANSLATION}.get(mode, LABELS_TO_IMAGE)
+
+
 def generator_choices(task: str = LABELS_TO_IMAGE) -> list[GeneratorChoice]:
     """Every installed model that performs ``task`` (bundled, then cached), after the simulator for label
-    map -> image."""
+    map -> image; ``TRANSLATION``: the label map -> image models alone."""
     from EchoSynthLib.models.registry import installed_models
 
     simulator = GeneratorChoice("Simulator (training-free, 2D and 3D)", SIMULATOR)
     choices = [simulator] if task == LABELS_TO_IMAGE else []
+    wanted = LABELS_TO_IMAGE if task == TRANSLATION else task
     for model in installed_models():
-        if task_of(model.kind) == task:
+        if task_of(model.kind) == wanted:
             label = f"{model.name} {model.version} ({model.source}, {model.kind})"
             choices.append(GeneratorChoice(label, str(model.path)))
     return choices
@@ -39,5 +50,5 @@ def checked_model_folder(folder: str | Path, task: str = LABELS_TO_IMAGE) -> str
     from EchoSynthLib.models.registry import package_summary
 
     summary = package_summary(folder)
-    require_task(summary.kind, task, f"the folder {folder}")
+    require_task(summary.kind, LABELS_TO_IMAGE if task == TRANSLATION else task, f"the folder {folder}")
     return str(folder)

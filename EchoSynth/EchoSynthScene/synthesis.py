@@ -38,6 +38,7 @@ class SceneJob:
     input_node: object
     options: SynthesisOptions
     sequence: SequenceInput | None = None
+    image_suffix: str = "echo"  # output images are named "<input> <image_suffix>"
 
     @property
     def base_name(self) -> str:
@@ -136,7 +137,7 @@ def _tracks(job: SceneJob) -> dict[str, list[tuple[str, Path]]]:
     results, _ = read_result(job.folder)
 
     def echo(k: int) -> str:  # one image per map: "LV echo" rather than "LV echo 1"
-        return "echo" if job.options.n == 1 else f"echo {k + 1}"
+        return job.image_suffix if job.options.n == 1 else f"{job.image_suffix} {k + 1}"
 
     tracks: dict[str, list[tuple[str, Path]]] = {}
     for result in results:

@@ -21,7 +21,8 @@ FORMAT_VERSION = 1
 JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
 OUTPUT_DIR = "output"
-SYNTHESIZE, GENERATE = "synthesize", "generate"
+SYNTHESIZE, GENERATE, TRANSLATE = "synthesize", "generate", "translate"
+TASKS = (SYNTHESIZE, GENERATE, TRANSLATE)
 
 
 @dataclass(frozen=True)
@@ -49,23 +50,38 @@ class SynthesisOptions(GeneratorSettings):
 
 @dataclass(frozen=True)
 class JobSpec(SynthesisOptions):
-    """A job: ``n`` images of every input label file (and of ``augment`` new anatomies of each), or, with
-    ``task`` 'generate', ``n`` paired cases of a paired model and no input."""
+    """A job: ``n`` images of every input label file (and of ``augment`` new anatomies of each); with
+    ``task`` 'generate', ``n`` paired cases of a paired model and no input; with ``task`` 'translate', the
+    input images translated, their anatomy from ``labels`` (one label file per image, or none) and/or the
+    ``segmenter`` (``segment``)."""
 
     inputs: tuple[str, ...] = ()
     schema: str = "echosynth"
     task: str = SYNTHESIZE
+    labels: tuple[str, ...] = ()
+    segment: bool = False
+    segmenter: str = "segmenter-camus"
     format_version: int = field(default=FORMAT_VERSION)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
-        if self.task not in (SYNTHESIZE, GENERATE):
-            raise InputError(f"unknown job task '{self.task}' (known: {SYNTHESIZE}, {GENERATE})")
-        if self.task == SYNTHESIZE and not self.inputs:
-            raise InputError("a job needs at least one input label file")
+        object.__setattr__(self, "labels", tuple(str(p) for p in self.labels))
+        if self.task not in TASKS:
+            raise InputError(f"unknown job task '{self.task}' (known: {', '.join(TASKS)})")
+        if self.task in (SYNTHESIZE, TRANSLATE) and not self.inputs:
+            raise InputError(f"a '{self.task}' job needs at least one input file")
         if self.task == GENERATE and (self.inputs or self.augment):
             raise InputError("a 'generate' job takes no input label file and no augmentation")
+        if self.task != TRANSLATE and (self.labels or self.segment):
+            raise InputError("label files and the segmenter go with 'translate' jobs only")
+        if self.task == TRANSLATE:
+            if self.labels and len(self.labels) != len(self.inputs):
+                raise InputError(f"{len(self.inputs)} images but {len(self.labels)} label files")
+            if not (self.labels or self.segment):
+                raise InputError("a 'translate' job needs label files or the segmenter")
+            if self.n != 1 or self.augment:
+                raise InputError("a 'translate' job makes one image per input and no new anatomy")
 
     def write(self, folder: str | Path) -> Path:
         """Write ``folder/job.json`` atomically."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from EchoSynthLib.errors import EXIT_ERROR, run_main
-from EchoSynthLib.jobs.spec import GENERATE, OUTPUT_DIR, InputResult, JobSpec, write_result
+from EchoSynthLib.jobs.spec import GENERATE, OUTPUT_DIR, TRANSLATE, InputResult, JobSpec, write_result
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -36,6 +36,8 @@ def run_job(folder: str | Path, report: Report) -> list[InputResult]:
 
     if spec.task == GENERATE:
         return _generate(folder, spec, warn, report, warnings)
+    if spec.task == TRANSLATE:
+        return _translate(folder, spec, warn, report, warnings)
     generator = open_generator(spec, warn)
     report({"event": "start", "message": generator.description})
     outputs = synthesize_files(
@@ -60,6 +62,39 @@ def run_job(folder: str | Path, report: Report) -> list[InputResult]:
         results.append(InputResult(name, relative[0], augmented))
     write_result(folder, results, warnings)
     report({"event": "done", "message": f"{sum(len(o.images) for o in outputs)} images"})
+    return results
+
+
+def _translate(folder: Path, spec: JobSpec, warn, report: Report, warnings: list[str]) -> list[InputResult]:
+    """A 'translate' job: each input image translated into ``output/`` (``sampling.translate``)."""
+    from EchoSynthLib.data.labels import schema_named
+    from EchoSynthLib.sampling.generators import open_generator
+    from EchoSynthLib.sampling.translate import file_sources, translate_files
+
+    generator = open_generator(spec, warn)
+    segment = None
+    if spec.segment:
+        from EchoSynthLib.models.segmenter.network import Segmenter
+
+        segment = Segmenter.load(spec.segmenter, spec.device).segment
+    report({"event": "start", "message": generator.description})
+    images = [folder / name for name in spec.inputs]
+    labels = [folder / name for name in spec.labels] or None
+    outputs = translate_files(
+        generator,
+        file_sources(images, labels, schema_named(spec.schema)),
+        folder / OUTPUT_DIR,
+        segment=segment,
+        seed=spec.seed,
+        progress=lambda fraction, name: report({"event": "progress", "fraction": fraction, "message": name}),
+        inputs=[*images, *(labels or [])],
+    )
+    results = [
+        InputResult(name, (str(o.image.relative_to(folder)),))
+        for name, o in zip(spec.inputs, outputs, strict=True)
+    ]
+    write_result(folder, results, warnings)
+    report({"event": "done", "message": f"{len(results)} images"})
     return results
 
 

@@ -85,7 +85,7 @@ def _ui():
 
 def test_every_node_field_of_the_parameter_node_admits_none(module):
     node_fields = {name: _node_classes(t) for name, t in _fields(module).items() if _node_classes(t)[0]}
-    assert set(node_fields) == {"inputNode", "referenceVolume"}
+    assert set(node_fields) == {"inputNode", "referenceVolume", "translateVolume"}
     for name, (_, admits_none) in node_fields.items():
         assert admits_none, f"{name}: a Union of node classes without None cannot hold the default None"
 
@@ -112,7 +112,11 @@ def test_every_parameter_name_binds_to_a_widget_that_shows_its_type(module):
         elif kind == "QComboBox":
             assert base is str and any(isinstance(e, Choice) for e in extras), parameter
         else:
-            assert (kind, base) in {("QSpinBox", int), ("QDoubleSpinBox", float)}, (parameter, kind, base)
+            assert (kind, base) in {("QSpinBox", int), ("QDoubleSpinBox", float), ("QCheckBox", bool)}, (
+                parameter,
+                kind,
+                base,
+            )
     for name in ("plane", "sampler", "device"):
         (choice,) = [e for e in typing.get_args(fields[name])[1:] if isinstance(e, Choice)]
         assert getattr(module.EchoSynthParameterNode, name) in choice.choices

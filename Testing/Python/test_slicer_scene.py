@@ -231,6 +231,13 @@ def test_the_generator_list_offers_only_models_that_make_images(tmp_path, monkey
     with pytest.raises(InputError, match="cannot be used for label map -> image"):
         open_generator(GeneratorSettings("camus-segmenter"))
     assert checked_model_folder(tmp_path / "cache" / "tiny") == str(tmp_path / "cache" / "tiny")
+    # The translate mode lists the learned label-guided models, without the simulator.
+    from EchoSynthScene.models import TRANSLATION, task_of_mode
+
+    assert task_of_mode("translate") == TRANSLATION
+    assert [c.spec for c in generator_choices(TRANSLATION)] == [str(tmp_path / "cache" / "tiny")]
+    with pytest.raises(InputError, match="cannot be used for label map -> image"):
+        checked_model_folder(segmenter, TRANSLATION)
 
 
 def test_generate_says_what_is_missing(scene, phantom):
@@ -279,3 +286,58 @@ def test_generate_cases_adds_volume_and_segmentation_pairs_in_a_new_study(scene,
     with pytest.raises(JobFailed, match="needs a paired-generation model"):
         synthesis.generate_cases(scene, generator="simulator", n=1)
     assert len(node_ids(scene)) == count and node_ids(scene) >= before
+
+
+def test_translate_adds_the_translated_volume_beside_the_input(scene, phantom, tiny_adversarial, tmp_path):
+    """The Translate mode's scene code: a volume and its segmentation (or the segmenter alone) through a
+    real worker; the translated volume lands in the input's study with the input's grid, equal to the
+    library's image for the seed; a 2D+t sequence gives a sequence in the same browser; cancel adds
+    nothing."""
+    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.simulation import simulate_bmode
+    from EchoSynthScene import translation
+    from EchoSynthScene.nodes import add_image_node, image_node
+
+    model = str(tiny_adversarial.run / "model")
+    image = simulate_bmode(phantom, seed=2)
+    volume = add_image_node(scene, image, "Vscan A4C")
+    segmentation = _segmentation_from_file(scene, phantom, tmp_path / "a4c.seg.nrrd")
+    assert "segmentation" in translation.translation_problem(volume, None, model, False)
+    assert "label-guided model" in translation.translation_problem(volume, segmentation, "simulator", False)
+    assert translation.translation_problem(volume, segmentation, model, False) is None
+    before = node_ids(scene)
+    (translated,) = translation.translate(volume, segmentation, generator=model, seed=3, device="cpu")
+    assert translated.GetName() == "Vscan A4C translated"
+    out = volume_from_node(translated)
+    assert out.same_geometry(image)
+    generator = open_generator(GeneratorSettings(model, device="cpu"))
+    expected = generator.generate(generator.prepare(label_map_from_node(segmentation, volume)), 1, 3)[0]
+    np.testing.assert_array_equal(out.array, expected.array)
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    parent = hierarchy.GetItemParent
+    assert parent(hierarchy_item(translated)) == parent(hierarchy_item(volume))
+    added = [scene.GetNodeByID(i) for i in node_ids(scene) - before]
+    data = [n for n in added if n.IsA("vtkMRMLVolumeNode") or n.IsA("vtkMRMLSegmentationNode")]
+    assert data == [translated]  # and its display nodes: no helper node is left behind
+    # The segmenter alone labels the volume.
+    (alone,) = translation.translate(volume, None, segment=True, generator=model, device="cpu")
+    assert volume_from_node(alone).same_geometry(image)
+    # A 2D+t sequence of volumes: a translated sequence, synchronised in the same browser.
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "cine")
+    for index, seed in enumerate((4, 5)):
+        sequence.SetDataNodeAtValue(image_node(simulate_bmode(phantom, seed=seed), "frame"), str(index))
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "cine browser")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    sequences_logic(scene).UpdateProxyNodesFromSequences(browser)
+    proxy = browser.GetProxyNode(sequence)
+    outputs = translation.translate(proxy, segmentation, generator=model, device="cpu")
+    (output,) = [n for n in outputs if n.IsA("vtkMRMLSequenceNode")]
+    assert output.GetName() == "cine translated" and output.GetNumberOfDataNodes() == 2
+    assert browser.IsSynchronizedSequenceNodeID(output.GetID())
+    # Cancelled: nothing new.
+    count = len(node_ids(scene))
+    run = translation.BackgroundTranslation(volume, synthesis.SynthesisOptions(generator=model), segmentation)
+    run.cancel()
+    assert len(node_ids(scene)) == count and not run.folder.exists()
+    with pytest.raises(ValueError, match="segmentation of the volume or the segmenter"):
+        translation.translate(volume, None, generator=model)
