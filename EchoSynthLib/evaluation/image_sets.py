@@ -5,9 +5,10 @@ cache's settings: same resizing, sector class, intensities in [-1, 1]), so a syn
 label maps' geometry is compared with the real set pixel for pixel. Labels are kept as canonical values.
 
 A folder pairs each image with its label map by name, as ``echosynth synthesize`` and the demo write them:
-``NAME_synthKK.ext`` -> ``NAME.*`` (``NAME_augAA`` for augmented anatomies), ``NAME_image.ext`` ->
-``NAME_labels.*``, or the same name in the ``labels`` folder. Files named as label maps (``*_labels``,
-``*_augAA``, ``.seg.nrrd``) are not images.
+``NAME_synthKK.ext`` -> ``NAME.*`` (``NAME_augAA`` for augmented anatomies), ``NAME_image.ext`` or
+``NAME.ext`` (``echosynth translate``'s ``x_translated``) -> ``NAME_labels.*``, or the same name in the
+``labels`` folder. Files named as label maps (``*_labels``, ``*_augAA``, ``.seg.nrrd``) are not images.
+Paired sources (``--paired-with``) are matched by name: ``x_synthKK`` and ``x_translated`` to ``x``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def cache_set(spec: str | Path, default_split: str) -> tuple[ImageSet, CacheInde
 
 def _label_for(image: Path, labels_by_stem: dict[str, Path]) -> Path | None:
     stem = stem_of(image)
-    candidates = [_SYNTH_NAME.sub("", stem), re.sub(r"_image$", "_labels", stem), stem]
+    candidates = [_SYNTH_NAME.sub("", stem), re.sub(r"_image$", "_labels", stem), f"{stem}_labels", stem]
     return next((labels_by_stem[c] for c in candidates if c in labels_by_stem), None)
 
 
@@ -152,3 +153,24 @@ def open_set(spec: str | Path, reference: CacheIndex, labels_folder: str | Path 
         return found
     settings = PrepareSettings.from_manifest(reference.manifest.settings)
     return folder_set(path, settings, labels_folder)
+
+
+def source_name(name: str) -> str:
+    """The source image's name of a synthetic or translated image's (``x_synth00``, ``x_translated``: x)."""
+    return _SOURCE_SUFFIX.sub("", name)
+
+
+_SOURCE_SUFFIX = re.compile(r"(_synth\d+|_translated)$")
+
+
+def paired_in_order(images: ImageSet, sources: ImageSet) -> np.ndarray:
+    """The source image of each image, in the images' order, matched by name (``source_name``); an
+    InputError names the first image without its source."""
+    by_name = {name: index for index, name in enumerate(sources.names)}
+    order = []
+    for name in images.names:
+        index = by_name.get(source_name(name), by_name.get(name))
+        if index is None:
+            raise InputError(f"{name}: no source image named {source_name(name)} in {sources.description}")
+        order.append(index)
+    return sources.images[order]

@@ -26,7 +26,7 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation import distribution, figures, image_metrics
 from EchoSynthLib.evaluation.features import DEFAULT_ENCODER, FeatureSpace, features_of
 from EchoSynthLib.evaluation.image_metrics import middle_slices
-from EchoSynthLib.evaluation.image_sets import ImageSet, cache_set, open_set
+from EchoSynthLib.evaluation.image_sets import ImageSet, cache_set, open_set, paired_in_order
 
 FORMAT_VERSION = 1
 # The stages ``evaluate`` reports to its ``stage`` callback, in order (after ``load_inputs``).
@@ -204,7 +204,9 @@ def evaluate(
             synthetic.images, synthetic.labels
         )
     if paired is not None:
-        report["paired"] = image_metrics.paired_similarity(synthetic.images, paired.images)
+        report["paired"] = image_metrics.paired_similarity(
+            synthetic.images, paired_in_order(synthetic, paired)
+        )
     done("image statistics")
 
     begin("label adherence")

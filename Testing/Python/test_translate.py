@@ -170,3 +170,45 @@ def test_echonet_traced_frames_translate_with_their_tracings(tiny_adversarial, t
     assert (guide == CAVITY).sum() == 40 * 60  # the ED (larger) tracing's pixels, as traced
     assert main([*args[:-2], "--labels", str(root), "--out", str(tmp_path / "x")]) == 2
     assert "--labels goes with --images" in capsys.readouterr().err
+
+
+def test_evaluate_reads_translations_with_their_guides_and_pairs_them_with_their_sources(
+    tiny_adversarial, phantom_2d, tiny_cache, tmp_path, capsys
+):
+    """``evaluate --synthetic OUT --paired-with SOURCES``: each x_translated image is labelled by its
+    x_translated_labels map and compared with the source x, whatever the files' order."""
+    from EchoSynthLib.cache.store import CacheIndex
+    from EchoSynthLib.evaluation.image_sets import open_set, paired_in_order
+
+    for name, seed in (("b", 1), ("a", 2), ("c", 3)):
+        write_image(simulate_bmode(phantom_2d.labels, seed=seed), tmp_path / "in" / f"{name}.nii.gz")
+        write_label_map(phantom_2d.labels, tmp_path / "labels" / f"{name}.nii.gz")
+    model = str(tiny_adversarial.run / "model")
+    args = [
+        "translate",
+        "--model",
+        model,
+        "--images",
+        str(tmp_path / "in"),
+        "--labels",
+        str(tmp_path / "labels"),
+    ]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    cache = CacheIndex.open(tiny_cache)
+    translated = open_set(tmp_path / "out", cache)
+    assert translated.labels is not None and sorted(translated.names) == [
+        "a_translated",
+        "b_translated",
+        "c_translated",
+    ]
+    sources = open_set(tmp_path / "in", cache)
+    sources.names.reverse()  # another order: pairing goes by name
+    sources.images = sources.images[::-1]
+    paired = paired_in_order(translated, sources)
+    for name, image in zip(translated.names, paired, strict=True):
+        np.testing.assert_array_equal(
+            image, sources.images[sources.names.index(name.removesuffix("_translated"))]
+        )
+    sources.names[0] = "other"
+    with pytest.raises(InputError, match="no source image named"):
+        paired_in_order(translated, sources)
