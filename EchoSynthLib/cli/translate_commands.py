@@ -35,6 +35,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="an EchoNet-Dynamic folder: the traced ED and ES frame of every video, the LV tracing as labels",
     )
     translate.add_argument("--split", help="with --echonet: only this FileList split (train, val, test)")
+    translate.add_argument(
+        "--every-frame",
+        action="store_true",
+        help="with --echonet: every frame of each video (VIDEO_fNNNN; needs --segment), one seed per video",
+    )
     translate.add_argument("--labels", type=Path, nargs="+", help="label files or folders, one per image")
     translate.add_argument(
         "--segment", action="store_true", help="fill missing structures with the segmenter (--segmenter)"
@@ -63,15 +68,17 @@ def _run_translate(args: argparse.Namespace) -> None:
     if args.echonet is not None:
         if args.labels is not None:
             raise InputError("--echonet brings its own LV tracings; --labels goes with --images")
-        sources = echonet_sources(args.echonet, args.split)
+        if args.every_frame and not args.segment:
+            raise InputError("--every-frame needs --segment: only the ED and ES frames are traced")
+        sources = echonet_sources(args.echonet, args.split, args.every_frame)
         inputs = []
     else:
         if args.labels is None and not args.segment:
             raise InputError(
                 "images need their label maps (--labels) or the segmenter (--segment) to translate"
             )
-        if args.split is not None:
-            raise InputError("--split goes with --echonet")
+        if args.split is not None or args.every_frame:
+            raise InputError("--split and --every-frame go with --echonet")
         images = find_label_files(args.images)
         labels = find_label_files(args.labels) if args.labels is not None else None
         sources = file_sources(images, labels, schema_named(args.schema))

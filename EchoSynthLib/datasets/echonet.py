@@ -107,6 +107,40 @@ def _read_frame(path: Path, frame: int) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
+def frame_count(path: str | Path) -> int:
+    """The number of frames of a video, read from its header (no decoding)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise InputError(f"{path}: cannot open the video (expected an MJPG AVI)")
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Every frame of a video as uint8 (frames, rows, cols) grey images."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        if not capture.isOpened():
+            raise InputError(f"{path}: cannot open the video (expected an MJPG AVI)")
+        while True:
+            ok, image = capture.read()
+            if not ok or image is None:
+                break
+            frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image)
+    finally:
+        capture.release()
+    if not frames:
+        raise InputError(f"{path}: the video has no readable frame")
+    return np.ascontiguousarray(np.stack(frames), dtype=np.uint8)
+
+
 def _load(video: _Video, frame: int, phase: str, polygon: np.ndarray) -> Case:
     """The traced frame as a Case with the LV cavity rasterised at pixel centres."""
     from matplotlib.path import Path as PolygonPath

@@ -96,6 +96,7 @@ class TranslationSource:
     suffix: str
     origin: str
     load: Callable[[], tuple[Volume, Volume | None]]
+    group: str = ""  # sources of one group (the frames of a video) share one seed; "": a group of its own
 
 
 def file_sources(
@@ -126,25 +127,59 @@ def file_sources(
     ]
 
 
-def echonet_sources(root: str | Path, split: str | None = None) -> list[TranslationSource]:
+def echonet_sources(
+    root: str | Path, split: str | None = None, every_frame: bool = False
+) -> list[TranslationSource]:
     """The traced ED and ES frames of every EchoNet-Dynamic video under ``root`` (of one FileList
-    split, if given), each with its LV cavity tracing as the user's label map."""
-    from EchoSynthLib.datasets.echonet import scan
+    split, if given), each with its LV cavity tracing as the user's label map; with ``every_frame``, every
+    frame of those videos (``VIDEO_fNNNN``; the traced ones keep their tracing, the others need the
+    segmenter), the frames of a video sharing one seed so that only the anatomy changes from frame to
+    frame."""
+    from EchoSynthLib.datasets.echonet import frame_count, read_video, scan
 
     refs = [r for r in scan(root).cases if split is None or r.split == split]
     if not refs:
-        raise InputError(
-            f"{root}: no traced EchoNet-Dynamic frame" + (f" in split '{split}'" if split else "")
-        )
+        where = f" in split '{split}'" if split else ""
+        raise InputError(f"{root}: no traced EchoNet-Dynamic frame{where}")
 
     def load(ref) -> tuple[Volume, Volume]:
         case = ref.load()
         return case.image, case.labels
 
-    return [
-        TranslationSource(r.case_id, ".nii.gz", f"{r.sources[0]} ({r.case_id})", lambda r=r: load(r))
-        for r in refs
-    ]
+    if not every_frame:
+        return [
+            TranslationSource(r.case_id, ".nii.gz", f"{r.sources[0]} ({r.case_id})", lambda r=r: load(r))
+            for r in refs
+        ]
+    videos: dict[str, list] = {}
+    for ref in refs:
+        videos.setdefault(ref.patient_id, []).append(ref)
+    current: dict[Path, tuple[np.ndarray, dict]] = {}  # the video being read (sources come video by video)
+
+    def frame(index: int, path: Path, traced_refs: list) -> tuple[Volume, Volume | None]:
+        if path not in current:
+            current.clear()
+            tracings = {int(c.metadata["frame"]): c.labels for c in (r.load() for r in traced_refs)}
+            current[path] = (read_video(path), tracings)
+        frames, tracings = current[path]
+        if index >= len(frames):
+            raise InputError(f"frame {index} is beyond the end of the video ({len(frames)} frames)")
+        return Volume.from_2d(frames[index]), tracings.get(index)
+
+    sources = []
+    for video, traced_refs in videos.items():
+        path = traced_refs[0].sources[0]
+        sources += [
+            TranslationSource(
+                f"{video}_f{index:04d}",
+                ".nii.gz",
+                f"{path} (frame {index})",
+                lambda i=index, p=path, t=traced_refs: frame(i, p, t),
+                video,
+            )
+            for index in range(frame_count(path))
+        ]
+    return sources
 
 
 def translate_files(
@@ -157,9 +192,16 @@ def translate_files(
     progress: Callable[[float, str], None] | None = None,
     inputs: Sequence[Path] = (),
 ) -> list[TranslationOutput]:
-    """Translate every source (source i uses seed + i); ``segment``: image -> canonical label map on its
-    grid (e.g. ``Segmenter.segment``); ``inputs``: the files read, never overwritten."""
-    check_seed(seed, len(sources))
+    """Translate every source (group k, in order of first appearance, uses seed + k: every source its own
+    seed unless grouped, like the frames of a video); ``segment``: image -> canonical label map on its
+    grid (e.g. ``Segmenter.segment``); ``inputs``: the files read, never overwritten. The report gives, per
+    group of several frames, the mean absolute change between consecutive frames of the sources and of
+    the translations (grey levels 0..255)."""
+    groups: dict[str, int] = {}
+    for index, source in enumerate(sources):
+        groups.setdefault(source.group or f"#{index}", len(groups))
+    seeds = [seed + groups[s.group or f"#{i}"] for i, s in enumerate(sources)]
+    check_seed(seed, len(groups))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
@@ -175,6 +217,8 @@ def translate_files(
     if existing:
         raise InputError(f"{existing[0]}: exists; choose another --out or remove it")
     prepared = []
+    change: dict[str, list[float]] = {}  # group -> [source change sum, translated change sum, pairs]
+    previous: dict[str, np.ndarray] = {}
     for source in sources:
         try:
             image, given = source.load()
@@ -183,6 +227,8 @@ def translate_files(
                 raise InputError("no label map: give --labels or --segment")
             merged, structures = merge_labels(given, segment(image) if segment is not None else None)
             prepared.append((generator.prepare(merged), structures))
+            if source.group:
+                _accumulate(change, previous, source.group, 0, image.array)
         except InputError as error:
             message = str(error)
             raise InputError(message if source.origin in message else f"{source.origin}: {message}") from None
@@ -191,7 +237,9 @@ def translate_files(
         for index, (source, (labels_map, structures), (image_name, labels_name)) in enumerate(
             zip(sources, prepared, names, strict=True)
         ):
-            (translated,) = generator.generate(labels_map, 1, seed + index)
+            (translated,) = generator.generate(labels_map, 1, seeds[index])
+            if source.group:
+                _accumulate(change, previous, f"{source.group}\0out", 1, translated.array, source.group)
             written_image = staged.final(write_image(translated, staged.path(image_name)))
             written_labels = staged.final(write_label_map(labels_map, staged.path(labels_name)))
             outputs.append(TranslationOutput(source.origin, written_image, written_labels, structures))
@@ -206,10 +254,40 @@ def translate_files(
                     "image": o.image.name,
                     "labels": o.labels.name,
                     "structures": o.structures,
-                    "seed": seed + i,
+                    "seed": seeds[i],
                 }
                 for i, o in enumerate(outputs)
             ],
         }
+        if change:
+            report["frame_to_frame_change"] = {
+                group: {
+                    "source": total[0] / total[2],
+                    "translated": total[1] / total[2],
+                    "frame_pairs": total[2],
+                }
+                for group, total in change.items()
+                if total[2]
+            }
         staged.path(REPORT).write_text(json.dumps(report, indent=1))
     return outputs
+
+
+def _accumulate(
+    change: dict[str, list[float]],
+    previous: dict[str, np.ndarray],
+    key: str,
+    slot: int,
+    array: np.ndarray,
+    group: str | None = None,
+) -> None:
+    """Add the mean absolute change from the last frame seen under ``key`` to ``change[group][slot]`` (the
+    source frames count the pairs)."""
+    group = group or key
+    totals = change.setdefault(group, [0.0, 0.0, 0])
+    current = array.astype(np.float32)
+    if key in previous and previous[key].shape == current.shape:
+        totals[slot] += float(np.abs(current - previous[key]).mean())
+        if slot == 0:
+            totals[2] += 1
+    previous[key] = current

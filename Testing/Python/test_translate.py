@@ -4,6 +4,7 @@ from, and bad inputs refused with nothing written."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -212,3 +213,48 @@ def test_evaluate_reads_translations_with_their_guides_and_pairs_them_with_their
     sources.names[0] = "other"
     with pytest.raises(InputError, match="no source image named"):
         paired_in_order(translated, sources)
+
+
+def test_every_frame_of_a_video_shares_one_seed_so_frames_flicker_less(tiny_adversarial, tmp_path, capsys):
+    from test_reader_echonet import N_FRAMES, filelist_row, rectangle, write_dataset
+
+    from EchoSynthLib.models.segmenter.network import Segmenter
+    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.sampling.translate import echonet_sources, translate_files
+
+    root = write_dataset(
+        tmp_path / "echonet",
+        videos=["VidA"],
+        filelist=[filelist_row("VidA", "TRAIN")],
+        tracings=[
+            ("VidA", 2, rectangle(40.5, 60.5, 30.5, 70.5)),
+            ("VidA", 7, rectangle(30.5, 70.5, 20.5, 80.5)),
+        ],
+    )
+    model = str(tiny_adversarial.run / "model")
+    args = ["translate", "--model", model, "--echonet", str(root), "--every-frame"]
+    assert main([*args, "--out", str(tmp_path / "x")]) == 2
+    assert "--every-frame needs --segment" in capsys.readouterr().err
+    assert main([*args, "--segment", "--seed", "4", "--out", str(tmp_path / "out")]) == 0, (
+        capsys.readouterr().err
+    )
+    report = json.loads((tmp_path / "out" / "translation.json").read_text())
+    frames = report["images"]
+    assert [e["image"] for e in frames] == [f"VidA_f{i:04d}_translated.nii.gz" for i in range(N_FRAMES)]
+    assert {e["seed"] for e in frames} == {4}  # one seed per video
+    assert (
+        frames[2]["structures"]["lv_cavity"] == "labels" and frames[7]["structures"]["lv_cavity"] == "labels"
+    )
+    assert frames[0]["structures"]["lv_cavity"] == "segmenter"
+    together = report["frame_to_frame_change"]["VidA"]
+    assert together["frame_pairs"] == N_FRAMES - 1 and together["source"] > 0
+    # The same frames, each with its own seed, change more from frame to frame.
+    generator = open_generator(GeneratorSettings(model, device="cpu"))
+    segment = Segmenter.load("segmenter-camus", "cpu").segment
+    sources = [
+        s.__class__(s.stem, s.suffix, s.origin, s.load, "") for s in echonet_sources(root, every_frame=True)
+    ]
+    translate_files(generator, sources, tmp_path / "apart", segment=segment, seed=4)
+    apart = [read_image(tmp_path / "apart" / e["image"]).array.astype(float) for e in frames]
+    change = np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(apart)])
+    assert together["translated"] < change
