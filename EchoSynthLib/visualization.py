@@ -75,6 +75,31 @@ def save_montage(panels: list[Panel], path: str | os.PathLike, dpi: int = 90) ->
         plt.close(figure)
 
 
+def grey_of(image) -> np.ndarray:
+    """A model image in [-1, 1] (array or tensor; 2D, or 3D: its middle slice; a leading channel of one
+    dropped) as uint8 grey levels."""
+    values = image.detach().float().cpu().numpy() if hasattr(image, "detach") else np.asarray(image, float)
+    while values.ndim > 2 and values.shape[0] == 1:  # channel (and single-slice) axes
+        values = values[0]
+    values = values if values.ndim == 2 else values[values.shape[0] // 2]
+    return np.rint((np.clip(values, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+
+
+def real_and_label_rows(items, layout) -> list[tuple[str, list[np.ndarray]]]:
+    """The first two rows of a label-conditioned model's sample grid: the real images of cache ``items``
+    (dicts with 'image' and one-hot 'labels') and their label maps over them (``layout``: the classes)."""
+    real = [grey_of(x["image"]) for x in items]
+    maps = []
+    for x in items:
+        channels = x["labels"].detach().cpu().numpy() if hasattr(x["labels"], "detach") else x["labels"]
+        labels = layout.to_canonical(layout.channel_values[np.asarray(channels).argmax(0)])
+        maps.append(labels if labels.ndim == 2 else labels[labels.shape[0] // 2])
+    return [
+        ("real", real),
+        ("label map (on the real image)", [overlay(r, m) for r, m in zip(real, maps, strict=True)]),
+    ]
+
+
 def save_grid(rows: list[tuple[str, list[np.ndarray]]], path: str | os.PathLike, dpi: int = 80) -> Path:
     """A PNG grid: one titled row per entry; cells are uint8 grey (H, W) or float RGB (H, W, 3) arrays."""
     import matplotlib

@@ -21,7 +21,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
-from EchoSynthLib.data.labels import ClassLayout, Structure
+from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import RUN_DEFAULTS, AdversarialConfig
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, Generator
@@ -233,7 +233,7 @@ class AdversarialTrainer(StepTrainer):
     def sample_grid(self, path: Path) -> Path:
         """Real images, their label maps (and simulator guides) and EMA samples for the first GRID_CASES
         validation maps."""
-        from EchoSynthLib.visualization import overlay, save_grid
+        from EchoSynthLib.visualization import grey_of, real_and_label_rows, save_grid
 
         source, split = (self.val_set, "val") if self.val_set is not None else (self.train_set, "train")
         items = [source[i] for i in range(min(GRID_CASES, len(source)))]
@@ -243,19 +243,10 @@ class AdversarialTrainer(StepTrainer):
         _, seg, guides = self._inputs(batch, draws, split)
         images = self.sample(self.state.ema.module.eval(), seg, guides, seed=0)
 
-        def grey(x: torch.Tensor) -> np.ndarray:
-            return np.rint((x[0].float().cpu().numpy() + 1.0) * 127.5).astype(np.uint8)
-
-        real = [grey(x["image"]) for x in items]
-        layout: ClassLayout = self.config.classes
-        labels = [layout.to_canonical(layout.channel_values[x["labels"].argmax(0).numpy()]) for x in items]
-        rows = [
-            ("real", real),
-            ("label map (on the real image)", [overlay(r, lab) for r, lab in zip(real, labels, strict=True)]),
-        ]
+        rows = real_and_label_rows(items, self.config.classes)
         if self.config.image_guides:
-            rows.append(("simulator guide", [grey(g) for g in guides]))
-        rows.append((f"synthetic ({self.config.steps} adversarial steps)", [grey(x) for x in images]))
+            rows.append(("simulator guide", [grey_of(g) for g in guides]))
+        rows.append((f"synthetic ({self.config.steps} adversarial steps)", [grey_of(x) for x in images]))
         return save_grid(rows, path)
 
     def export(self) -> Path:

@@ -198,7 +198,7 @@ class AutoencoderTrainer(StepTrainer):
     def sample_grid(self, path: Path, count: int = 8) -> Path:
         """Real images and their reconstructions (posterior mean) for the first ``count`` validation cases;
         a 3D case shows its middle slice."""
-        from EchoSynthLib.visualization import save_grid
+        from EchoSynthLib.visualization import grey_of, save_grid
 
         source = self.val_set or self.train_set
         items = [source[i] for i in range(min(count, len(source)))]
@@ -207,11 +207,10 @@ class AutoencoderTrainer(StepTrainer):
         model = self.state.model.eval()
         output = model.decode(model.encode(inputs)[0])[:, 0].clamp(-1, 1)
 
-        def grey(x: torch.Tensor) -> np.ndarray:
-            x = x if x.ndim == 2 else x[x.shape[0] // 2]
-            return np.rint((x.float().cpu().numpy() + 1.0) * 127.5).astype(np.uint8)
-
-        rows = [("real", [grey(x) for x in inputs[:, 0]]), ("reconstruction", [grey(x) for x in output])]
+        rows = [
+            ("real", [grey_of(x) for x in inputs[:, 0]]),
+            ("reconstruction", [grey_of(x) for x in output]),
+        ]
         return save_grid(rows, path)
 
     def export(self) -> Path:

@@ -246,19 +246,14 @@ class LatentTrainer(StepTrainer):
     def sample_grid(self, path: Path) -> Path:
         """Conditioned: real images, their maps and samples for the first validation maps; paired: samples
         and their decoded label maps. A 3D case shows its middle slice."""
-        from EchoSynthLib.visualization import overlay, save_grid
+        from EchoSynthLib.visualization import grey_of, overlay, real_and_label_rows, save_grid
 
         layout = self.config.classes
         model = self.state.ema.module.eval()
 
-        def middle(x: np.ndarray) -> np.ndarray:
-            return x if x.ndim == 2 else x[x.shape[0] // 2]
-
-        def grey(x: torch.Tensor) -> np.ndarray:
-            return middle(np.rint((x.clamp(-1, 1).float().cpu().numpy() + 1.0) * 127.5).astype(np.uint8))
-
         def labels_of(channels: torch.Tensor) -> np.ndarray:
-            return middle(layout.to_canonical(layout.channel_values[channels.argmax(0).cpu().numpy()]))
+            labels = layout.to_canonical(layout.channel_values[channels.argmax(0).cpu().numpy()])
+            return labels if labels.ndim == 2 else labels[labels.shape[0] // 2]
 
         steps, sampler = self.settings.sample_steps, self.process.samplers[0]
         steps = min(steps, self.config.timesteps)
@@ -281,19 +276,14 @@ class LatentTrainer(StepTrainer):
                 ]
             )
             images = self.autoencoder.decode(latents)
-            real = [grey(x["image"][0]) for x in items]
-            maps = [labels_of(x["labels"]) for x in items]
-            rows = [
-                ("real", real),
-                ("label map (on the real image)", [overlay(r, m) for r, m in zip(real, maps, strict=True)]),
-                (f"synthetic ({sampler} {steps} steps)", [grey(x[0]) for x in images]),
-            ]
+            rows = real_and_label_rows(items, layout)
+            rows.append((f"synthetic ({sampler} {steps} steps)", [grey_of(x[0]) for x in images]))
         else:
             latents = draw(
                 model, self.process, self.config, GRID_CASES, None, sampler=sampler, steps=steps, seed=0
             )
             outputs = self.autoencoder.decode(latents)
-            images = [grey(x[0]) for x in outputs]
+            images = [grey_of(x[0]) for x in outputs]
             rows = [
                 (f"generated image ({sampler} {steps} steps)", images),
                 (

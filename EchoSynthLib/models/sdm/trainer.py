@@ -17,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
-from EchoSynthLib.data.labels import ClassLayout, Structure
+from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
@@ -128,7 +128,7 @@ class SDMTrainer(StepTrainer):
 
     def sample_grid(self, path: Path) -> Path:
         """Real images, their label maps and EMA samples for the first GRID_CASES validation maps."""
-        from EchoSynthLib.visualization import overlay, save_grid
+        from EchoSynthLib.visualization import grey_of, real_and_label_rows, save_grid
 
         source = self.val_set or self.train_set
         items = [source[i] for i in range(min(GRID_CASES, len(source)))]
@@ -138,17 +138,10 @@ class SDMTrainer(StepTrainer):
             model, seg, self.diffusion, sampler="dpm++sde", steps=self.settings.sample_steps, seed=0
         )
 
-        def grey(x: torch.Tensor) -> np.ndarray:
-            return np.rint((x[0].float().cpu().numpy() + 1.0) * 127.5).astype(np.uint8)
-
-        real = [grey(x["image"]) for x in items]
-        layout: ClassLayout = self.config.classes
-        labels = [layout.to_canonical(layout.channel_values[x["labels"].argmax(0).numpy()]) for x in items]
-        rows = [
-            ("real", real),
-            ("label map (on the real image)", [overlay(r, lab) for r, lab in zip(real, labels, strict=True)]),
-            (f"synthetic (SDE-DPM-Solver++ {self.settings.sample_steps} steps)", [grey(x) for x in images]),
-        ]
+        rows = real_and_label_rows(items, self.config.classes)
+        rows.append(
+            (f"synthetic (SDE-DPM-Solver++ {self.settings.sample_steps} steps)", [grey_of(x) for x in images])
+        )
         return save_grid(rows, path)
 
     def export(self) -> Path:
