@@ -48,6 +48,20 @@ def ema_average(decay: float):
     return average
 
 
+def require_pixel_cache(data: str | Path, manifest: Any, size: int) -> None:
+    """InputError unless the cache at ``data`` (its ``CacheManifest``) holds 2D images of ``size`` x
+    ``size`` with a sector class: what the pixel-space 2D families (SDM, adversarial) train on."""
+    from EchoSynthLib.data.labels import Structure
+
+    if manifest.spatial_dims != 2 or manifest.shape != (size, size):
+        raise InputError(
+            f"{data}: cache images are {'x'.join(map(str, manifest.shape))}; this model needs "
+            f"{size}x{size} (prepare with --size {size}, or --set image_size=...)"
+        )
+    if not manifest.layout.has(Structure.SECTOR):
+        raise InputError(f"{data}: the cache has no sector class (prepare with --layout echosynth)")
+
+
 class StepBatches(torch.utils.data.Sampler):
     """Batch indices for steps ``start``..``stop - 1``: the global batch of a step is drawn from a generator
     seeded (seed, step), and this process gets its share of it (``rank``)."""

@@ -21,8 +21,6 @@ from torch.optim.swa_utils import AveragedModel
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
-from EchoSynthLib.data.labels import Structure
-from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import RUN_DEFAULTS, AdversarialConfig
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, Generator
 from EchoSynthLib.models.adversarial.process import FewStepProcess
@@ -30,7 +28,15 @@ from EchoSynthLib.models.families import ADVERSARIAL
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.training.cards import model_card, training_provenance
-from EchoSynthLib.training.runs import MAIN, StepTrainer, TrainState, ema_average, run_config, step_generator
+from EchoSynthLib.training.runs import (
+    MAIN,
+    StepTrainer,
+    TrainState,
+    ema_average,
+    require_pixel_cache,
+    run_config,
+    step_generator,
+)
 
 KIND = ADVERSARIAL.kind
 VAL_CASES = 32
@@ -67,14 +73,7 @@ class AdversarialTrainer(StepTrainer):
         self.run = Path(run)
         self.settings = settings or RunSettings.from_dict(RUN_DEFAULTS)
         manifest = self.cache.manifest
-        if manifest.spatial_dims != 2 or manifest.shape != (config.image_size,) * 2:
-            raise InputError(
-                f"{data}: cache images are {'x'.join(map(str, manifest.shape))}; this model needs "
-                f"{config.image_size}x{config.image_size} (prepare with --size {config.image_size}, or "
-                f"--set image_size=...)"
-            )
-        if not manifest.layout.has(Structure.SECTOR):
-            raise InputError(f"{data}: the cache has no sector class (prepare with --layout echosynth)")
+        require_pixel_cache(data, manifest, config.image_size)
         config = config.with_overrides({"classes": manifest.layout})
         self.device = self.start_processes(device, config.batch_size)
         self.config = run_config(self.run, config)

@@ -17,7 +17,6 @@ from torch.optim.swa_utils import AveragedModel
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
-from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
@@ -27,7 +26,14 @@ from EchoSynthLib.models.sdm.config import RUN_DEFAULTS, SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
 from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.training.cards import model_card, training_provenance
-from EchoSynthLib.training.runs import StepTrainer, TrainState, ema_average, run_config, step_generator
+from EchoSynthLib.training.runs import (
+    StepTrainer,
+    TrainState,
+    ema_average,
+    require_pixel_cache,
+    run_config,
+    step_generator,
+)
 
 KIND = SDM_KIND
 VAL_CASES = 32
@@ -59,13 +65,7 @@ class SDMTrainer(StepTrainer):
         self.run = Path(run)
         self.settings = settings or RunSettings.from_dict(RUN_DEFAULTS)
         manifest = self.cache.manifest
-        if manifest.spatial_dims != 2 or manifest.shape != (config.image_size,) * 2:
-            raise InputError(
-                f"{data}: cache images are {'x'.join(map(str, manifest.shape))}; this model needs "
-                f"{config.image_size}x{config.image_size} (prepare with --size {config.image_size})"
-            )
-        if not manifest.layout.has(Structure.SECTOR):
-            raise InputError(f"{data}: the cache has no sector class (prepare with --layout echosynth)")
+        require_pixel_cache(data, manifest, config.image_size)
         if self.settings.sample_steps > config.timesteps:
             raise InputError(
                 f"setting sample_steps ({self.settings.sample_steps}) must be at most timesteps "
