@@ -44,6 +44,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     translate.add_argument(
         "--segment", action="store_true", help="fill missing structures with the segmenter (--segmenter)"
     )
+    translate.add_argument(
+        "--slices",
+        action="store_true",
+        help="translate 3D volumes slice by slice (k slices, one seed each volume)",
+    )
     translate.add_argument("--segmenter", default=SEGMENTER, help=f"segmenter package (default {SEGMENTER})")
     translate.add_argument("--out", required=True, type=Path, help="output folder")
     add_sampling_arguments(translate)
@@ -100,5 +105,6 @@ def _run_translate(args: argparse.Namespace) -> None:
             seed=args.seed,
             progress=lambda fraction, _name: bar.update(fraction * len(sources) - bar.n),
             inputs=inputs,
+            slices=args.slices,
         )
     print(f"wrote {2 * len(outputs) + 1} files to {args.out}/")

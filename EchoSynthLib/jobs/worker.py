@@ -88,6 +88,7 @@ def _translate(folder: Path, spec: JobSpec, warn, report: Report, warnings: list
         seed=spec.seed,
         progress=lambda fraction, name: report({"event": "progress", "fraction": fraction, "message": name}),
         inputs=[*images, *(labels or [])],
+        slices=True,  # the Slicer Translate mode takes 3D volumes slice by slice
     )
     results = [
         InputResult(name, (str(o.image.relative_to(folder)),))

@@ -29,6 +29,7 @@ from EchoSynthLib.data.io import (
     write_label_map,
 )
 from EchoSynthLib.data.labels import ECHOSYNTH, LabelSchema, Structure
+from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.sampling.generators import Generator
@@ -78,15 +79,6 @@ def merge_labels(given: Volume | None, segmented: Volume | None) -> tuple[Volume
     return base.with_array(merged), sources
 
 
-def _two_d(image: Volume) -> Volume:
-    """The image, if it is 2D (one frame)."""
-    if not image.is_2d:
-        raise InputError(
-            f"a {'x'.join(map(str, image.size))} volume; translation takes 2D images (one frame)"
-        )
-    return image
-
-
 @dataclass(frozen=True)
 class TranslationSource:
     """One image to translate: the output stem and image suffix, what to call it in messages and the
@@ -108,7 +100,7 @@ def file_sources(
         raise InputError(f"{len(images)} images but {len(labels)} label files: give one label file per image")
 
     def load(index: int) -> tuple[Volume, Volume | None]:
-        image = _two_d(read_image(images[index]))
+        image = read_image(images[index])
         if labels is None:
             return image, None
         given = read_label_map(labels[index], schema)
@@ -191,12 +183,15 @@ def translate_files(
     seed: int = 0,
     progress: Callable[[float, str], None] | None = None,
     inputs: Sequence[Path] = (),
+    slices: bool = False,
 ) -> list[TranslationOutput]:
     """Translate every source (group k, in order of first appearance, uses seed + k: every source its own
     seed unless grouped, like the frames of a video); ``segment``: image -> canonical label map on its
     grid (e.g. ``Segmenter.segment``); ``inputs``: the files read, never overwritten. The report gives, per
     group of several frames, the mean absolute change between consecutive frames of the sources and of
-    the translations (grey levels 0..255)."""
+    the translations (grey levels 0..255). ``slices``: a 3D volume is translated slice by slice (its k
+    slices, one seed for the volume; slices without a heart structure stay black); without it a 3D volume
+    is an InputError."""
     groups: dict[str, int] = {}
     for index, source in enumerate(sources):
         groups.setdefault(source.group or f"#{index}", len(groups))
@@ -222,11 +217,14 @@ def translate_files(
     for source in sources:
         try:
             image, given = source.load()
-            _two_d(image)
+            if not (slices or image.is_2d):
+                raise InputError(
+                    f"a {'x'.join(map(str, image.size))} volume; translation takes 2D images (one frame), "
+                    "or a 3D volume slice by slice (--slices)"
+                )
             if given is None and segment is None:
                 raise InputError("no label map: give --labels or --segment")
-            merged, structures = merge_labels(given, segment(image) if segment is not None else None)
-            prepared.append((generator.prepare(merged), structures))
+            prepared.append(_prepare_planes(generator, image, given, segment))
             if source.group:
                 _accumulate(change, previous, source.group, 0, image.array)
         except InputError as error:
@@ -234,10 +232,14 @@ def translate_files(
             raise InputError(message if source.origin in message else f"{source.origin}: {message}") from None
     outputs: list[TranslationOutput] = []
     with staged_files(out_dir) as staged:
-        for index, (source, (labels_map, structures), (image_name, labels_name)) in enumerate(
+        for index, (source, (image, maps, labels_map, structures), (image_name, labels_name)) in enumerate(
             zip(sources, prepared, names, strict=True)
         ):
-            (translated,) = generator.generate(labels_map, 1, seeds[index])
+            planes = [
+                np.zeros(shape, np.uint8) if m is None else generator.generate(m, 1, seeds[index])[0].array
+                for m, shape in maps
+            ]
+            translated = image.with_array(np.concatenate(planes).astype(np.uint8))
             if source.group:
                 _accumulate(change, previous, f"{source.group}\0out", 1, translated.array, source.group)
             written_image = staged.final(write_image(translated, staged.path(image_name)))
@@ -271,6 +273,30 @@ def translate_files(
             }
         staged.path(REPORT).write_text(json.dumps(report, indent=1))
     return outputs
+
+
+def _prepare_planes(
+    generator: Generator, image: Volume, given: Volume | None, segment: Callable[[Volume], Volume] | None
+) -> tuple[Volume, list[tuple[Volume | None, tuple[int, ...]]], Volume, dict[str, str]]:
+    """(image, (the prepared map of each plane, or None for a plane without heart, and the plane's array
+    shape), the guide map on the image's grid, structure -> source) of a 2D image or, plane by plane (its
+    k slices), a 3D one."""
+    count = 1 if image.is_2d else image.size[2]
+    maps: list[tuple[Volume | None, tuple[int, ...]]] = []
+    guides, found = [], {}
+    for k in range(count):
+        plane = image if image.is_2d else slice_of(image, k)
+        labels = given if given is None or given.is_2d else slice_of(given, k)
+        merged, structures = merge_labels(labels, segment(plane) if segment is not None else None)
+        guides.append(merged.array)
+        for name, where in structures.items():
+            if found.get(name, ABSENT) == ABSENT or where == FROM_LABELS:
+                found[name] = where
+        heart = np.isin(merged.array, [s.label for s in HEART]).any()
+        maps.append((generator.prepare(merged) if heart or image.is_2d else None, plane.array.shape))
+    if all(m is None for m, _ in maps):
+        raise InputError("the label map is empty: no heart structure in any slice")
+    return image, maps, image.with_array(np.concatenate(guides).astype(np.uint8)), found
 
 
 def _accumulate(

@@ -108,7 +108,7 @@ def test_segment_fills_what_echonet_style_labels_lack(tiny_adversarial, scanner_
         (["--labels", "{w}/empty.nii.gz"], "empty.nii.gz): the label map is empty"),
         (["--labels", "{w}/labels/echo_gt.nii.gz", "{w}/empty.nii.gz"], "one label file per image"),
         (["--segment", "--model-override", "segmenter-camus"], "cannot be used"),
-        (["--labels", "{w}/labels", "--images-override", "{w}/volume.nii.gz"], "translation takes 2D images"),
+        (["--segment", "--images-override", "{w}/volume.nii.gz"], "slice by slice (--slices)"),
     ],
     ids=["no-anatomy", "empty-map", "count-mismatch", "wrong-kind", "3d-volume"],
 )
@@ -258,3 +258,33 @@ def test_every_frame_of_a_video_shares_one_seed_so_frames_flicker_less(tiny_adve
     apart = [read_image(tmp_path / "apart" / e["image"]).array.astype(float) for e in frames]
     change = np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(apart)])
     assert together["translated"] < change
+
+
+def test_a_3d_volume_translates_slice_by_slice_with_its_geometry(tiny_adversarial, tmp_path, capsys):
+    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+
+    labels = phantom_label_map("3D", "ED", seed=2, grid=PhantomGrid.for_view("3D", size=24)).labels
+    labels = Volume(labels.array, (0.8, 0.7, 1.5), (3.0, 1.0, -2.0), labels.direction)
+    write_image(simulate_bmode(labels, seed=1), tmp_path / "in" / "volume.nrrd")
+    write_label_map(labels, tmp_path / "labels" / "volume.nrrd")
+    model = str(tiny_adversarial.run / "model")
+    args = [
+        "translate",
+        "--model",
+        model,
+        "--images",
+        str(tmp_path / "in"),
+        "--labels",
+        str(tmp_path / "labels"),
+    ]
+    assert main([*args, "--out", str(tmp_path / "x")]) == 2
+    assert "--slices" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main([*args, "--slices", "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    translated = read_image(tmp_path / "out" / "volume_translated.nrrd")
+    assert translated.same_geometry(labels) and translated.array.dtype == np.uint8
+    heart = np.isin(labels.array, [CAVITY, MYO, ATRIUM]).reshape(labels.array.shape[0], -1).any(1)
+    assert not heart.all() and heart.any()
+    for k, has_heart in enumerate(heart):
+        assert translated.array[k].any() == has_heart, k  # slices without a heart structure stay black
+    guide = read_label_map(tmp_path / "out" / "volume_translated_labels.seg.nrrd")
+    assert guide.same_geometry(labels)

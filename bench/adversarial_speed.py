@@ -1,0 +1,76 @@
+"""Benchmark: 4-step adversarial diffusion synthesis, seconds per 2D image on this machine.
+
+Times ``AdversarialModel.synthesize`` whole (resampling the map onto the model grid, the T generator
+steps, and the image back onto the map's grid) for a phantom A4C map, batch 1 (one image per call) and
+``--batch`` images per call, after one warm-up call. Speed does not depend on the weights: an untrained
+generator of the default network at ``--size`` is used unless ``--model`` is given. Prints a Markdown row
+per case. Goal (issue 15): a 128x128 image in under 0.3 s on 2 CPU threads.
+
+    .venv/bin/python bench/adversarial_speed.py --threads 2 --size 64 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+
+def _model(size: int, guide: str, device: str):
+    from EchoSynthLib.data.labels import ClassLayout, schema_named
+    from EchoSynthLib.models.adversarial.config import AdversarialConfig
+    from EchoSynthLib.models.adversarial.network import Generator
+    from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
+    from EchoSynthLib.models.adversarial.trainer import build_process
+    from EchoSynthLib.models.device import pick_device
+
+    config = AdversarialConfig(
+        image_size=size, guide=guide, classes=ClassLayout.of(schema_named("echosynth"))
+    )
+    resolved = pick_device(device)
+    generator = Generator(config).eval().to(resolved)
+    return AdversarialModel(config, generator, build_process(config), resolved, Path("untrained"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", type=int, nargs="+", default=[128])
+    parser.add_argument("--guide", default="labels")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", help="a trained package instead of untrained default networks")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    import torch
+
+    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+    from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
+
+    torch.set_num_threads(args.threads)
+    labels = phantom_label_map("4CH", "ED", seed=0, grid=PhantomGrid.for_view("4CH", size=128)).labels
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads")
+    print("| model size | guide | images per call | seconds per image |")
+    print("| --- | --- | --- | --- |")
+    for size in args.size:
+        model = (
+            AdversarialModel.load(args.model, args.device)
+            if args.model
+            else _model(size, args.guide, args.device)
+        )
+        with torch.inference_mode():
+            model.synthesize(labels, n=1)  # warm-up
+            for count in (1, args.batch):
+                began = time.perf_counter()
+                for repeat in range(args.repeats):
+                    model.synthesize(labels, n=count, seed=repeat, batch_size=count)
+                seconds = (time.perf_counter() - began) / (args.repeats * count)
+                print(f"| {model.config.image_size} | {model.config.guide} | {count} | {seconds:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
