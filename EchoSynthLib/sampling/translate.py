@@ -236,8 +236,10 @@ def translate_files(
             zip(sources, prepared, names, strict=True)
         ):
             planes = [
-                np.zeros(shape, np.uint8) if m is None else generator.generate(m, 1, seeds[index])[0].array
-                for m, shape in maps
+                np.zeros(plane.array.shape, np.uint8)
+                if m is None
+                else _translated(generator, plane, m, seeds[index])
+                for m, plane in maps
             ]
             translated = image.with_array(np.concatenate(planes).astype(np.uint8))
             if source.group:
@@ -277,12 +279,12 @@ def translate_files(
 
 def _prepare_planes(
     generator: Generator, image: Volume, given: Volume | None, segment: Callable[[Volume], Volume] | None
-) -> tuple[Volume, list[tuple[Volume | None, tuple[int, ...]]], Volume, dict[str, str]]:
-    """(image, (the prepared map of each plane, or None for a plane without heart, and the plane's array
-    shape), the guide map on the image's grid, structure -> source) of a 2D image or, plane by plane (its
-    k slices), a 3D one."""
+) -> tuple[Volume, list[tuple[Volume | None, Volume]], Volume, dict[str, str]]:
+    """(image, (the prepared map of each plane, or None for a plane without heart, and the plane's image),
+    the guide map on the image's grid, structure -> source) of a 2D image or, plane by plane (its k
+    slices), a 3D one."""
     count = 1 if image.is_2d else image.size[2]
-    maps: list[tuple[Volume | None, tuple[int, ...]]] = []
+    maps: list[tuple[Volume | None, Volume]] = []
     guides, found = [], {}
     for k in range(count):
         plane = image if image.is_2d else slice_of(image, k)
@@ -293,10 +295,18 @@ def _prepare_planes(
             if found.get(name, ABSENT) == ABSENT or where == FROM_LABELS:
                 found[name] = where
         heart = np.isin(merged.array, [s.label for s in HEART]).any()
-        maps.append((generator.prepare(merged) if heart or image.is_2d else None, plane.array.shape))
+        maps.append((generator.prepare(merged) if heart or image.is_2d else None, plane))
     if all(m is None for m, _ in maps):
         raise InputError("the label map is empty: no heart structure in any slice")
     return image, maps, image.with_array(np.concatenate(guides).astype(np.uint8)), found
+
+
+def _translated(generator: Generator, image: Volume, labels: Volume, seed: int) -> np.ndarray:
+    """One plane translated: through the generator's ``translate`` (image + map) where it has one (a
+    model that can be guided by the source image), else its label-guided ``generate``."""
+    if hasattr(generator, "translate"):
+        return generator.translate(image, labels, seed).array
+    return generator.generate(labels, 1, seed)[0].array
 
 
 def _accumulate(

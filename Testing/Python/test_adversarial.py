@@ -10,7 +10,7 @@ import torch
 from conftest import ADVERSARIAL_RUN, TINY_ADVERSARIAL
 
 from EchoSynthLib.cli.main import main
-from EchoSynthLib.data.io import read_image, write_label_map
+from EchoSynthLib.data.io import read_image, write_image, write_label_map
 from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
@@ -183,3 +183,61 @@ def test_bad_inputs_are_refused_with_clear_errors(trained, tiny_cache, tmp_path,
     save_package(tmp_path / "other", "sdm2d", {}, {"w": torch.zeros(1)}, "card")
     with pytest.raises(InputError, match=r"sdm2d.*adversarial2d|adversarial2d.*sdm2d"):
         AdversarialModel.load(tmp_path / "other", "cpu")
+
+
+def test_a_source_guided_model_translates_from_the_image_itself(tiny_cache, phantom_2d, tmp_path, capsys):
+    """SynDiff's setting: trained with the stand-in scanner's look of each image as its guide, the model's
+    translation depends on the source image (same map and seed, another image: another output); it cannot
+    synthesize from a map alone."""
+    from EchoSynthLib.simulation import simulate_bmode
+
+    config = TINY.with_overrides({"guide": "labels+source"})
+    AdversarialTrainer(tiny_cache, tmp_path / "run", config, "cpu", RUN).fit()
+    assert (tmp_path / "run" / "samples" / "step_000006.png").is_file()
+    model = AdversarialModel.load(tmp_path / "run" / "model", "cpu")
+    labels = phantom_2d.labels
+    one, other = simulate_bmode(labels, seed=1), simulate_bmode(labels, seed=2)
+    first = model.synthesize(labels, seed=3, source=one)[0]
+    assert first.same_geometry(labels)
+    assert np.array_equal(first.array, model.synthesize(labels, seed=3, source=one)[0].array)
+    assert not np.array_equal(first.array, model.synthesize(labels, seed=3, source=other)[0].array)
+    with pytest.raises(InputError, match="translates images"):
+        model.synthesize(labels)
+    write_label_map(labels, tmp_path / "map.nii.gz")
+    args = [
+        "synthesize",
+        "--model",
+        str(tmp_path / "run" / "model"),
+        "--labels",
+        str(tmp_path / "map.nii.gz"),
+    ]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    assert "translates images" in capsys.readouterr().err
+    # echosynth translate gives it each image: same map and seed, two images, two translations.
+    for name, image in (("one", one), ("other", other)):
+        write_image(image, tmp_path / name / "echo.nii.gz")
+        command = ["translate", "--model", str(tmp_path / "run" / "model"), "--images", str(tmp_path / name)]
+        command += ["--labels", str(tmp_path / "map.nii.gz"), "--out", str(tmp_path / f"{name}_out")]
+        assert main(command) == 0, capsys.readouterr().err
+    translated = [
+        read_image(tmp_path / f"{n}_out" / "echo_translated.nii.gz").array for n in ("one", "other")
+    ]
+    assert not np.array_equal(*translated)
+
+
+def test_the_stand_in_scanner_look_widens_speckle_and_keeps_black_outside():
+    from EchoSynthLib.augmentation.scanner_look import STAND_IN
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand((2, 1, 48, 48), generator=generator) * 2 - 1
+    images[:, :, :, :8] = -1  # outside the sector
+    looked = STAND_IN(images)
+    assert looked.shape == images.shape and looked.min() >= -1 and looked.max() <= 1
+    assert (looked[:, :, :, :8] == -1).all()
+
+    def neighbour_correlation(x: torch.Tensor) -> float:
+        inner = x[:, 0, :, 10:]
+        a, b = inner[:, :, :-1].flatten(), inner[:, :, 1:].flatten()
+        return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+    assert neighbour_correlation(looked) > neighbour_correlation(images) + 0.3  # coarser speckle

@@ -19,8 +19,10 @@ RUN_DEFAULTS: dict[str, Any] = {
     "checkpoint_every": 500,
 }
 # What guides the generator besides x_t: the one-hot label map (sector included; Tiago's setting), and
-# optionally the training-free simulator's image of the same map (sim-to-real, paired by construction).
-GUIDES = ("labels", "labels+simulator")
+# optionally an image: the training-free simulator's image of the same map (sim-to-real, paired by
+# construction), or the source image itself (SynDiff's setting; trained on the stand-in second scanner's
+# look of each training image, ``augmentation.scanner_look``, as no paired second scanner is at hand).
+GUIDES = ("labels", "labels+simulator", "labels+source")
 VARIANCES = ("posterior", "beta")  # the lower and upper bound of the reverse step's variance
 
 
@@ -109,4 +111,4 @@ class AdversarialConfig(SettingsMixin):
     @property
     def image_guides(self) -> int:
         """Image channels given to both networks besides x_t (the simulator's image)."""
-        return 1 if self.guide == "labels+simulator" else 0
+        return 0 if self.guide == "labels" else 1

@@ -101,23 +101,39 @@ class AdversarialModel:
         progress: Steps | None = None,
         plane: str = "ij",
         slice_index: int | None = None,
+        source: Volume | None = None,
     ) -> list[Volume]:
-        """``n`` uint8 images following a canonical label map, each on the (prepared) map's grid."""
+        """``n`` uint8 images following a canonical label map, each on the (prepared) map's grid.
+        ``source``: the image to translate (on the map's grid), for a model guided by its source image."""
         from EchoSynthLib.models.adversarial.guides import on_grid, simulated
+        from EchoSynthLib.preprocessing.prepare import image_on_grid
 
         if n < 1 or batch_size < 1:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
         check_seed(seed, n)
+        guide = self.config.guide
+        if (guide == "labels+source") != (source is not None):
+            raise InputError(
+                f"{self.source}: a model guided by the source image translates images (echosynth translate)"
+                if source is None
+                else f"{self.source}: this model ({guide}) takes no source image"
+            )
         target = self.prepare(labels, plane, slice_index)
         size = self.config.image_size
         one_hot, grid = model_conditioning(target, self.config.classes, (size, size))
-        model_map = on_grid(one_hot, self.config.classes, grid) if self.config.image_guides else None
+        model_map = on_grid(one_hot, self.config.classes, grid) if guide == "labels+simulator" else None
+        if source is not None:
+            if not source.same_geometry(target):
+                raise InputError("the source image's grid differs from its label map's")
+            on_model = torch.from_numpy(image_on_grid(source, grid).reshape(1, 1, size, size))
         images: list[Volume] = []
         batches = -(-n // batch_size)
         for index, start in enumerate(range(0, n, batch_size)):
             count = min(batch_size, n - start)
             seg = torch.from_numpy(one_hot[np.newaxis]).float().expand(count, -1, -1, -1).to(self.device)
-            if model_map is None:
+            if source is not None:
+                guides = on_model.expand(count, -1, -1, -1)
+            elif model_map is None:
                 guides = seg.new_zeros((count, 0, size, size))
             else:
                 guides = torch.stack([simulated(model_map, seed + start + k) for k in range(count)])
@@ -153,3 +169,9 @@ class AdversarialGenerator(ModelGenerator):
         """``n`` images of a prepared map."""
         report = None if progress is None else (lambda done, total: progress(done / total))
         return self.model.synthesize(labels, n=n, seed=seed, progress=report)
+
+    def translate(self, image: Volume, labels: Volume, seed: int) -> Volume:
+        """The translation of ``image`` (2D) with its prepared label map: guided by the image itself for a
+        source-guided model, by the map alone otherwise."""
+        source = image if self.model.config.guide == "labels+source" else None
+        return self.model.synthesize(labels, n=1, seed=seed, source=source)[0]

@@ -21,6 +21,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
+from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.models.adversarial.config import RUN_DEFAULTS, AdversarialConfig
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, Generator
 from EchoSynthLib.models.adversarial.process import FewStepProcess
@@ -104,7 +105,7 @@ class AdversarialTrainer(StepTrainer):
 
     def _guides(self) -> dict[str, dict[str, torch.Tensor]]:
         """split -> case_id -> simulator image, for a simulator-guided model (empty otherwise)."""
-        if not self.config.image_guides:
+        if self.config.guide != "labels+simulator":
             return {}
         from EchoSynthLib.models.adversarial.guides import split_guides
 
@@ -112,10 +113,17 @@ class AdversarialTrainer(StepTrainer):
         return {split: split_guides(self.cache, split, self.run) for split in splits}
 
     def _image_guides(self, batch: dict, split: str) -> torch.Tensor:
-        """(B, G, H, W): the batch's image guides (G = 0 for a labels-only model)."""
-        if not self.config.image_guides:
-            image = batch["image"]
+        """(B, G, H, W): the batch's image guides (G = 0 for a labels-only model; the source guide is
+        the stand-in scanner's look of each image)."""
+        image = batch["image"]
+        if self.config.guide == "labels":
             return image.new_zeros((image.shape[0], 0, *image.shape[2:])).to(self.device)
+        if self.config.guide == "labels+source":
+            from EchoSynthLib.augmentation.scanner_look import STAND_IN
+
+            background = self.config.classes.structures.index(Structure.BACKGROUND)
+            inside = batch["labels"][:, background : background + 1] < 0.5  # the sector and the heart
+            return STAND_IN(image.to(self.device).float(), inside.to(self.device))
         table = self.guides[split]
         return torch.stack([table[c] for c in batch["case_id"]]).to(self.device)
 
@@ -244,7 +252,7 @@ class AdversarialTrainer(StepTrainer):
 
         rows = real_and_label_rows(items, self.config.classes)
         if self.config.image_guides:
-            rows.append(("simulator guide", [grey_of(g) for g in guides]))
+            rows.append((f"{self.config.guide.removeprefix('labels+')} guide", [grey_of(g) for g in guides]))
         rows.append((f"synthetic ({self.config.steps} adversarial steps)", [grey_of(x) for x in images]))
         return save_grid(rows, path)
 
