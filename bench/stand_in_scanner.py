@@ -1,0 +1,61 @@
+"""Export a cache split as a stand-in second scanner's images: each real image given the stand-in look
+(``EchoSynthLib.augmentation.scanner_look``: coarser speckle, another dynamic range and gain), on its cache
+grid, with its label map, for measuring translation back to the real scanner's look (issue 15). A stand-in,
+not a real second scanner.
+
+Writes ``OUT/images/CASE.nii.gz`` (uint8) and ``OUT/labels/CASE.nii.gz`` (canonical labels), staged.
+
+    python bench/stand_in_scanner.py --data data/camus224-128 --split val --out out/bench-translate/standin
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--limit", type=int, help="only the first N cases")
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+
+    from EchoSynthLib.augmentation.scanner_look import STAND_IN
+    from EchoSynthLib.cache.store import CacheIndex
+    from EchoSynthLib.data.atomic import staged_directory
+    from EchoSynthLib.data.io import write_image, write_label_map
+    from EchoSynthLib.data.labels import Structure
+    from EchoSynthLib.data.volume import Volume
+    from EchoSynthLib.preprocessing.resample import Grid
+
+    cache = CacheIndex.open(args.data)
+    layout = cache.manifest.layout
+    entries = cache.cases(args.split)[: args.limit]
+    with staged_directory(args.out) as staging:
+        for entry in entries:
+            image, labels = cache.load(entry)
+            grid = Grid.from_dict(entry["metadata"]["grid"])
+            canonical = layout.to_canonical(labels).astype(np.uint8)
+            inside = torch.from_numpy(canonical != Structure.BACKGROUND.label).reshape(
+                1, 1, *canonical.shape[-2:]
+            )
+            looked = STAND_IN(torch.from_numpy(np.asarray(image, np.float32)).reshape(inside.shape), inside)
+            grey = np.rint((looked.numpy().reshape(1, *canonical.shape[-2:]) + 1.0) * 127.5).astype(np.uint8)
+            geometry = (grid.spacing, grid.origin, grid.direction)
+            write_image(Volume(grey, *geometry), staging / "images" / f"{entry['case_id']}.nii.gz")
+            write_label_map(
+                Volume(canonical.reshape(grey.shape), *geometry),
+                staging / "labels" / f"{entry['case_id']}.nii.gz",
+            )
+    print(f"{len(entries)} stand-in images and their label maps in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
