@@ -137,3 +137,30 @@ def test_sharded_synthesis_writes_the_files_of_one_run(tmp_path, monkeypatch, ca
     monkeypatch.delenv("RANK")
     assert main([*args, "--out", str(tmp_path / "x"), "--shard", "3/3"]) == 2
     assert "0 <= K < N" in capsys.readouterr().err
+
+
+def test_the_adversarial_family_trains_under_torchrun_like_one_process(tiny_cache, tmp_path):
+    """Two networks, two optimizers, the R1 penalty (a gradient of the discriminator's output through
+    DDP) and the EMA: two processes give the one-process result."""
+    from conftest import TINY_ADVERSARIAL
+
+    values = {**TINY_ADVERSARIAL, "workers": 0, "max_steps": 4, "log_every": 2, "val_every": 1000}
+    values |= {"checkpoint_every": 4, "sample_every": 1000}
+    settings = [f"--set={k}={json.dumps(v)}" for k, v in values.items()]
+    command = ["train", "adversarial", "--data", str(tiny_cache), "--device", "cpu", *settings]
+    assert main([*command, "--out", str(tmp_path / "single")]) == 0
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    process = subprocess.run(
+        [*launcher, "-m", "EchoSynthLib.cli.main", *command, "--out", str(tmp_path / "ddp")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    log = (tmp_path / "ddp" / "log.jsonl").read_text()
+    assert '"r1"' in log
+    _assert_same_weights(tmp_path / "ddp", tmp_path / "single")
+    single = load_file(str(tmp_path / "single" / "model" / "discriminator.safetensors"))
+    ddp = load_file(str(tmp_path / "ddp" / "model" / "discriminator.safetensors"))
+    for key in single:
+        torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
