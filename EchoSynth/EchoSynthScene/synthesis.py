@@ -254,10 +254,10 @@ class BackgroundGeneration(BackgroundSynthesis):
 
 def generate_cases(scene, progress: Callable[[JobEvent], None] | None = None, **options) -> list:
     """Blocking: generate ``n`` cases with the paired model ``generator`` and return the new nodes."""
-    return _wait(BackgroundGeneration(scene, SynthesisOptions.from_keywords(**options)), progress)
+    return wait_for(BackgroundGeneration(scene, SynthesisOptions.from_keywords(**options)), progress)
 
 
-def _wait(run: BackgroundSynthesis, progress: Callable[[JobEvent], None] | None) -> list:
+def wait_for(run: BackgroundSynthesis, progress: Callable[[JobEvent], None] | None) -> list:
     """Block until ``run`` ends (cancelling it on any error or interrupt); its new nodes."""
     try:
         run.worker.wait(on_event=progress)
@@ -274,6 +274,6 @@ def synthesize(
     **options,
 ) -> list:
     """Blocking: synthesize for ``input_node`` in a worker process and return the new nodes."""
-    return _wait(
+    return wait_for(
         BackgroundSynthesis(input_node, SynthesisOptions.from_keywords(**options), reference), progress
     )

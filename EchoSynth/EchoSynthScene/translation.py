@@ -20,7 +20,7 @@ from EchoSynthLib.sampling.generators import SIMULATOR
 from EchoSynthScene.geometry import volume_from_node
 from EchoSynthScene.labels import label_map_from_node
 from EchoSynthScene.sequences import frame_in_scene, sequence_of
-from EchoSynthScene.synthesis import INPUTS_DIR, BackgroundSynthesis, SceneJob, _wait
+from EchoSynthScene.synthesis import INPUTS_DIR, BackgroundSynthesis, SceneJob, wait_for
 
 SEGMENTER = "segmenter-camus"
 SUFFIX = "translated"
@@ -142,4 +142,4 @@ def translate(
     run = BackgroundTranslation(
         volume_node, SynthesisOptions.from_keywords(**options), segmentation_node, segment, segmenter
     )
-    return _wait(run, progress)
+    return wait_for(run, progress)

@@ -29,6 +29,9 @@ from EchoSynthLib.preprocessing.resample import target_grid
 
 _LABEL_NAME = re.compile(r"(_labels|_aug\d+)$")
 _SYNTH_NAME = re.compile(r"_synth\d+$")
+_SOURCE_SUFFIX = re.compile(
+    r"(_synth\d+|_translated)$"
+)  # a synthetic or translated image's, after its source
 
 
 @dataclass
@@ -158,9 +161,6 @@ def open_set(spec: str | Path, reference: CacheIndex, labels_folder: str | Path 
 def source_name(name: str) -> str:
     """The source image's name of a synthetic or translated image's (``x_synth00``, ``x_translated``: x)."""
     return _SOURCE_SUFFIX.sub("", name)
-
-
-_SOURCE_SUFFIX = re.compile(r"(_synth\d+|_translated)$")
 
 
 def paired_in_order(images: ImageSet, sources: ImageSet) -> np.ndarray:

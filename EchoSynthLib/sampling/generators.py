@@ -29,6 +29,19 @@ Progress = Callable[[float], None]
 Warn = Callable[[str], None]
 
 
+def step_batches(n: int, batch_size: int, progress: Callable[[int, int], None] | None):
+    """(start, count, advance) for each batch of ``n`` images; ``advance(step, total)``, called by a
+    sampler within a batch, reports the steps over all batches as ``progress(done, total)``."""
+    batches = -(-n // batch_size)
+    for index, start in enumerate(range(0, n, batch_size)):
+
+        def advance(step: int, total: int, index: int = index) -> None:
+            if progress is not None:
+                progress(index * total + step, batches * total)
+
+        yield start, min(batch_size, n - start), advance
+
+
 class Generator(Protocol):
     """Label map in, echo images with the map's geometry out."""
 

@@ -212,8 +212,7 @@ def translate_files(
     if existing:
         raise InputError(f"{existing[0]}: exists; choose another --out or remove it")
     prepared = []
-    change: dict[str, list[float]] = {}  # group -> [source change sum, translated change sum, pairs]
-    previous: dict[str, np.ndarray] = {}
+    change = _FrameChange()
     for source in sources:
         try:
             image, given = source.load()
@@ -226,7 +225,7 @@ def translate_files(
                 raise InputError("no label map: give --labels or --segment")
             prepared.append(_prepare_planes(generator, image, given, segment))
             if source.group:
-                _accumulate(change, previous, source.group, 0, image.array)
+                change.add(source.group, "source", image.array)
         except InputError as error:
             message = str(error)
             raise InputError(message if source.origin in message else f"{source.origin}: {message}") from None
@@ -243,7 +242,7 @@ def translate_files(
             ]
             translated = image.with_array(np.concatenate(planes).astype(np.uint8))
             if source.group:
-                _accumulate(change, previous, f"{source.group}\0out", 1, translated.array, source.group)
+                change.add(source.group, "translated", translated.array)
             written_image = staged.final(write_image(translated, staged.path(image_name)))
             written_labels = staged.final(write_label_map(labels_map, staged.path(labels_name)))
             outputs.append(TranslationOutput(source.origin, written_image, written_labels, structures))
@@ -263,16 +262,8 @@ def translate_files(
                 for i, o in enumerate(outputs)
             ],
         }
-        if change:
-            report["frame_to_frame_change"] = {
-                group: {
-                    "source": total[0] / total[2],
-                    "translated": total[1] / total[2],
-                    "frame_pairs": total[2],
-                }
-                for group, total in change.items()
-                if total[2]
-            }
+        if change.pairs:
+            report["frame_to_frame_change"] = change.report()
         staged.path(REPORT).write_text(json.dumps(report, indent=1))
     return outputs
 
@@ -309,21 +300,30 @@ def _translated(generator: Generator, image: Volume, labels: Volume, seed: int) 
     return generator.generate(labels, 1, seed)[0].array
 
 
-def _accumulate(
-    change: dict[str, list[float]],
-    previous: dict[str, np.ndarray],
-    key: str,
-    slot: int,
-    array: np.ndarray,
-    group: str | None = None,
-) -> None:
-    """Add the mean absolute change from the last frame seen under ``key`` to ``change[group][slot]`` (the
-    source frames count the pairs)."""
-    group = group or key
-    totals = change.setdefault(group, [0.0, 0.0, 0])
-    current = array.astype(np.float32)
-    if key in previous and previous[key].shape == current.shape:
-        totals[slot] += float(np.abs(current - previous[key]).mean())
-        if slot == 0:
-            totals[2] += 1
-    previous[key] = current
+class _FrameChange:
+    """The mean absolute change between consecutive frames of each group (a video), of the sources and of
+    the translations, frames added in order."""
+
+    def __init__(self) -> None:
+        self.pairs: dict[str, dict[str, list[float]]] = {}
+        self.last: dict[tuple[str, str], np.ndarray] = {}
+
+    def add(self, group: str, kind: str, array: np.ndarray) -> None:
+        """The next frame of ``group``; ``kind``: 'source' or 'translated'."""
+        current = array.astype(np.float32)
+        previous = self.last.get((group, kind))
+        if previous is not None and previous.shape == current.shape:
+            changes = self.pairs.setdefault(group, {"source": [], "translated": []})
+            changes[kind].append(float(np.abs(current - previous).mean()))
+        self.last[(group, kind)] = current
+
+    def report(self) -> dict[str, dict[str, float]]:
+        """group -> mean change of the sources and of the translations, and the number of frame pairs."""
+        return {
+            group: {
+                "source": float(np.mean(changes["source"])),
+                "translated": float(np.mean(changes["translated"])),
+                "frame_pairs": len(changes["source"]),
+            }
+            for group, changes in self.pairs.items()
+        }

@@ -28,7 +28,7 @@ from EchoSynthLib.models.adversarial.process import FewStepProcess
 from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.models.families import ADVERSARIAL
 from EchoSynthLib.models.package import load_weights, read_package_config
-from EchoSynthLib.sampling.generators import GeneratorSettings, ModelGenerator, Progress
+from EchoSynthLib.sampling.generators import GeneratorSettings, ModelGenerator, Progress, step_batches
 from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
 
 Steps = Callable[[int, int], None]
@@ -127,9 +127,7 @@ class AdversarialModel:
                 raise InputError("the source image's grid differs from its label map's")
             on_model = torch.from_numpy(image_on_grid(source, grid).reshape(1, 1, size, size))
         images: list[Volume] = []
-        batches = -(-n // batch_size)
-        for index, start in enumerate(range(0, n, batch_size)):
-            count = min(batch_size, n - start)
+        for start, count, advance in step_batches(n, batch_size, progress):
             seg = torch.from_numpy(one_hot[np.newaxis]).float().expand(count, -1, -1, -1).to(self.device)
             if source is not None:
                 guides = on_model.expand(count, -1, -1, -1)
@@ -137,9 +135,6 @@ class AdversarialModel:
                 guides = seg.new_zeros((count, 0, size, size))
             else:
                 guides = torch.stack([simulated(model_map, seed + start + k) for k in range(count)])
-            advance = None
-            if progress is not None:
-                advance = lambda step, total, index=index: progress(index * total + step, batches * total)  # noqa: E731
             output = draw(
                 self.generator, self.process, self.config, seg, guides.to(self.device), seed + start, advance
             )

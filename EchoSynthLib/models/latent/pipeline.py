@@ -35,6 +35,7 @@ from EchoSynthLib.models.latent.cleanup import clean_labels
 from EchoSynthLib.models.latent.config import LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
 from EchoSynthLib.models.package import load_weights, read_package_header
+from EchoSynthLib.sampling.generators import step_batches
 from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
 
 AUTOENCODER = "autoencoder"  # the package component holding the autoencoder's weights
@@ -160,14 +161,7 @@ class LatentModel:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
         check_seed(seed, n)
         self.check_sampling(sampler, steps, guidance_scale)
-        batches = -(-n // batch_size)
-        for index, start in enumerate(range(0, n, batch_size)):
-
-            def advance(step: int, total: int, index: int = index) -> None:
-                if progress is not None:
-                    progress(index * total + step, batches * total)
-
-            count = min(batch_size, n - start)
+        for start, count, advance in step_batches(n, batch_size, progress):
             latents = draw(
                 self.denoiser,
                 self.process,

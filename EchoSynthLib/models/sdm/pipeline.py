@@ -28,7 +28,7 @@ from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
 from EchoSynthLib.preprocessing.resample import Grid
-from EchoSynthLib.sampling.generators import ModelGenerator
+from EchoSynthLib.sampling.generators import ModelGenerator, step_batches
 from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
 
 KIND = SDM_KIND
@@ -100,14 +100,7 @@ class Synthesizer:
         target = with_sector(slice_of(labels, slice_index, plane))
         seg, grid = self.conditioning(target)
         images: list[Volume] = []
-        batches = -(-n // batch_size)
-        for batch_index, start in enumerate(range(0, n, batch_size)):
-            count = min(batch_size, n - start)
-
-            def advance(step: int, total: int, batch_index: int = batch_index) -> None:
-                if progress is not None:
-                    progress(batch_index * total + step, batches * total)
-
+        for start, count, advance in step_batches(n, batch_size, progress):
             batch = seg.expand(count, -1, -1, -1).to(self.device)
             out = sample(
                 self.model,
