@@ -4,9 +4,11 @@ Times ``AdversarialModel.synthesize`` whole (resampling the map onto the model g
 steps, and the image back onto the map's grid) for a phantom A4C map, batch 1 (one image per call) and
 ``--batch`` images per call, after one warm-up call. Speed does not depend on the weights: an untrained
 generator of the default network at ``--size`` is used unless ``--model`` is given. Prints a Markdown row
-per case. Goal (issue 15): a 128x128 image in under 0.3 s on 2 CPU threads.
+per case. Goal (issue 15): a 128x128 image in under 0.3 s on 2 CPU threads. ``--channels`` and
+``--no-attention`` time a smaller generator (the network settings a CPU model would train with).
 
     .venv/bin/python bench/adversarial_speed.py --threads 2 --size 64 128
+    .venv/bin/python bench/adversarial_speed.py --threads 2 --size 128 --channels 16 32 64 --no-attention
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 
 
-def _model(size: int, guide: str, device: str):
+def _model(size: int, guide: str, device: str, network: dict):
     from EchoSynthLib.data.labels import ClassLayout, schema_named
     from EchoSynthLib.models.adversarial.config import AdversarialConfig
     from EchoSynthLib.models.adversarial.network import Generator
@@ -26,7 +28,7 @@ def _model(size: int, guide: str, device: str):
     from EchoSynthLib.models.device import pick_device
 
     config = AdversarialConfig(
-        image_size=size, guide=guide, classes=ClassLayout.of(schema_named("echosynth"))
+        image_size=size, guide=guide, classes=ClassLayout.of(schema_named("echosynth")), **network
     )
     resolved = pick_device(device)
     generator = Generator(config).eval().to(resolved)
@@ -43,6 +45,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", help="a trained package instead of untrained default networks")
+    parser.add_argument("--channels", type=int, nargs="+", help="generator channels per level")
+    parser.add_argument("--no-attention", action="store_true", help="no attention at any level")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -54,14 +58,25 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     labels = phantom_label_map("4CH", "ED", seed=0, grid=PhantomGrid.for_view("4CH", size=128)).labels
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads")
-    print("| model size | guide | images per call | seconds per image |")
-    print("| --- | --- | --- | --- |")
+    network = {"channels": tuple(args.channels)} if args.channels else {}
+    if args.no_attention or args.channels:
+        levels = len(network.get("channels", (0, 0, 0)))
+        network["attention_levels"] = (
+            (False,) * levels if args.no_attention else (False,) * (levels - 1) + (True,)
+        )
+    if args.channels:
+        network["norm_groups"] = min(32, min(args.channels))
+        network["num_head_channels"] = min(32, args.channels[-1])
+    print("| model size | guide | generator channels (attention) | images per call | seconds per image |")
+    print("| --- | --- | --- | --- | --- |")
     for size in args.size:
         model = (
             AdversarialModel.load(args.model, args.device)
             if args.model
-            else _model(size, args.guide, args.device)
+            else _model(size, args.guide, args.device, network)
         )
+        config = model.config
+        shape = f"{list(config.channels)} ({', '.join('y' if a else 'n' for a in config.attention_levels)})"
         with torch.inference_mode():
             model.synthesize(labels, n=1)  # warm-up
             for count in (1, args.batch):
@@ -69,7 +84,7 @@ def main() -> None:
                 for repeat in range(args.repeats):
                     model.synthesize(labels, n=count, seed=repeat, batch_size=count)
                 seconds = (time.perf_counter() - began) / (args.repeats * count)
-                print(f"| {model.config.image_size} | {model.config.guide} | {count} | {seconds:.3f} |")
+                print(f"| {config.image_size} | {config.guide} | {shape} | {count} | {seconds:.3f} |")
 
 
 if __name__ == "__main__":

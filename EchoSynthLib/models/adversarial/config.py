@@ -40,9 +40,9 @@ class AdversarialConfig(SettingsMixin):
     spade_channels: int = 32
     norm_groups: int = 32
     noise_channels: int = 1
-    # Discriminator: MONAI's patch discriminator on (x_{t-1}, x_t, t, guide).
-    discriminator_channels: int = 32
-    discriminator_layers: int = 3
+    # Discriminator: MONAI's time-conditioned encoder on (x_{t-1}, x_t, t, guide), one level per entry, each
+    # halving the image.
+    discriminator_channels: tuple[int, ...] = (32, 64, 64, 64)
     # Process: T large steps of the variance-preserving schedule beta(s) = beta_min + s (beta_max - beta_min).
     steps: int = 4
     beta_min: float = 0.1
@@ -73,7 +73,6 @@ class AdversarialConfig(SettingsMixin):
         "norm_groups": (1, None),
         "noise_channels": (0, None),
         "discriminator_channels": (1, None),
-        "discriminator_layers": (1, None),
         "steps": (1, 100),
         "beta_min": (1e-6, None),
         "beta_max": (1e-6, None),
@@ -101,7 +100,7 @@ class AdversarialConfig(SettingsMixin):
             raise InputError(f"beta_max ({self.beta_max}) must be above beta_min ({self.beta_min})")
         if len(self.channels) != len(self.attention_levels):
             raise InputError("channels and attention_levels need one entry per resolution level")
-        if any(c % self.norm_groups for c in self.channels):
+        if any(c % self.norm_groups for c in (*self.channels, *self.discriminator_channels)):
             raise InputError(f"every channel count must be a multiple of norm_groups={self.norm_groups}")
         if self.image_size % 2 ** (len(self.channels) - 1):
             raise InputError(
