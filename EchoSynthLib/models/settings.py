@@ -10,6 +10,7 @@ from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.errors import InputError
 
 Settings = TypeVar("Settings", bound="SettingsMixin")
+NO_INIT = "-"  # the ``init`` run setting of a run from scratch
 
 
 def _check_value(name: str, annotation: str, value: Any, limits: tuple[float | None, float | None]) -> None:
@@ -108,6 +109,9 @@ class RunSettings(SettingsMixin):
     sample_steps: int = 25  # sampler steps of the grids
     accumulation_steps: int = 1  # micro-batches per step: the same step with less memory
     compile: bool = False  # torch.compile the training network (worth it on GPUs, for long runs)
+    # A package (name or folder) of the same kind whose weights start a new run (fresh optimizers): to go on
+    # from a shipped model, or to change a setting such as label_dropout and train on. Ignored on resume.
+    init: str = NO_INIT
 
     LIMITS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
         "max_steps": (1, None),

@@ -22,7 +22,7 @@ import torch
 from EchoSynthLib.data.atomic import recover_directory, staged_directory, write_atomically
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.device import pick_device
-from EchoSynthLib.models.settings import RUN_SETTING_NAMES, RunSettings, Settings
+from EchoSynthLib.models.settings import NO_INIT, RUN_SETTING_NAMES, RunSettings, Settings
 from EchoSynthLib.training import distributed
 from EchoSynthLib.training.distributed import Rank
 
@@ -35,6 +35,7 @@ def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
 
 
 MAIN = "model"  # the network of a one-network family
+INIT_RECORD = "init.json"
 
 
 def ema_average(decay: float):
@@ -228,6 +229,9 @@ class StepTrainer:
     train_set: torch.utils.data.Dataset
     state: TrainState
     rank: Rank = Rank()
+    kind: str = ""  # the package kind the trainer makes (``init`` packages must be of it)
+    cache: Any = None
+    initialised_from: dict[str, Any] | None = None  # the ``init`` package, for a run that started from one
 
     def start_processes(self, device: str | torch.device, batch_size: int) -> torch.device:
         """Pick the device, join torchrun's process group if there is one, check the batch splits evenly;
@@ -239,19 +243,64 @@ class StepTrainer:
 
     def resume(self) -> None:
         """Continue from the run's checkpoint, if it has one (every process reads it; the main process
-        first recovers one a kill left in the middle of its replacement)."""
+        first recovers one a kill left in the middle of its replacement); a new run with the ``init`` run
+        setting starts from that package's weights instead."""
         if self.rank.main:
             recover_directory(self.run / "checkpoint")
         distributed.barrier(self.rank)
         if (self.run / "checkpoint" / "state.json").is_file():
             self.state.step = load_checkpoint(self.run, self.state, self.device)
+        elif self.settings.init != NO_INIT:
+            self.initialise(self.settings.init)
+
+    def initialise(self, model: str) -> None:
+        """Every network of the state with a component of the same name in package ``model`` (a name or a
+        folder; it must be of this run's kind) takes its weights, and so does its EMA copy; the others
+        (a discriminator a package does not hold) keep their initialisation. Optimizers start fresh."""
+        from EchoSynthLib.models.package import load_weights, read_package_header
+        from EchoSynthLib.models.registry import resolve_model
+
+        folder = resolve_model(model)
+        header = read_package_header(folder)
+        if header["kind"] != self.kind:
+            raise InputError(f"init: {folder} is a '{header['kind']}' model; this run trains '{self.kind}'")
+        names = {c["name"] for c in header["components"]}
+        loaded = [name for name in self.state.networks if name in names]
+        if not loaded:
+            networks = ", ".join(self.state.networks)
+            raise InputError(f"init: {folder} holds none of this run's networks ({networks})")
+        for name in loaded:
+            load_weights(folder, self.state.networks[name], name)
+            if name in self.state.emas:
+                self.state.emas[name].module.load_state_dict(self.state.networks[name].state_dict())
+        steps = int(header.get("provenance", {}).get("trained_steps", 0))
+        self.initialised_from = {"package": str(folder), "trained_steps": steps, "networks": loaded}
+
+    @property
+    def trained_steps(self) -> int:
+        """Steps in all: this run's and those the ``init`` package had been trained for."""
+        return int((self.initialised_from or {}).get("trained_steps", 0)) + self.state.step
+
+    def provenance(self) -> dict[str, Any]:
+        """What the run's package records about its training (``cards.training_provenance``): steps in all,
+        the ``init`` package's included, and where the run started from."""
+        from EchoSynthLib.training.cards import training_provenance
+
+        record = training_provenance(self.cache, self.trained_steps)
+        return record | ({"initialised_from": self.initialised_from} if self.initialised_from else {})
 
     def open_run(self) -> None:
         """Resume, then write the run's settings (main process): called last in a trainer's set-up, once
-        data, settings and networks are known good."""
+        data, settings and networks are known good. Where the run started from is kept in ``init.json``."""
+        record = self.run / INIT_RECORD
+        if record.is_file():
+            self.initialised_from = json.loads(record.read_text())
         self.resume()
         if self.rank.main:
             save_run_files(self.run, self.config, self.settings)
+            if self.initialised_from and not record.is_file():
+                text = json.dumps(self.initialised_from, indent=1)
+                write_atomically(record, lambda tmp: tmp.write_text(text))
 
     def training_network(self, network: torch.nn.Module) -> torch.nn.Module:
         """What the training step calls: ``network`` under DDP when distributed, compiled when the run

@@ -196,6 +196,48 @@ def test_resume_continues_exactly(tiny_cache, tmp_path):
         )
 
 
+def test_a_run_can_start_from_a_package_with_other_settings(trained, tiny_cache, tmp_path):
+    """``--set init=PACKAGE``: a new run (here with label dropout, for guidance) starts from the package's
+    weights with a fresh optimizer, counts the package's steps in its own, and resumes from its own
+    checkpoint after that; a package of another kind is refused before anything is written."""
+    from safetensors.torch import load_file
+
+    package = trained.run / "model"
+    weights = load_file(str(package / "model.safetensors"))
+    config = _config(label_dropout=0.2)
+    settings = _run(max_steps=1, init=str(package), checkpoint_every=1)
+    run = tmp_path / "guided"
+    started = SDMTrainer(tiny_cache, run, config, "cpu", settings)
+    for name, value in weights.items():
+        torch.testing.assert_close(started.state.model.state_dict()[name], value, rtol=0, atol=0)
+        torch.testing.assert_close(started.state.ema.module.state_dict()[name], value, rtol=0, atol=0)
+    assert started.state.step == 0 and not started.state.optimizer.state_dict()["state"]
+    started.fit()
+    provenance = json.loads((run / "model" / CONFIG).read_text())["provenance"]
+    assert provenance["trained_steps"] == 24 + 1
+    assert provenance["initialised_from"] == {
+        "package": str(package),
+        "trained_steps": 24,
+        "networks": ["model"],
+    }
+    assert "Trained steps: 25" in (run / "model" / "MODEL_CARD.md").read_text()
+    # Resuming takes the run's own checkpoint, not the package again, and still counts the package's steps.
+    resumed = SDMTrainer(tiny_cache, run, config, "cpu", settings.with_overrides({"max_steps": 2}))
+    assert resumed.state.step == 1 and resumed.trained_steps == 25
+    for name, value in load_file(str(run / "checkpoint" / "model.safetensors")).items():
+        torch.testing.assert_close(resumed.state.model.state_dict()[name], value, rtol=0, atol=0)
+    # A package of another family is refused, and no run folder appears.
+    foreign = tmp_path / "foreign"
+    shutil.copytree(package, foreign)
+    document = json.loads((foreign / CONFIG).read_text())
+    (foreign / CONFIG).write_text(
+        json.dumps(document | {"kind": "segmenter2d", "task": "image -> label map"})
+    )
+    with pytest.raises(InputError, match=r"init: .* is a 'segmenter2d' model; this run trains 'sdm2d'"):
+        SDMTrainer(tiny_cache, tmp_path / "never", config, "cpu", _run(max_steps=1, init=str(foreign)))
+    assert not (tmp_path / "never").exists()
+
+
 @pytest.fixture(scope="module")
 def synthesizer(trained):
     return Synthesizer.load(trained.run / "model", device="cpu")

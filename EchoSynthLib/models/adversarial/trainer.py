@@ -28,7 +28,7 @@ from EchoSynthLib.models.adversarial.process import FewStepProcess
 from EchoSynthLib.models.families import ADVERSARIAL
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.settings import RunSettings
-from EchoSynthLib.training.cards import model_card, training_provenance
+from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import (
     MAIN,
     StepTrainer,
@@ -59,6 +59,8 @@ def _cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sche
 
 class AdversarialTrainer(StepTrainer):
     """Trains the generator and discriminator of one run; ``fit`` as in ``StepTrainer``."""
+
+    kind = KIND
 
     def __init__(
         self,
@@ -258,7 +260,7 @@ class AdversarialTrainer(StepTrainer):
 
     def export(self) -> Path:
         """The EMA generator and the discriminator (to continue from) as a package in ``RUN/model``."""
-        card = model_card(self.config, self.cache.manifest, self.state.step, "adversarial diffusion model")
+        card = model_card(self.config, self.cache.manifest, self.trained_steps, "adversarial diffusion model")
         components = {
             MAIN: self.state.ema.module.state_dict(),
             DISCRIMINATOR: self.state.networks[DISCRIMINATOR].state_dict(),
@@ -269,6 +271,6 @@ class AdversarialTrainer(StepTrainer):
             self.config.as_dict(),
             None,
             card,
-            training_provenance(self.cache, self.state.step),
+            self.provenance(),
             components=components,
         )

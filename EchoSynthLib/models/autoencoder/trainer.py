@@ -26,7 +26,7 @@ from EchoSynthLib.models.autoencoder.network import (
 )
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.settings import RunSettings
-from EchoSynthLib.training.cards import model_card, training_provenance
+from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import MAIN, StepTrainer, TrainState, run_config, step_generator
 
 VAL_CASES = 32
@@ -51,6 +51,8 @@ class _Reconstruct(torch.nn.Module):
 
 class AutoencoderTrainer(StepTrainer):
     """Trains the autoencoder and its discriminator; ``fit`` as in ``StepTrainer``."""
+
+    kind = KIND
 
     def __init__(
         self,
@@ -215,7 +217,9 @@ class AutoencoderTrainer(StepTrainer):
 
     def export(self) -> Path:
         """The autoencoder and its discriminator (to continue training from) as a package in ``RUN/model``."""
-        card = model_card(self.config, self.cache.manifest, self.state.step, "autoencoder", AUTOENCODER_USE)
+        card = model_card(
+            self.config, self.cache.manifest, self.trained_steps, "autoencoder", AUTOENCODER_USE
+        )
         components = {
             MAIN: self.state.model.state_dict(),
             DISCRIMINATOR: self.state.networks[DISCRIMINATOR].state_dict(),
@@ -226,6 +230,6 @@ class AutoencoderTrainer(StepTrainer):
             self.config.as_dict(),
             None,
             card,
-            training_provenance(self.cache, self.state.step),
+            self.provenance(),
             components=components,
         )

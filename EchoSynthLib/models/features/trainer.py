@@ -20,7 +20,7 @@ from EchoSynthLib.models.features.config import RUN_DEFAULTS, EncoderConfig
 from EchoSynthLib.models.features.network import KIND, PROJECTION, build_encoder, build_projection
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.settings import RunSettings
-from EchoSynthLib.training.cards import model_card, training_provenance
+from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import MAIN, StepTrainer, TrainState, run_config, step_generator
 
 VAL_CASES = 64
@@ -66,6 +66,8 @@ def crop_views(
 
 class EncoderTrainer(StepTrainer):
     """Trains the echo encoder; ``fit`` as in ``StepTrainer``."""
+
+    kind = KIND
 
     def __init__(
         self,
@@ -144,9 +146,13 @@ class EncoderTrainer(StepTrainer):
     def export(self) -> Path:
         """The encoder (without its projection head) as a package in ``RUN/model``."""
         card = model_card(
-            self.config, self.cache.manifest, self.state.step, "echo encoder (self-supervised)", ENCODER_USE
+            self.config,
+            self.cache.manifest,
+            self.trained_steps,
+            "echo encoder (self-supervised)",
+            ENCODER_USE,
         )
-        provenance = training_provenance(self.cache, self.state.step)
+        provenance = self.provenance()
         return save_package(
             self.run / "model", KIND, self.config.as_dict(), self.state.model.state_dict(), card, provenance
         )

@@ -27,7 +27,7 @@ from EchoSynthLib.models.latent.network import Denoiser
 from EchoSynthLib.models.latent.pipeline import AUTOENCODER, draw, noise_process
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.settings import RunSettings
-from EchoSynthLib.training.cards import model_card, training_provenance
+from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import (
     MAIN,
     StepTrainer,
@@ -139,6 +139,7 @@ class LatentTrainer(StepTrainer):
         ema = AveragedModel(model, avg_fn=ema_average(self.config.ema_decay), use_buffers=True)
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.config.learning_rate)
         self.state = TrainState.single(model, optimizer, ema)
+        self.kind = (LATENT if self.config.conditioned else LATENT_PAIRS).kind
         self.open_run()  # everything checked: the run folder may appear
         if self.rank.main and not (self.run / LATENTS).is_file():
             self._save_posteriors()
@@ -295,12 +296,11 @@ class LatentTrainer(StepTrainer):
 
     def export(self) -> Path:
         """The EMA denoiser and the autoencoder as one package in ``RUN/model``."""
-        family = LATENT if self.config.conditioned else LATENT_PAIRS
         what = "label-conditioned" if self.config.conditioned else "paired image + label (DIFF-3)"
         card = model_card(
             self.config,
             self.cache.manifest,
-            self.state.step,
+            self.trained_steps,
             f"{self.config.spatial_dims}D {what} latent diffusion model",
         )
         components = {
@@ -309,10 +309,10 @@ class LatentTrainer(StepTrainer):
         }
         return save_package(
             self.run / "model",
-            family.kind,
+            self.kind,
             self.config.as_dict(),
             None,
             card,
-            training_provenance(self.cache, self.state.step),
+            self.provenance(),
             components=components,
         )

@@ -25,7 +25,7 @@ from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.sdm.config import RUN_DEFAULTS, SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
 from EchoSynthLib.models.settings import RunSettings
-from EchoSynthLib.training.cards import model_card, training_provenance
+from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import (
     StepTrainer,
     TrainState,
@@ -52,6 +52,8 @@ def _new_state(config: SDMConfig, device: torch.device) -> TrainState:
 
 class SDMTrainer(StepTrainer):
     """Trains one run; ``fit`` runs until ``max_steps`` or ``stop_at`` and can be called on a resumed run."""
+
+    kind = KIND
 
     def __init__(
         self,
@@ -146,7 +148,7 @@ class SDMTrainer(StepTrainer):
 
     def export(self) -> Path:
         """The EMA network as a model package in ``RUN/model``."""
-        card = model_card(self.config, self.cache.manifest, self.state.step)
+        card = model_card(self.config, self.cache.manifest, self.trained_steps)
         state = self.state.ema.module.state_dict()
         return save_package(
             self.run / "model",
@@ -154,7 +156,7 @@ class SDMTrainer(StepTrainer):
             self.config.as_dict(),
             state,
             card,
-            training_provenance(self.cache, self.state.step),
+            self.provenance(),
         )
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:

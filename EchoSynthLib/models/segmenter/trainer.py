@@ -18,12 +18,14 @@ from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.segmenter.network import KIND, RUN_DEFAULTS, SegmenterConfig, build_segmenter
 from EchoSynthLib.models.settings import RunSettings
-from EchoSynthLib.training.cards import model_card, training_provenance
+from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import StepTrainer, TrainState, run_config
 
 
 class SegmenterTrainer(StepTrainer):
     """Trains the adherence segmenter; ``fit`` as in ``StepTrainer``."""
+
+    kind = KIND
 
     def __init__(
         self,
@@ -100,8 +102,10 @@ class SegmenterTrainer(StepTrainer):
             "Measuring label adherence and the downstream value of synthetic images (`echosynth validate`, "
             "`echosynth evaluate --segmenter`). A small network trained briefly: not a clinical segmenter."
         )
-        card = model_card(self.config, self.cache.manifest, self.state.step, "label-adherence segmenter", use)
-        provenance = training_provenance(self.cache, self.state.step)
+        card = model_card(
+            self.config, self.cache.manifest, self.trained_steps, "label-adherence segmenter", use
+        )
+        provenance = self.provenance()
         return save_package(
             self.run / "model", KIND, self.config.as_dict(), self.state.model.state_dict(), card, provenance
         )
