@@ -202,6 +202,8 @@ CLI_CASES = [
     ("train-latent-no-autoencoder", "train latent without --set autoencoder", ["train", "latent", "--data", "{cache}", "--out", "{w}/latent_run"], "--set autoencoder="),
     ("train-latent-wrong-autoencoder", "--set autoencoder= names a segmenter package", ["train", "latent", "--data", "{cache}", "--out", "{w}/latent_run", "--set", "autoencoder={w}/segmenter"], "expected 'autoencoder'"),
     ("train-adversarial-wrong-size", "--set image_size=64 on a 32x32 cache", ["train", "adversarial", "--data", "{cache}", "--out", "{w}/adv_run", "--set", "image_size=64"], "this model needs 64x64"),
+    ("train-init-wrong-kind", "--set init= names a segmenter package for an SDM run", ["train", "sdm", "--data", "{cache}", "--out", "{w}/sdm_run", "--set", "init={w}/segmenter"], "this run trains 'sdm2d'"),
+    ("train-init-missing", "--set init= names a folder that does not exist", ["train", "sdm", "--data", "{cache}", "--out", "{w}/sdm_run", "--set", "init={w}/no_such_model"], "no_such_model"),
     ("translate-no-anatomy", "translate without --labels or --segment", ["translate", "--model", "{w}/adversarial", "--images", "{w}/synthetic/x_image.nii.gz", "--out", "{w}/out"], "--segment"),
     ("translate-empty-map", "translate with an empty label map", ["translate", "--model", "{w}/adversarial", "--images", "{w}/synthetic/x_image.nii.gz", "--labels", "{w}/empty_map.nii.gz", "--out", "{w}/out"], "the label map is empty"),
     ("translate-other-grid", "a label map on another grid than its image", ["translate", "--model", "{w}/adversarial", "--images", "{w}/synthetic/x_image.nii.gz", "--labels", "{w}/empty.nii.gz", "--out", "{w}/out"], "grid differs from the image"),
