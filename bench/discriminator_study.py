@@ -123,7 +123,7 @@ def main() -> None:
             loss.backward()
             optimizer.step()
             for j in range(config.steps):
-                per_t[j][0] += float(each[t == j].sum())
+                per_t[j][0] += float(each.detach()[t == j].sum())
                 per_t[j][1] += int((t == j).sum())
             if (step + 1) % quarter == 0:
                 means = [f"{total / max(count, 1):.3f}" for total, count in per_t]
