@@ -29,9 +29,8 @@ from EchoSynthLib.preprocessing.resample import target_grid
 
 _LABEL_NAME = re.compile(r"(_labels|_aug\d+)$")
 _SYNTH_NAME = re.compile(r"_synth\d+$")
-_SOURCE_SUFFIX = re.compile(
-    r"(_synth\d+|_translated)$"
-)  # a synthetic or translated image's, after its source
+# What follows the source's name in a synthetic or translated image's name.
+_SOURCE_SUFFIX = re.compile(r"(_synth\d+|_translated)$")
 
 
 @dataclass
