@@ -22,9 +22,32 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from EchoSynthLib.checks import check_number
 from EchoSynthLib.diffusion import EPSILON_SAMPLERS, SDM_SAMPLERS
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.errors import InputError
+
+
+def check_guidance(guidance_scale: float, label_dropout: float) -> None:
+    """InputError unless ``guidance_scale`` is 1 (off) or the model learnt to predict without its map
+    (trained with ``label_dropout`` > 0): guidance extrapolates away from that prediction, so a model that
+    never made one gives noise, not a sharper image."""
+    check_number(guidance_scale, "guidance scale", minimum=0.0)
+    if guidance_scale != 1.0 and not label_dropout > 0:
+        raise InputError(
+            f"guidance scale {guidance_scale:g} needs a label-conditioned model trained with "
+            "label_dropout > 0 (classifier-free guidance); this one was not: use guidance 1"
+        )
+
+
+def with_and_without_map(
+    model: torch.nn.Module, x: Tensor, steps: Tensor, seg: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The network's output for ``x`` with its map and with an empty map (the trainers' label dropout), in
+    one batch: the two terms of classifier-free guidance."""
+    both = model(torch.cat([x, x]), torch.cat([steps, steps]), torch.cat([seg, torch.zeros_like(seg)]))
+    conditional, unconditional = both.chunk(2)
+    return conditional, unconditional
 
 
 def _denoiser(
@@ -36,8 +59,7 @@ def _denoiser(
         steps = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
         if guidance_scale == 1.0:
             return model(x, steps, seg)
-        both = model(torch.cat([x, x]), torch.cat([steps, steps]), torch.cat([seg, torch.zeros_like(seg)]))
-        conditional, unconditional = both.chunk(2)
+        conditional, unconditional = with_and_without_map(model, x, steps, seg)
         eps_c, v = conditional.chunk(2, dim=1)
         eps_u = unconditional[:, :1]
         return torch.cat([eps_u + guidance_scale * (eps_c - eps_u), v], dim=1)

@@ -221,6 +221,14 @@ def test_a_run_can_start_from_a_package_with_other_settings(trained, tiny_cache,
         "networks": ["model"],
     }
     assert "Trained steps: 25" in (run / "model" / "MODEL_CARD.md").read_text()
+    # Trained with label dropout, the package samples with classifier-free guidance, which changes the image;
+    # the package it started from (no dropout) refuses guidance (it never learnt the prediction without a map).
+    labels = phantom_label_map("4CH", "ED", seed=2, grid=PhantomGrid.for_view("4CH", size=SIZE)).labels
+    guided = Synthesizer.load(run / "model", device="cpu")
+    plain, sharper = (guided.synthesize(labels, steps=2, seed=3, guidance_scale=s)[0] for s in (1.0, 3.0))
+    assert not np.array_equal(plain.array, sharper.array) and sharper.same_geometry(labels)
+    with pytest.raises(InputError, match=r"guidance scale 3 needs .* label_dropout > 0"):
+        Synthesizer.load(package, device="cpu").synthesize(labels, steps=2, guidance_scale=3.0)
     # Resuming takes the run's own checkpoint, not the package again, and still counts the package's steps.
     resumed = SDMTrainer(tiny_cache, run, config, "cpu", settings.with_overrides({"max_steps": 2}))
     assert resumed.state.step == 1 and resumed.trained_steps == 25

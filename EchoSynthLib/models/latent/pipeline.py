@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from EchoSynthLib.checks import check_number, check_seed
+from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.labels import Structure, require_heart
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.processes import NoiseProcess
-from EchoSynthLib.diffusion.samplers import BetaSchedule, seeded_noise
+from EchoSynthLib.diffusion.samplers import BetaSchedule, check_guidance, seeded_noise, with_and_without_map
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
 from EchoSynthLib.models.autoencoder.network import build_autoencoder
@@ -76,10 +76,7 @@ def draw(
         steps_in = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
         if seg is None or guidance_scale == 1.0:
             return denoiser(x, steps_in, seg)
-        both = denoiser(
-            torch.cat([x, x]), torch.cat([steps_in, steps_in]), torch.cat([seg, torch.zeros_like(seg)])
-        )
-        conditional, unconditional = both.chunk(2)
+        conditional, unconditional = with_and_without_map(denoiser, x, steps_in, seg)
         return unconditional + guidance_scale * (conditional - unconditional)
 
     predict = process.clipped(predict, config.latent_clip)
@@ -139,11 +136,7 @@ class LatentModel:
     def check_sampling(self, sampler: str, steps: int, guidance_scale: float) -> None:
         """InputError for settings this model cannot sample with."""
         self.process.check(sampler, steps)
-        check_number(guidance_scale, "guidance scale", minimum=0.0)
-        if guidance_scale != 1.0 and not (self.config.conditioned and self.config.label_dropout > 0):
-            raise InputError(
-                "classifier-free guidance needs a label-conditioned model trained with label_dropout > 0"
-            )
+        check_guidance(guidance_scale, self.config.label_dropout if self.config.conditioned else 0.0)
 
     def _batches(
         self,

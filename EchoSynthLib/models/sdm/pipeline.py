@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from EchoSynthLib.checks import check_number, check_seed
+from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.labels import require_heart
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
-from EchoSynthLib.diffusion.samplers import sample
+from EchoSynthLib.diffusion.samplers import check_guidance, sample
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.models.families import SDM_KIND
@@ -94,7 +94,7 @@ class Synthesizer:
         if n < 1 or batch_size < 1:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
         check_seed(seed, n)
-        check_number(guidance_scale, "guidance scale", minimum=0.0)
+        check_guidance(guidance_scale, self.config.label_dropout)
         if device is not None:
             self.to(device)
         target = with_sector(slice_of(labels, slice_index, plane))
