@@ -222,7 +222,7 @@ def test_a_run_can_start_from_a_package_with_other_settings(trained, tiny_cache,
     }
     assert "Trained steps: 25" in (run / "model" / "MODEL_CARD.md").read_text()
     # Trained with label dropout, the package samples with classifier-free guidance, which changes the image;
-    # the package it started from (no dropout) refuses guidance (it never learnt the prediction without a map).
+    # the package it started from (no dropout) refuses guidance: it never learnt to predict without a map.
     labels = phantom_label_map("4CH", "ED", seed=2, grid=PhantomGrid.for_view("4CH", size=SIZE)).labels
     guided = Synthesizer.load(run / "model", device="cpu")
     plain, sharper = (guided.synthesize(labels, steps=2, seed=3, guidance_scale=s)[0] for s in (1.0, 3.0))
