@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--sampler", default="dpm++sde")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1: off)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--limit", type=int, help="only the first N cases")
     args = parser.parse_args()
@@ -39,12 +40,13 @@ def main() -> None:
     from EchoSynthLib.data.atomic import staged_directory
     from EchoSynthLib.data.io import write_image
     from EchoSynthLib.data.volume import Volume
-    from EchoSynthLib.diffusion.samplers import sample
+    from EchoSynthLib.diffusion.samplers import check_guidance, sample
     from EchoSynthLib.models.sdm.pipeline import Synthesizer
     from EchoSynthLib.preprocessing.resample import Grid
     from EchoSynthLib.sampling.grids import image_back_onto, with_sector
 
     synthesizer = Synthesizer.load(args.model, args.device)
+    check_guidance(args.guidance, synthesizer.config.label_dropout)
     cache = CacheIndex.open(args.data)
     layout = cache.manifest.layout
     entries = cache.cases(args.split)[: args.limit]
@@ -65,7 +67,8 @@ def main() -> None:
             batch = torch.cat(segs).to(synthesizer.device)
             # One seed per image: image k of the split uses seed + k, whatever the batch.
             images = sample(synthesizer.model, batch, synthesizer.diffusion, sampler=args.sampler,
-                            steps=args.steps, seed=args.seed + start)  # fmt: skip
+                            steps=args.steps, seed=args.seed + start,
+                            guidance_scale=args.guidance)  # fmt: skip
             for entry, target, grid, image in zip(
                 part, targets, grids, images.float().cpu().numpy(), strict=True
             ):

@@ -19,6 +19,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "sample_every": 2000,
     "checkpoint_every": 500,
 }
+CONDITIONINGS = ("spade", "controlnet")  # how a label-conditioned denoiser takes its map (network.py)
 PROCESSES = ("ddpm", "rflow")  # noise prediction on a beta schedule, or rectified flow (flow matching)
 NO_AUTOENCODER = "none"
 
@@ -32,11 +33,12 @@ class LatentConfig(SettingsMixin):
     autoencoder: str = NO_AUTOENCODER  # the autoencoder package (folder or installed name) a run starts from
     # Network: MONAI's (SPADE)DiffusionModelUNet on the latents. The default (3.5 M parameters with SPADE)
     # trains at about 1 s per batch of 16 32x32 latents on one CPU thread; give GPUs wider channels.
+    conditioning: str = "spade"  # or "controlnet" (both MONAI; see network.py and docs/BENCHMARKS.md)
     channels: tuple[int, ...] = (32, 64, 128)
     attention_levels: tuple[bool, ...] = (False, False, True)
     num_res_blocks: int = 1
     num_head_channels: int = 32
-    spade_channels: int = 32
+    spade_channels: int = 32  # SPADE's hidden channels; ControlNet: its map embedding's first width
     norm_groups: int = 32
     # Noise process: DDPM with T = 1000 on the scaled-linear betas 0.0015..0.0195 of latent diffusion (and
     # MONAI's tutorials); DIFF-3 used a sigmoid schedule (schedule=sigmoid_beta).
@@ -97,6 +99,14 @@ class LatentConfig(SettingsMixin):
             object.__setattr__(self, "autoencoder_settings", full)
         if self.process not in PROCESSES:
             raise InputError(f"setting process must be one of {', '.join(PROCESSES)}, got '{self.process}'")
+        if self.conditioning not in CONDITIONINGS:
+            raise InputError(
+                f"setting conditioning must be one of {', '.join(CONDITIONINGS)}, got '{self.conditioning}'"
+            )
+        if self.conditioning == "controlnet" and self.downsampling & (self.downsampling - 1):
+            raise InputError(
+                f"conditioning=controlnet needs a power-of-two downsampling, got {self.downsampling}"
+            )
         if len(self.attention_levels) != len(self.channels):
             raise InputError("settings channels and attention_levels need one entry per level each")
         if any(c % self.norm_groups for c in self.channels):
