@@ -33,7 +33,7 @@ def test_two_phases_exact_resume_and_a_package_of_two_components(tiny_cache, tmp
     straight.fit()
     log = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
     assert "adversarial" not in log[1] and {"adversarial", "ssim", "discriminator"} <= set(log[2])
-    assert {"val_ssim", "val_dice_lv_cavity"} <= set(log[-1])
+    assert {"val_ssim", "val_spectrum", "val_dice_lv_cavity"} <= set(log[-1]) and log[-1]["val_spectrum"] > 0
     assert (tmp_path / "straight" / "samples" / "step_000004.png").is_file()  # real and reconstructed
     resumed = AutoencoderTrainer(tiny_cache, tmp_path / "resumed", TINY, "cpu", RUN)
     resumed.fit(stop_at=2)
@@ -60,6 +60,9 @@ def test_the_loss_falls(tiny_cache, tmp_path):
     trainer.fit()
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert sum(r["l1"] for r in log[-5:]) < 0.7 * sum(r["l1"] for r in log[:5])
+    # The reconstructions' power spectrum comes closer to the images' as the autoencoder learns.
+    spectra = [r["val_spectrum"] for r in log if "val_spectrum" in r]
+    assert spectra[-1] < 0.7 * spectra[0], spectra
 
 
 def test_a_cache_of_other_dimensions_or_sides_is_refused(tiny_cache, tmp_path):

@@ -170,9 +170,13 @@ class AutoencoderTrainer(StepTrainer):
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """SSIM of the reconstructed images (from the posterior mean) and, with labels, Dice of the label
-        argmax, on up to VAL_CASES validation cases."""
+        """SSIM of the reconstructed images (from the posterior mean), the distance of their power spectrum
+        to the originals' (``val_spectrum``, decades: speckle an autoencoder smooths away shows as lost
+        high-frequency power) and, with labels, Dice of the label argmax, on up to VAL_CASES validation
+        cases."""
         from monai.metrics import SSIMMetric
+
+        from EchoSynthLib.evaluation.image_metrics import spectrum_distance
 
         if self.val_set is None:
             return {}
@@ -183,7 +187,11 @@ class AutoencoderTrainer(StepTrainer):
         inputs, labels = self._inputs(batch)
         output = model.decode(model.encode(inputs)[0])
         metric = SSIMMetric(spatial_dims=self.config.spatial_dims, data_range=2.0, win_size=7)
-        result = {"val_ssim": float(metric(output[:, :1].clamp(-1, 1), inputs[:, :1]).mean())}
+        images = output[:, :1].clamp(-1, 1)
+        result = {
+            "val_ssim": float(metric(images, inputs[:, :1]).mean()),
+            "val_spectrum": spectrum_distance(inputs[:, 0].float().cpu().numpy(), images[:, 0].cpu().numpy()),
+        }
         if self.config.with_labels:
             from EchoSynthLib.evaluation.dice import dice_per_structure
 
