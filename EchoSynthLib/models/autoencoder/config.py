@@ -36,7 +36,8 @@ class AutoencoderConfig(SettingsMixin):
     adversarial_weight: float = 0.01
     ssim_weight: float = 0.2  # a perceptual term: 1 - SSIM (no ImageNet network can be downloaded here)
     # The other perceptual term: feature distance in the echo encoder (``perceptual.EchoPerceptualLoss``,
-    # 2D only); off by default until a measured comparison with SSIM favours it.
+    # 2D only). Measured (docs/BENCHMARKS.md): it keeps speckle far better than 1 - SSIM; off by default as
+    # it needs the CAMUS-trained (non-commercial) echo encoder and works in 2D only.
     encoder_weight: float = 0.0
     encoder: str = "echo-encoder-camus"
     phase_one_steps: int = 2000  # steps before the adversarial and MS-SSIM terms start
