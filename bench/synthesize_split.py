@@ -40,13 +40,13 @@ def main() -> None:
     from EchoSynthLib.data.atomic import staged_directory
     from EchoSynthLib.data.io import write_image
     from EchoSynthLib.data.volume import Volume
-    from EchoSynthLib.diffusion.samplers import check_guidance, sample
+    from EchoSynthLib.diffusion.samplers import sample
     from EchoSynthLib.models.sdm.pipeline import Synthesizer
     from EchoSynthLib.preprocessing.resample import Grid
     from EchoSynthLib.sampling.grids import image_back_onto, with_sector
 
     synthesizer = Synthesizer.load(args.model, args.device)
-    check_guidance(args.guidance, synthesizer.config.label_dropout)
+    synthesizer.check_sampling(args.steps, args.guidance)
     cache = CacheIndex.open(args.data)
     layout = cache.manifest.layout
     entries = cache.cases(args.split)[: args.limit]

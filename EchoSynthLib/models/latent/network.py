@@ -27,7 +27,6 @@ class Denoiser(torch.nn.Module):
         from monai.networks.nets import ControlNet, DiffusionModelUNet, SPADEDiffusionModelUNet
 
         super().__init__()
-        self.conditioned = config.conditioned
         self.conditioning = config.conditioning if config.conditioned else "none"
         common = {
             "spatial_dims": config.spatial_dims,

@@ -32,14 +32,10 @@ def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], d
 
 def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn | None = None) -> Generator:
     """A Generator sampling the package in ``folder`` with ``settings`` (sampler, steps, guidance, plane)."""
-    from EchoSynthLib.diffusion.samplers import check_guidance
-    from EchoSynthLib.errors import InputError
     from EchoSynthLib.models.sdm.pipeline import DiffusionGenerator, Synthesizer
 
     synthesizer = Synthesizer.load(folder, settings.device, warn)
-    if not 1 <= settings.steps <= synthesizer.diffusion.num_timesteps:
-        raise InputError(f"steps must be in 1..{synthesizer.diffusion.num_timesteps}, got {settings.steps}")
-    check_guidance(settings.guidance_scale, synthesizer.config.label_dropout)
+    synthesizer.check_sampling(settings.steps, settings.guidance_scale)
     return DiffusionGenerator(
         synthesizer,
         settings.steps,

@@ -66,6 +66,12 @@ class Synthesizer:
         self.model.to(self.device)
         return self
 
+    def check_sampling(self, steps: int, guidance_scale: float) -> None:
+        """InputError for a step count or guidance scale this model cannot sample with."""
+        if not 1 <= steps <= self.diffusion.num_timesteps:
+            raise InputError(f"steps must be in 1..{self.diffusion.num_timesteps}, got {steps}")
+        check_guidance(guidance_scale, self.config.label_dropout)
+
     def conditioning(self, labels: Volume) -> tuple[torch.Tensor, Grid]:
         """The one-hot map (1, C, S, S) in the model's classes, and the model grid it lies on."""
         size = self.config.image_size
@@ -94,7 +100,7 @@ class Synthesizer:
         if n < 1 or batch_size < 1:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
         check_seed(seed, n)
-        check_guidance(guidance_scale, self.config.label_dropout)
+        self.check_sampling(steps, guidance_scale)
         if device is not None:
             self.to(device)
         target = with_sector(slice_of(labels, slice_index, plane))
