@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/echosynth demo --out out/demo
+	$(BIN)/echosynth demo --out out/demo --model sdm-camus64
 
 test: $(STAMP)
 	$(BIN)/ruff check EchoSynthLib EchoSynth Testing bench

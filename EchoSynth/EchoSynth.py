@@ -88,6 +88,7 @@ class EchoSynthParameterNode:
     sampler: Annotated[str, Choice(SAMPLERS)] = "dpm++sde"
     steps: Annotated[int, WithinRange(1, 1000)] = 25
     guidanceScale: Annotated[float, WithinRange(0.0, 20.0)] = 1.0
+    strength: Annotated[float, WithinRange(0.0, 1.0)] = 0.0  # 0: the model's own start strength
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     device: Annotated[str, Choice(DEVICES)] = "auto"
     augment: Annotated[int, WithinRange(0, 100)] = 0

@@ -6,6 +6,12 @@ predicted time (from the measured seconds per network evaluation) exceeds ``--bu
 reported as skipped, never extrapolated. Prints a Markdown table.
 
     .venv/bin/python bench/sdm_speed.py --sizes 128 256 --batches 1 16 --steps 10 25 50 100 1000
+
+With ``--model``, also whole ``Synthesizer.synthesize`` calls on a 128x128 phantom map (dpm++sde 25: the
+simulator's starting images, sampling and the resampling onto and off the model grid) at the package's
+own start strength and from pure noise:
+
+    .venv/bin/python bench/sdm_speed.py --model sdm-camus64 --batches 1 16 --threads 2 --train-iters 0
 """
 
 from __future__ import annotations
@@ -54,7 +60,9 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     if args.model:
-        loaded = Synthesizer.load(args.model, device)
+        from EchoSynthLib.models.registry import resolve_model
+
+        loaded = Synthesizer.load(resolve_model(args.model), device)
         networks = [(loaded.config, loaded.model)]
     else:
         networks = []
@@ -91,6 +99,24 @@ def main() -> None:
                     print(f"{row} {seconds / batch:.3f} | {seconds:.2f} |", flush=True)
         if args.train_iters:
             _train_speed(config, device, args.train_iters, diffusion)
+    if args.model:
+        _whole_calls(loaded, args.batches)
+
+
+def _whole_calls(loaded, batches: list[int]) -> None:
+    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+
+    labels = phantom_label_map("4CH", "ED", seed=0, grid=PhantomGrid.for_view("4CH", size=128)).labels
+    print("\n| whole call, 128x128 map | batch | s / image |")
+    print("| --- | --- | --- |")
+    loaded.synthesize(labels, n=1, steps=2)  # warm-up
+    for strength in sorted({loaded.start_strength(None), 1.0}):
+        for batch in batches:
+            began = time.perf_counter()
+            loaded.synthesize(labels, n=batch, batch_size=batch, strength=strength)
+            _sync(loaded.device)
+            seconds = (time.perf_counter() - began) / batch
+            print(f"| start strength {strength:g} | {batch} | {seconds:.3f} |", flush=True)
 
 
 def _train_speed(config, device, iterations: int, diffusion) -> None:

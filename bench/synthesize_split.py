@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1: off)")
+    parser.add_argument("--strength", type=float, default=None,
+                        help="below 1: start from the simulator's image of each map (seed k for case k), "
+                             "noised this far (SDEdit); default: the model's own")  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument("--limit", type=int, help="only the first N cases")
     args = parser.parse_args()
@@ -42,11 +45,14 @@ def main() -> None:
     from EchoSynthLib.data.volume import Volume
     from EchoSynthLib.diffusion.samplers import sample
     from EchoSynthLib.models.sdm.pipeline import Synthesizer
+    from EchoSynthLib.preprocessing.prepare import image_on_grid
     from EchoSynthLib.preprocessing.resample import Grid
     from EchoSynthLib.sampling.grids import image_back_onto, with_sector
+    from EchoSynthLib.simulation import simulate_bmode
 
     synthesizer = Synthesizer.load(args.model, args.device)
-    synthesizer.check_sampling(args.steps, args.guidance)
+    synthesizer.check_sampling(args.steps, args.guidance, args.strength)
+    strength = synthesizer.start_strength(args.strength)
     cache = CacheIndex.open(args.data)
     layout = cache.manifest.layout
     entries = cache.cases(args.split)[: args.limit]
@@ -54,7 +60,7 @@ def main() -> None:
     with staged_directory(args.out) as staging, tqdm(total=len(entries), unit="image") as bar:
         for start in range(0, len(entries), args.batch):
             part = entries[start : start + args.batch]
-            targets, segs, grids = [], [], []
+            targets, segs, grids, inits = [], [], [], []
             for entry in part:
                 _, labels = cache.load(entry)
                 grid = Grid.from_dict(entry["metadata"]["grid"])
@@ -64,11 +70,16 @@ def main() -> None:
                 targets.append(target)
                 segs.append(seg)
                 grids.append(model_grid)
+                if strength < 1.0:
+                    simulated = simulate_bmode(target, args.seed + start + len(inits))
+                    on_grid = image_on_grid(simulated, model_grid).reshape(1, 1, *seg.shape[2:])
+                    inits.append(torch.from_numpy(on_grid))
             batch = torch.cat(segs).to(synthesizer.device)
+            init = torch.cat(inits) if inits else None
             # One seed per image: image k of the split uses seed + k, whatever the batch.
             images = sample(synthesizer.model, batch, synthesizer.diffusion, sampler=args.sampler,
                             steps=args.steps, seed=args.seed + start,
-                            guidance_scale=args.guidance)  # fmt: skip
+                            guidance_scale=args.guidance, init=init, strength=strength)  # fmt: skip
             for entry, target, grid, image in zip(
                 part, targets, grids, images.float().cpu().numpy(), strict=True
             ):

@@ -11,6 +11,12 @@ out) and the integrators every noise-predicting or flow model shares (``solve``,
 - ``rflow``: Euler steps of a rectified-flow (flow-matching) model with MONAI's ``RFlowScheduler``.
 Every image has its own seeded CPU generator (image b of a call with ``seed`` s uses s + b), so an
 image does not depend on the batch it was drawn in or on the device (up to floating-point differences).
+
+Any epsilon sampler can also start from an image instead of pure noise (``init``, ``strength``; SDEdit,
+Meng et al. 2022): the image is noised to the timestep ``strength`` of the way along the chain and only the
+remaining steps run. With the simulator's image of the same map as ``init`` the model keeps the simulator's
+layout and brightness and re-draws the texture, and skips the near-zero-SNR first steps where a weak model
+goes wrong.
 """
 
 from __future__ import annotations
@@ -85,8 +91,11 @@ def sample(
     seed: int = 0,
     guidance_scale: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    init: Tensor | None = None,
+    strength: float = 1.0,
 ) -> Tensor:
-    """Images (B, 1, H, W) in [-1, 1] for one-hot label maps ``seg`` (B, C, H, W); image b uses seed + b."""
+    """Images (B, 1, H, W) in [-1, 1] for one-hot label maps ``seg`` (B, C, H, W); image b uses seed + b.
+    ``init`` (B, 1, H, W) in [-1, 1]: start from these images noised ``strength`` of the way (see above)."""
     if sampler not in SDM_SAMPLERS:
         raise InputError(
             f"unknown sampler '{sampler}' for semantic diffusion (it has: {', '.join(SDM_SAMPLERS)})"
@@ -97,16 +106,35 @@ def sample(
     device = seg.device
     x = seeded_noise((seg.shape[0], 1, *seg.shape[2:]), generators, device)
     predict = _denoiser(model, seg, guidance_scale)
+    start = None if init is None else (init.to(device), strength)
     if sampler == "ddpm":
-        x = _ancestral(predict, x, diffusion, steps, generators, progress)
+        x = _ancestral(predict, x, diffusion, steps, generators, progress, start)
     else:
-        x = _solver(predict, x, diffusion, sampler, steps, generators, progress)
+        x = _solver(predict, x, diffusion, sampler, steps, generators, progress, start)
     return x.clamp(-1.0, 1.0)
 
 
-def _ancestral(predict, x: Tensor, diffusion: GaussianDiffusion, steps: int, generators, progress) -> Tensor:
+def steps_from(count: int, strength: float) -> int:
+    """How many of ``count`` sampler steps run when starting ``strength`` of the way (at least one)."""
+    check_number(strength, "strength", above=0.0, maximum=1.0)
+    return max(1, round(strength * count))
+
+
+def noised(init: Tensor, noise: Tensor, alpha_bar: Tensor | float) -> Tensor:
+    """x_t of ``init`` with ``noise`` at cumulative alpha ``alpha_bar`` (the forward process)."""
+    alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    return (alpha_bar.sqrt() * init.double() + (1.0 - alpha_bar).sqrt() * noise.double()).float()
+
+
+def _ancestral(
+    predict, x: Tensor, diffusion: GaussianDiffusion, steps: int, generators, progress, start=None
+) -> Tensor:
     schedule = diffusion.schedule if steps == diffusion.num_timesteps else diffusion.schedule.respaced(steps)
     count = len(schedule.betas)
+    if start is not None:
+        init, strength = start
+        count = steps_from(count, strength)
+        x = noised(init, x, schedule.alphas_cumprod[count - 1])
     for done, index in enumerate(reversed(range(count))):
         output = predict(x, schedule.timesteps[index]).float()
         position = torch.full((x.shape[0],), index, dtype=torch.long)
@@ -122,12 +150,13 @@ def _ancestral(predict, x: Tensor, diffusion: GaussianDiffusion, steps: int, gen
 
 
 def _solver(
-    predict, x: Tensor, diffusion: GaussianDiffusion, sampler: str, steps: int, generators, progress
+    predict, x: Tensor, diffusion: GaussianDiffusion, sampler: str, steps: int, generators, progress, start
 ) -> Tensor:
     def eps(x: Tensor, t: Tensor) -> Tensor:
         return predict(x, t)[:, :1].float()
 
-    return solve(eps, x, diffusion.beta_schedule, sampler, steps, generators, progress, clip=True)
+    init, strength = (None, 1.0) if start is None else start
+    return solve(eps, x, diffusion.beta_schedule, sampler, steps, generators, progress, True, init, strength)
 
 
 @dataclass(frozen=True)
@@ -163,9 +192,13 @@ def solve(
     generators: list[torch.Generator],
     progress: Callable[[int, int], None] | None = None,
     clip: bool = False,
+    init: Tensor | None = None,
+    strength: float = 1.0,
 ) -> Tensor:
     """Integrate a noise-predicting (epsilon) model from the noise ``x`` with ``steps`` of ``sampler``
-    (one of EPSILON_SAMPLERS); ``clip`` keeps the predicted x_0 in [-1, 1] (pixels; not for latents)."""
+    (one of EPSILON_SAMPLERS); ``clip`` keeps the predicted x_0 in [-1, 1] (pixels; not for latents).
+    ``init``: start from this image noised with ``x`` ``strength`` of the way, running only the last
+    ``steps_from(steps, strength)`` steps."""
     if sampler not in EPSILON_SAMPLERS:
         raise InputError(f"unknown sampler '{sampler}' here (known: {', '.join(EPSILON_SAMPLERS)})")
     if sampler == "ddim":
@@ -201,6 +234,12 @@ def solve(
             return scheduler.step(eps, t, sample, variance_noise=noise).prev_sample
 
     timesteps = list(scheduler.timesteps)
+    if init is not None:
+        begin = len(timesteps) - steps_from(len(timesteps), strength)
+        timesteps = timesteps[begin:]
+        if hasattr(scheduler, "set_begin_index"):  # diffusers counts its steps; MONAI's DDIM reads t
+            scheduler.set_begin_index(begin)
+        x = noised(init, x, torch.cumprod(1.0 - schedule.betas.double(), 0)[int(timesteps[0])])
     for done, t in enumerate(timesteps):
         x = step(predict_eps(x, t).float(), t, x)
         if progress is not None:

@@ -77,7 +77,7 @@ SDM = register(
         "sdm2d",
         LABELS_TO_IMAGE,
         "EchoSynthLib.models.sdm",
-        ("steps", "sampler", "guidance_scale", "plane", "slice_index"),
+        ("steps", "sampler", "guidance_scale", "plane", "slice_index", "strength"),
     )
 )
 SEGMENTER = register(Family("segmenter", "segmenter2d", IMAGE_TO_LABELS, "EchoSynthLib.models.segmenter"))

@@ -91,9 +91,13 @@ class ModelGenerator:
     plane: str = sampling_option("plane").default
     slice_index: int | None = sampling_option("slice_index").default
     description: str = ""
+    strength: float | None = sampling_option("strength").default
 
     def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
         """``n`` sampled images of a prepared map."""
+        # Only a family that starts from the simulator's image (its Family.sampling lists "strength") is
+        # ever given one; the others' synthesize has no such argument.
+        start = {} if self.strength is None else {"strength": self.strength}
         return self.model.synthesize(
             labels,
             n=n,
@@ -102,6 +106,7 @@ class ModelGenerator:
             seed=seed,
             guidance_scale=self.guidance_scale,
             progress=None if progress is None else (lambda done, total: progress(done / total)),
+            **start,
         )
 
 
@@ -116,6 +121,7 @@ class GeneratorSettings:
     guidance_scale: float = sampling_option("guidance_scale").default
     plane: str = sampling_option("plane").default
     slice_index: int | None = sampling_option("slice_index").default
+    strength: float | None = sampling_option("strength").default
     device: str = "auto"
 
     def __post_init__(self) -> None:

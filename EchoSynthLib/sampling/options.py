@@ -81,6 +81,18 @@ SAMPLING_OPTIONS: tuple[SamplingOption, ...] = (
         maximum=10_000,
         unset=-1,
     ),
+    SamplingOption(
+        "strength",
+        "--strength",
+        "strength",
+        float,
+        None,
+        "below 1: start from the simulator's image of the map, noised this far along the chain, and re-draw "
+        "its texture (1: from pure noise; default: the model's own)",
+        minimum=0.01,
+        maximum=1.0,
+        unset=0.0,
+    ),
 )
 OPTIONS_BY_NAME = {option.name: option for option in SAMPLING_OPTIONS}
 

@@ -164,6 +164,7 @@ CLI_CASES = [
     ("synthesize-unknown-model", "a model name that is not installed", ["synthesize", "--model", "no-such-model", "--labels", "{w}/map.nii.gz", "--out", "{w}/out"], "no model named"),
     ("synthesize-guidance-nan", "--guidance nan", ["synthesize", "--model", "simulator", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--guidance", "nan"], "finite"),
     ("synthesize-guidance-untrained", "--guidance 2 with an SDM trained without label dropout", ["synthesize", "--model", "{w}/run_pickle/model", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--guidance", "2"], "label_dropout > 0"),
+    ("synthesize-strength-zero", "--strength 0 with an SDM (nothing would be sampled)", ["synthesize", "--model", "{w}/run_pickle/model", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--strength", "0"], "strength must be at least 0.01"),
     ("synthesize-seed-negative", "--seed -1 with the simulator", ["synthesize", "--model", "simulator", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--seed", "-1"], "seed must be"),
     ("synthesize-seed-huge-model", "--seed 2**70 with a model", ["synthesize", "--model", "{w}/linked", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--seed", str(2**70)], "seed must be"),
     ("synthesize-shard-out-of-range", "--shard 3/3", ["synthesize", "--model", "simulator", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--shard", "3/3"], "0 <= K < N"),

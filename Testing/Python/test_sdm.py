@@ -413,3 +413,91 @@ def test_samplers_recover_the_data_with_an_exact_denoiser(sampler, steps):
         _Oracle(target, diffusion), torch.zeros((2, 5, 8, 8)), diffusion, sampler=sampler, steps=steps
     )
     torch.testing.assert_close(images, target.expand(2, -1, -1, -1), atol=2e-3, rtol=0)
+
+
+class _Recording(_Oracle):
+    """The exact denoiser, remembering the timestep and input of every call."""
+
+    def __init__(self, target: torch.Tensor, diffusion: GaussianDiffusion) -> None:
+        super().__init__(target, diffusion)
+        self.calls: list[tuple[int, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        self.calls.append((int(t[0]), x.clone()))
+        return super().forward(x, t, seg)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++", "dpm++sde"])
+def test_a_start_image_is_noised_to_its_strength_and_only_the_rest_runs(sampler):
+    diffusion = GaussianDiffusion()
+    target = torch.linspace(-0.9, 0.9, 64).view(1, 1, 8, 8)
+    start = -target.flip(-1)
+    oracle = _Recording(target, diffusion)
+    images = sample(
+        oracle,
+        torch.zeros((2, 5, 8, 8)),
+        diffusion,
+        sampler=sampler,
+        steps=20,
+        seed=3,
+        init=start,
+        strength=0.3,
+    )
+    assert len(oracle.calls) == 6  # 30 % of 20 steps
+    first, x = oracle.calls[0]
+    assert abs(first - 300) <= 50  # the chain entered 30 % of the way from the data, within one step
+    abar = diffusion.schedule.alphas_cumprod[first]
+    noise = (x.double() - abar.sqrt() * start.double()) / (1 - abar).sqrt()
+    seeded = [torch.randn((1, 1, 8, 8), generator=torch.Generator().manual_seed(s)) for s in (3, 4)]
+    torch.testing.assert_close(noise.float(), torch.cat(seeded), atol=1e-4, rtol=0)
+    torch.testing.assert_close(images, target.expand(2, -1, -1, -1), atol=2e-3, rtol=0)
+    for strength in (0.0, 1.5, float("nan")):
+        with pytest.raises(InputError, match="strength"):
+            sample(oracle, torch.zeros((1, 5, 8, 8)), diffusion, init=start, strength=strength)
+
+
+def test_sampling_can_start_from_the_simulators_image(synthesizer, trained, odd_map, tmp_path, capsys):
+    from EchoSynthLib.preprocessing.prepare import image_on_grid
+    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.sampling.grids import image_back_onto, with_sector
+    from EchoSynthLib.simulation import simulate_bmode
+
+    start = synthesizer.synthesize(odd_map, n=2, steps=10, seed=5, strength=0.2)
+    again = synthesizer.synthesize(odd_map, n=2, steps=10, seed=5, strength=0.2, batch_size=1)
+    noise = synthesizer.synthesize(odd_map, n=2, steps=10, seed=5)
+    for k in range(2):
+        assert start[k].same_geometry(odd_map)
+        np.testing.assert_array_equal(start[k].array, again[k].array)  # seeded, independent of batching
+        # the simulator's image of the map, through the model's grid and back
+        target = with_sector(odd_map)
+        _, grid = synthesizer.conditioning(target)
+        simulated = image_back_onto(target, image_on_grid(simulate_bmode(target, 5 + k), grid), grid)
+        near, far = (np.abs(x[k].array - simulated.array.astype(float)).mean() for x in (start, noise))
+        assert near < 0.6 * far  # measured: about half
+    # A package's own start strength is the default; --strength 1 still starts from noise.
+    package = tmp_path / "from-simulator"
+    shutil.copytree(trained.run / "model", package)
+    document = json.loads((package / CONFIG).read_text())
+    document["settings"]["start_strength"] = 0.2
+    (package / CONFIG).write_text(json.dumps(document))
+    default = Synthesizer.load(package, device="cpu")
+    np.testing.assert_array_equal(default.synthesize(odd_map, steps=10, seed=5)[0].array, start[0].array)
+    np.testing.assert_array_equal(
+        default.synthesize(odd_map, steps=10, seed=5, strength=1.0)[0].array, noise[0].array
+    )
+    generator = open_generator(GeneratorSettings(str(package), steps=10))
+    assert "from the simulator's image at strength 0.2" in generator.description
+    np.testing.assert_array_equal(generator.generate(odd_map, 1, 5)[0].array, start[0].array)
+    labels = tmp_path / "map.nii.gz"
+    write_label_map(odd_map, labels)
+    command = ["synthesize", "--model", str(package), "--labels", str(labels), "--steps", "10", "--seed", "5"]
+    assert main([*command, "--out", str(tmp_path / "out"), "--strength", "1"]) == 0
+    from EchoSynthLib.data.io import read_image
+
+    written = read_image(tmp_path / "out" / "map_synth00.nii.gz")
+    np.testing.assert_array_equal(written.array.reshape(noise[0].array.shape), noise[0].array)
+    for bad in ("0", "1.5", "nan"):
+        assert main([*command, "--out", str(tmp_path / "bad"), "--strength", bad]) == 2
+        assert "strength" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    with pytest.raises(InputError, match="strength"):
+        synthesizer.synthesize(odd_map, steps=10, strength=0.0)

@@ -35,7 +35,7 @@ def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn 
     from EchoSynthLib.models.sdm.pipeline import DiffusionGenerator, Synthesizer
 
     synthesizer = Synthesizer.load(folder, settings.device, warn)
-    synthesizer.check_sampling(settings.steps, settings.guidance_scale)
+    synthesizer.check_sampling(settings.steps, settings.guidance_scale, settings.strength)
     return DiffusionGenerator(
         synthesizer,
         settings.steps,
@@ -43,4 +43,5 @@ def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn 
         settings.guidance_scale,
         settings.plane,
         settings.slice_index,
+        strength=synthesizer.start_strength(settings.strength),
     )

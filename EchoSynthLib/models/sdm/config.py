@@ -68,6 +68,9 @@ class SDMConfig(SettingsMixin):
     ema_decay: float = 0.9999
     flip_prob: float = 0.5
     label_dropout: float = 0.0  # > 0 trains for classifier-free guidance (off, as in the paper)
+    # Sampling default (``--strength`` overrides): 1 starts from pure noise; below 1 from the simulator's
+    # image of the map noised this far along the chain (SDEdit; see diffusion.samplers).
+    start_strength: float = 1.0
     mixed_precision: bool = True  # bf16 autocast on GPU
     seed: int = 0
     classes: ClassLayout = field(default_factory=lambda: ClassLayout("classes", {}))  # from the cache
@@ -89,6 +92,7 @@ class SDMConfig(SettingsMixin):
         "ema_decay": (0.0, 1.0),
         "flip_prob": (0.0, 1.0),
         "label_dropout": (0.0, 0.999),
+        "start_strength": (0.01, 1.0),
         "seed": (0, SEED_MAX),
     }
 

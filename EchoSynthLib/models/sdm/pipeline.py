@@ -3,7 +3,9 @@
 ``Synthesizer.load(folder)`` reads a model package; ``synthesize(labels, n, steps, sampler, seed, device)``
 accepts a canonical label Volume of any size (2D, or a 3D volume and a slice index), resamples it to the
 model's grid with the aspect ratio kept (as ``echosynth prepare`` does), samples, and resamples the
-images back onto the input's grid, black outside the sector.
+images back onto the input's grid, black outside the sector. With a start strength below 1 (``strength``,
+or the package's ``start_strength``) image k starts from the training-free simulator's image of the map
+(seed + k) noised that far along the chain, instead of from pure noise.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from EchoSynthLib.data.labels import require_heart
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
-from EchoSynthLib.diffusion.samplers import check_guidance, sample
+from EchoSynthLib.diffusion.samplers import check_guidance, sample, steps_from
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.models.families import SDM_KIND
@@ -66,11 +68,26 @@ class Synthesizer:
         self.model.to(self.device)
         return self
 
-    def check_sampling(self, steps: int, guidance_scale: float) -> None:
-        """InputError for a step count or guidance scale this model cannot sample with."""
+    def check_sampling(self, steps: int, guidance_scale: float, strength: float | None = None) -> None:
+        """InputError for a step count, guidance scale or start strength this model cannot sample with."""
         if not 1 <= steps <= self.diffusion.num_timesteps:
             raise InputError(f"steps must be in 1..{self.diffusion.num_timesteps}, got {steps}")
         check_guidance(guidance_scale, self.config.label_dropout)
+        steps_from(steps, self.start_strength(strength))
+
+    def start_strength(self, strength: float | None) -> float:
+        """``strength``, or the package's default (``start_strength``) for None."""
+        return self.config.start_strength if strength is None else strength
+
+    def starting_images(self, target: Volume, grid: Grid, seed: int, count: int) -> torch.Tensor:
+        """The simulator's images of ``target`` (seeds seed .. seed + count - 1) on the model's grid,
+        (count, 1, S, S) in [-1, 1]: where sampling starts below strength 1."""
+        from EchoSynthLib.preprocessing.prepare import image_on_grid
+        from EchoSynthLib.simulation import simulate_bmode
+
+        size = self.config.image_size
+        images = [image_on_grid(simulate_bmode(target, seed + k), grid) for k in range(count)]
+        return torch.from_numpy(np.stack(images).reshape(count, 1, size, size))
 
     def conditioning(self, labels: Volume) -> tuple[torch.Tensor, Grid]:
         """The one-hot map (1, C, S, S) in the model's classes, and the model grid it lies on."""
@@ -91,16 +108,19 @@ class Synthesizer:
         batch_size: int = 16,
         progress: Callable[[int, int], None] | None = None,
         plane: str = "ij",
+        strength: float | None = None,
     ) -> list[Volume]:
         """``n`` uint8 images for a canonical label map, each on the map's grid (image k uses seed + k).
 
         A 3D map gives images of one plane (``plane``, ``slice_index``: see ``data.planes``);
-        ``progress(done, total)`` counts sampler steps over all batches."""
+        ``progress(done, total)`` counts sampler steps over all batches; ``strength``: see the module
+        docstring (None: the package's default)."""
         labels = Volume.of(labels)
         if n < 1 or batch_size < 1:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
         check_seed(seed, n)
-        self.check_sampling(steps, guidance_scale)
+        self.check_sampling(steps, guidance_scale, strength)
+        strength = self.start_strength(strength)
         if device is not None:
             self.to(device)
         target = with_sector(slice_of(labels, slice_index, plane))
@@ -108,6 +128,7 @@ class Synthesizer:
         images: list[Volume] = []
         for start, count, advance in step_batches(n, batch_size, progress):
             batch = seg.expand(count, -1, -1, -1).to(self.device)
+            init = None if strength == 1.0 else self.starting_images(target, grid, seed + start, count)
             out = sample(
                 self.model,
                 batch,
@@ -117,6 +138,8 @@ class Synthesizer:
                 seed=seed + start,
                 guidance_scale=guidance_scale,
                 progress=advance,
+                init=init,
+                strength=strength,
             )
             images.extend(image_back_onto(target, image, grid) for image in out.float().cpu().numpy())
         return images
@@ -131,6 +154,8 @@ class DiffusionGenerator(ModelGenerator):
         if not self.description:
             model = f"model {self.model.source.name} on {self.model.device}"
             self.description = f"{model}: {self.sampler}, {self.steps} steps"
+            if self.strength is not None and self.strength < 1.0:
+                self.description += f" from the simulator's image at strength {self.strength:g}"
 
     def prepare(self, labels: Volume) -> Volume:
         """The chosen plane (a 2D map as it is) with a sector, checked. The model's conditioning (resampled
