@@ -456,7 +456,18 @@ def test_a_start_image_is_noised_to_its_strength_and_only_the_rest_runs(sampler)
             sample(oracle, torch.zeros((1, 5, 8, 8)), diffusion, init=start, strength=strength)
 
 
-def test_sampling_can_start_from_the_simulators_image(synthesizer, trained, odd_map, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def from_simulator(trained, tmp_path_factory):
+    """The tiny package with its own start strength 0.2 (as sdm-camus64 carries 0.5)."""
+    package = tmp_path_factory.mktemp("packages") / "from-simulator"
+    shutil.copytree(trained.run / "model", package)
+    document = json.loads((package / CONFIG).read_text())
+    document["settings"]["start_strength"] = 0.2
+    (package / CONFIG).write_text(json.dumps(document))
+    return package
+
+
+def test_sampling_can_start_from_the_simulators_image(synthesizer, from_simulator, odd_map, tmp_path, capsys):
     from EchoSynthLib.preprocessing.prepare import image_on_grid
     from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
     from EchoSynthLib.sampling.grids import image_back_onto, with_sector
@@ -475,11 +486,7 @@ def test_sampling_can_start_from_the_simulators_image(synthesizer, trained, odd_
         near, far = (np.abs(x[k].array - simulated.array.astype(float)).mean() for x in (start, noise))
         assert near < 0.6 * far  # measured: about half
     # A package's own start strength is the default; --strength 1 still starts from noise.
-    package = tmp_path / "from-simulator"
-    shutil.copytree(trained.run / "model", package)
-    document = json.loads((package / CONFIG).read_text())
-    document["settings"]["start_strength"] = 0.2
-    (package / CONFIG).write_text(json.dumps(document))
+    package = from_simulator
     default = Synthesizer.load(package, device="cpu")
     np.testing.assert_array_equal(default.synthesize(odd_map, steps=10, seed=5)[0].array, start[0].array)
     np.testing.assert_array_equal(
@@ -501,3 +508,44 @@ def test_sampling_can_start_from_the_simulators_image(synthesizer, trained, odd_
         assert "strength" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     with pytest.raises(InputError, match="strength"):
         synthesizer.synthesize(odd_map, steps=10, strength=0.0)
+
+
+def test_translation_starts_from_the_source_image(synthesizer, from_simulator, odd_map, tmp_path):
+    from EchoSynthLib.cli.main import main
+    from EchoSynthLib.data.io import read_image, write_image
+    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.sampling.grids import with_sector
+
+    target = with_sector(odd_map)
+    # a "scanner" image of the map: another simulator draw, made darker, so it is no simulator default
+    source = target.with_array(synthesizer.synthesize(odd_map, steps=10, seed=40, strength=0.2)[0].array // 2)
+    generator = open_generator(GeneratorSettings(str(from_simulator), steps=10))
+    translated = generator.translate(source, generator.prepare(odd_map), 7)
+    generated = generator.generate(generator.prepare(odd_map), 1, 7)[0]
+    assert translated.same_geometry(odd_map)
+    inside = target.array != Structure.BACKGROUND.label
+    near, far = (np.abs(x.array.astype(float) - source.array)[inside].mean() for x in (translated, generated))
+    assert near < 0.6 * far  # it kept the source's look and layout, not the simulator's
+    plain = open_generator(GeneratorSettings(str(from_simulator), steps=10, strength=1.0))
+    np.testing.assert_array_equal(  # from pure noise the source is not used: that is generate
+        plain.translate(source, plain.prepare(odd_map), 7).array,
+        plain.generate(plain.prepare(odd_map), 1, 7)[0].array,
+    )
+    moved = Volume(source.array, (0.5, 0.45, 1.0), source.origin)  # same shape, other spacing
+    with pytest.raises(InputError, match="grid differs"):
+        synthesizer.synthesize(odd_map, steps=10, strength=0.2, source=moved)
+    # through the command line: the same image as the library's for seed 7
+    write_image(source, tmp_path / "scan.nii.gz")
+    write_label_map(odd_map, tmp_path / "scan_labels.nii.gz")
+    args = ["translate", "--model", str(from_simulator), "--images", str(tmp_path / "scan.nii.gz")]
+    args += [
+        "--labels",
+        str(tmp_path / "scan_labels.nii.gz"),
+        "--out",
+        str(tmp_path / "out"),
+        "--steps",
+        "10",
+    ]
+    assert main([*args, "--seed", "7"]) == 0
+    written = read_image(tmp_path / "out" / "scan_translated.nii.gz")
+    np.testing.assert_array_equal(written.array.reshape(translated.array.shape), translated.array)

@@ -5,7 +5,8 @@ accepts a canonical label Volume of any size (2D, or a 3D volume and a slice ind
 model's grid with the aspect ratio kept (as ``echosynth prepare`` does), samples, and resamples the
 images back onto the input's grid, black outside the sector. With a start strength below 1 (``strength``,
 or the package's ``start_strength``) image k starts from the training-free simulator's image of the map
-(seed + k) noised that far along the chain, instead of from pure noise.
+(seed + k) noised that far along the chain, instead of from pure noise; to translate an image (``source``,
+``DiffusionGenerator.translate``) it starts from that image instead (SDEdit).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from EchoSynthLib.models.families import SDM_KIND
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
+from EchoSynthLib.preprocessing.prepare import image_on_grid
 from EchoSynthLib.preprocessing.resample import Grid
 from EchoSynthLib.sampling.generators import ModelGenerator, step_batches
 from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
@@ -82,7 +84,6 @@ class Synthesizer:
     def starting_images(self, target: Volume, grid: Grid, seed: int, count: int) -> torch.Tensor:
         """The simulator's images of ``target`` (seeds seed .. seed + count - 1) on the model's grid,
         (count, 1, S, S) in [-1, 1]: where sampling starts below strength 1."""
-        from EchoSynthLib.preprocessing.prepare import image_on_grid
         from EchoSynthLib.simulation import simulate_bmode
 
         size = self.config.image_size
@@ -109,12 +110,14 @@ class Synthesizer:
         progress: Callable[[int, int], None] | None = None,
         plane: str = "ij",
         strength: float | None = None,
+        source: Volume | None = None,
     ) -> list[Volume]:
         """``n`` uint8 images for a canonical label map, each on the map's grid (image k uses seed + k).
 
         A 3D map gives images of one plane (``plane``, ``slice_index``: see ``data.planes``);
         ``progress(done, total)`` counts sampler steps over all batches; ``strength``: see the module
-        docstring (None: the package's default)."""
+        docstring (None: the package's default); ``source``: a 2D image on the map's grid to start from
+        instead of the simulator's (translation)."""
         labels = Volume.of(labels)
         if n < 1 or batch_size < 1:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
@@ -125,10 +128,20 @@ class Synthesizer:
             self.to(device)
         target = with_sector(slice_of(labels, slice_index, plane))
         seg, grid = self.conditioning(target)
+        if source is not None:
+            if not source.same_geometry(target):
+                raise InputError("the source image's grid differs from its label map's")
+            size = self.config.image_size
+            on_model = torch.from_numpy(image_on_grid(source, grid).reshape(1, 1, size, size))
         images: list[Volume] = []
         for start, count, advance in step_batches(n, batch_size, progress):
             batch = seg.expand(count, -1, -1, -1).to(self.device)
-            init = None if strength == 1.0 else self.starting_images(target, grid, seed + start, count)
+            if strength == 1.0:
+                init = None
+            elif source is not None:
+                init = on_model.expand(count, -1, -1, -1)
+            else:
+                init = self.starting_images(target, grid, seed + start, count)
             out = sample(
                 self.model,
                 batch,
@@ -164,3 +177,18 @@ class DiffusionGenerator(ModelGenerator):
         target = with_sector(slice_of(labels, self.slice_index, self.plane))
         require_heart(target.array)
         return target
+
+    def translate(self, image: Volume, labels: Volume, seed: int) -> Volume:
+        """``image`` (2D, on the prepared map's grid) with the look the model learned: sampling starts from
+        the image itself, noised ``strength`` of the way (SDEdit), guided by its map; at strength 1 (from
+        pure noise) the image is not used and this is ``generate``."""
+        return self.model.synthesize(
+            labels,
+            n=1,
+            steps=self.steps,
+            sampler=self.sampler,
+            seed=seed,
+            guidance_scale=self.guidance_scale,
+            strength=self.strength,
+            source=image,
+        )[0]
