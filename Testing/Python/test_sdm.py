@@ -493,7 +493,10 @@ def test_sampling_can_start_from_the_simulators_image(synthesizer, from_simulato
         default.synthesize(odd_map, steps=10, seed=5, strength=1.0)[0].array, noise[0].array
     )
     generator = open_generator(GeneratorSettings(str(package), steps=10))
-    assert "from the simulator's image at strength 0.2" in generator.description
+    assert (
+        "from the simulator's image (a translation: its source image) at strength 0.2"
+        in generator.description
+    )
     np.testing.assert_array_equal(generator.generate(odd_map, 1, 5)[0].array, start[0].array)
     labels = tmp_path / "map.nii.gz"
     write_label_map(odd_map, labels)

@@ -168,7 +168,8 @@ class DiffusionGenerator(ModelGenerator):
             model = f"model {self.model.source.name} on {self.model.device}"
             self.description = f"{model}: {self.sampler}, {self.steps} steps"
             if self.strength is not None and self.strength < 1.0:
-                self.description += f" from the simulator's image at strength {self.strength:g}"
+                start = "the simulator's image (a translation: its source image)"
+                self.description += f" from {start} at strength {self.strength:g}"
 
     def prepare(self, labels: Volume) -> Volume:
         """The chosen plane (a 2D map as it is) with a sector, checked. The model's conditioning (resampled
