@@ -5,10 +5,13 @@ steps, and the image back onto the map's grid) for a phantom A4C map, batch 1 (o
 ``--batch`` images per call, after one warm-up call. Speed does not depend on the weights: an untrained
 generator of the default network at ``--size`` is used unless ``--model`` is given. Prints a Markdown row
 per case. Goal (issue 15): a 128x128 image in under 0.3 s on 2 CPU threads. ``--channels`` and
-``--no-attention`` time a smaller generator (the network settings a CPU model would train with).
+``--no-attention`` time a smaller generator (the network settings a CPU model would train with);
+``--strength`` runs fewer steps from the simulator's image (default: the model's own start strength; the
+simulator's image of the map is part of the timed call).
 
     .venv/bin/python bench/adversarial_speed.py --threads 2 --size 64 128
     .venv/bin/python bench/adversarial_speed.py --threads 2 --size 128 --channels 16 32 64 --no-attention
+    .venv/bin/python bench/adversarial_speed.py --threads 2 --model adv-camus64 --strength 0.25 0.5 1
 """
 
 from __future__ import annotations
@@ -47,12 +50,14 @@ def main() -> None:
     parser.add_argument("--model", help="a trained package instead of untrained default networks")
     parser.add_argument("--channels", type=int, nargs="+", help="generator channels per level")
     parser.add_argument("--no-attention", action="store_true", help="no attention at any level")
+    parser.add_argument("--strength", type=float, nargs="+", default=[None], help="start strengths to time")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     import torch
 
     from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+    from EchoSynthLib.diffusion.samplers import steps_from
     from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
 
     torch.set_num_threads(args.threads)
@@ -67,8 +72,8 @@ def main() -> None:
     if args.channels:
         network["norm_groups"] = min(32, min(args.channels))
         network["num_head_channels"] = min(32, args.channels[-1])
-    print("| model size | guide | generator channels (attention) | images per call | seconds per image |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| model size | guide | generator channels (attention) | steps | images per call | s per image |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for size in args.size:
         model = (
             AdversarialModel.load(args.model, args.device)
@@ -77,14 +82,19 @@ def main() -> None:
         )
         config = model.config
         shape = f"{list(config.channels)} ({', '.join('y' if a else 'n' for a in config.attention_levels)})"
-        with torch.inference_mode():
-            model.synthesize(labels, n=1)  # warm-up
-            for count in (1, args.batch):
-                began = time.perf_counter()
-                for repeat in range(args.repeats):
-                    model.synthesize(labels, n=count, seed=repeat, batch_size=count)
-                seconds = (time.perf_counter() - began) / (args.repeats * count)
-                print(f"| {config.image_size} | {config.guide} | {shape} | {count} | {seconds:.3f} |")
+        for strength in args.strength:
+            steps = steps_from(config.steps, model.start_strength(strength))
+            with torch.inference_mode():
+                model.synthesize(labels, n=1, strength=strength)  # warm-up
+                for count in (1, args.batch):
+                    began = time.perf_counter()
+                    for repeat in range(args.repeats):
+                        model.synthesize(labels, n=count, seed=repeat, batch_size=count, strength=strength)
+                    seconds = (time.perf_counter() - began) / (args.repeats * count)
+                    row = (
+                        f"{config.image_size} | {config.guide} | {shape} | {steps} | {count} | {seconds:.3f}"
+                    )
+                    print(f"| {row} |")
 
 
 if __name__ == "__main__":

@@ -104,14 +104,15 @@ LATENT_PAIRS = register(
         ("steps", "sampler"),
     )
 )
-# The few-step adversarial diffusion model (Tiago et al. / SynDiff): T fixed steps, so no sampler options.
+# The few-step adversarial diffusion model (Tiago et al. / SynDiff): T fixed steps, so no sampler options;
+# a start strength runs fewer of them from the simulator's image.
 ADVERSARIAL = register(
     Family(
         "adversarial",
         "adversarial2d",
         LABELS_TO_IMAGE,
         "EchoSynthLib.models.adversarial",
-        ("plane", "slice_index"),
+        ("plane", "slice_index", "strength"),
     )
 )
 SDM_KIND, SEGMENTER_KIND, ENCODER_KIND = SDM.kind, SEGMENTER.kind, ENCODER.kind

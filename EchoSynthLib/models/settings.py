@@ -13,8 +13,15 @@ Settings = TypeVar("Settings", bound="SettingsMixin")
 NO_INIT = "-"  # the ``init`` run setting of a run from scratch
 
 
-def _check_value(name: str, annotation: str, value: Any, limits: tuple[float | None, float | None]) -> None:
-    """InputError naming the setting when ``value`` does not fit its annotation and ``limits``."""
+def _check_value(
+    name: str,
+    annotation: str,
+    value: Any,
+    limits: tuple[float | None, float | None],
+    may_be_empty: bool = False,
+) -> None:
+    """InputError naming the setting when ``value`` does not fit its annotation and ``limits`` (a list
+    may be empty only where ``may_be_empty``)."""
     low, high = limits
     what = f"setting {name}"
     if annotation == "bool":
@@ -32,8 +39,8 @@ def _check_value(name: str, annotation: str, value: Any, limits: tuple[float | N
             raise InputError(f"{what} must be a class layout, got {value!r}")
     elif annotation.startswith("tuple["):
         item = annotation[len("tuple[") :].split(",")[0].strip()
-        if not isinstance(value, tuple) or not value:
-            raise InputError(f"{what} must be a non-empty list, got {value!r}")
+        if not isinstance(value, tuple) or not (value or may_be_empty):
+            raise InputError(f"{what} must be a {'' if may_be_empty else 'non-empty '}list, got {value!r}")
         for entry in value:
             _check_value(name, item, entry, limits)
 
@@ -46,9 +53,10 @@ class SettingsMixin:
     """JSON round trip for frozen settings dataclasses: unknown keys rejected, lists back to tuples, class
     layouts to and from their JSON form, every value checked against its annotation and the class's
     ``LIMITS`` (name -> (minimum, maximum), either None; whole numbers default to at least 0, numbers to
-    any finite value)."""
+    any finite value); lists must hold something unless named in ``MAY_BE_EMPTY``."""
 
     LIMITS: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
+    MAY_BE_EMPTY: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         self.check_settings()
@@ -61,6 +69,7 @@ class SettingsMixin:
                 _annotation(item),
                 getattr(self, item.name),
                 self.LIMITS.get(item.name, (None, None)),
+                item.name in self.MAY_BE_EMPTY,
             )
 
     @classmethod

@@ -4,13 +4,16 @@ map's geometry, the simulator guide, the package, and bad inputs."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from conftest import ADVERSARIAL_RUN, TINY_ADVERSARIAL
 
 from EchoSynthLib.cli.main import main
-from EchoSynthLib.data.io import read_image, write_image, write_label_map
+from EchoSynthLib.data.io import read_image, read_label_map, write_image, write_label_map
 from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
@@ -78,7 +81,6 @@ HELD_D = {"learning_rate": 1e-3, "discriminator_learning_rate": 1e-12}
 def test_each_players_losses_fall_while_the_other_is_held(tiny_cache, tmp_path, overrides, losses, factor):
     """With the discriminator held, the generator's adversarial loss (alone) and its L1 on x_0 fall; with
     the generator held, the discriminator's losses on real and generated pairs fall."""
-    import json
 
     run = RunSettings(max_steps=30, workers=0, log_every=10, val_every=1000, checkpoint_every=1000)
     config = TINY.with_overrides({"cosine_steps": 0, **overrides})
@@ -245,3 +247,188 @@ def test_the_stand_in_scanner_look_widens_speckle_and_keeps_black_outside():
         return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
 
     assert neighbour_correlation(looked) > neighbour_correlation(images) + 0.3  # coarser speckle
+
+
+def test_process_runs_only_the_last_steps_from_a_later_start():
+    process = FewStepProcess(4, 0.1, 20.0)
+    seen = []
+
+    def predict(x, t):
+        seen.append(int(t[0]))
+        return torch.zeros_like(x)
+
+    noise = torch.randn((1, 1, 4, 4), generator=torch.Generator().manual_seed(0))
+    out = process.sample(predict, noise, lambda j: noise, start=2)
+    assert seen == [1, 0] and torch.equal(out, torch.zeros_like(out))
+    for start in (0, 5):
+        with pytest.raises(InputError, match=r"starts at step 1\.\.4"):
+            process.sample(predict, noise, lambda j: noise, start=start)
+
+
+class _Spy(torch.nn.Module):
+    """Records what the generator is given (x_t, t) and answers as the wrapped generator."""
+
+    def __init__(self, generator: torch.nn.Module) -> None:
+        super().__init__()
+        self.generator, self.calls = generator, []
+
+    def forward(self, x_t, t, z, guides, seg):
+        self.calls.append((x_t.clone(), t.clone()))
+        return self.generator(x_t, t, z, guides, seg)
+
+
+def test_a_start_strength_runs_the_last_steps_from_the_simulators_image(
+    trained, phantom_2d, tmp_path, capsys
+):
+    """Below strength 1 the chain starts at x^(k), k = round(strength * T), drawn from the simulator's image
+    of the map (seed k for image k) with the image's own x_T as the noise, and only k generator calls run;
+    seeded; the package default applies; the CLI and the Generator interface pass it; bad strengths are
+    refused and write nothing."""
+    from EchoSynthLib.models.adversarial.guides import on_grid, simulated
+    from EchoSynthLib.sampling.grids import model_conditioning
+
+    model = AdversarialModel.load(trained.run / "model", "cpu")
+    spy = _Spy(model.generator)
+    model.generator = spy
+    labels = phantom_2d.labels
+    for strength, count in ((1.0, 4), (0.5, 2), (0.25, 1), (0.01, 1)):
+        spy.calls.clear()
+        model.synthesize(labels, seed=5, strength=strength)
+        assert [int(t[0]) for _, t in spy.calls] == list(range(count - 1, -1, -1)), strength
+    # The entry of a 2-step chain: the simulator's image (seed 5) drawn into x^(2) with x_T's noise.
+    spy.calls.clear()
+    half = model.synthesize(labels, seed=5, strength=0.5)[0]
+    one_hot, grid = model_conditioning(model.prepare(labels), model.config.classes, (32, 32))
+    start = simulated(on_grid(one_hot, model.config.classes, grid), 5)[None]
+    noise = torch.randn((1, 1, 32, 32), generator=torch.Generator().manual_seed(5))
+    expected = model.process.noisy(start, torch.tensor([1]), noise)
+    torch.testing.assert_close(spy.calls[0][0], expected)
+    assert np.array_equal(half.array, model.synthesize(labels, seed=5, strength=0.5)[0].array)
+    assert not np.array_equal(half.array, model.synthesize(labels, seed=5)[0].array)
+    # The package's default start strength, and an explicit 1 over it.
+    package = tmp_path / "half"
+    shutil.copytree(trained.run / "model", package)
+    document = json.loads((package / "config.json").read_text())
+    document["settings"]["start_strength"] = 0.5
+    (package / "config.json").write_text(json.dumps(document))
+    defaulted = AdversarialModel.load(package, "cpu")
+    assert np.array_equal(defaulted.synthesize(labels, seed=5)[0].array, half.array)
+    assert np.array_equal(
+        defaulted.synthesize(labels, seed=5, strength=1.0)[0].array, model.synthesize(labels, seed=5)[0].array
+    )
+    generator = open_generator(GeneratorSettings(str(package), device="cpu"))
+    assert (
+        "2 steps from the simulator's image" in generator.description
+        and "strength 0.5" in generator.description
+    )
+    assert generator.generate(generator.prepare(labels), 1, seed=5)[0].array.tobytes() == half.array.tobytes()
+    # The command line: --strength gives the same image; bad strengths exit 2 and write nothing.
+    write_label_map(labels, tmp_path / "map.nii.gz")
+    args = ["synthesize", "--model", str(trained.run / "model"), "--labels", str(tmp_path / "map.nii.gz")]
+    assert main([*args, "--seed", "5", "--strength", "0.5", "--out", str(tmp_path / "out")]) == 0
+    (written,) = (tmp_path / "out").iterdir()
+    from_file = model.synthesize(read_label_map(tmp_path / "map.nii.gz"), seed=5, strength=0.5)[0]
+    assert np.array_equal(read_image(written).array, from_file.array)
+    for bad in ("0", "1.5", "nan"):
+        assert main([*args, "--strength", bad, "--out", str(tmp_path / f"bad{bad}")]) == 2
+        assert "strength" in capsys.readouterr().err and not (tmp_path / f"bad{bad}").exists()
+
+
+def test_a_translation_below_strength_one_starts_from_the_source_image(trained, phantom_2d):
+    """A map-guided model translating an image: below strength 1 the output depends on the source image
+    (same map and seed, another image: another output); at strength 1 it is generated from the map alone."""
+    from EchoSynthLib.simulation import simulate_bmode
+
+    labels = phantom_2d.labels
+    one, other = simulate_bmode(labels, seed=1), simulate_bmode(labels, seed=2)
+    generator = open_generator(GeneratorSettings(str(trained.run / "model"), device="cpu", strength=0.5))
+    prepared = generator.prepare(labels)
+    first = generator.translate(one, prepared, seed=3)
+    assert first.same_geometry(labels)
+    assert np.array_equal(first.array, generator.translate(one, prepared, seed=3).array)
+    assert not np.array_equal(first.array, generator.translate(other, prepared, seed=3).array)
+    whole = open_generator(GeneratorSettings(str(trained.run / "model"), device="cpu"))
+    assert np.array_equal(
+        whole.translate(one, prepared, seed=3).array, whole.translate(other, prepared, 3).array
+    )
+
+
+def _tiny_sdm(tiny_cache, folder):
+    """A 2-step SDM package on ``tiny_cache`` with a U-Net the tiny adversarial settings can hold."""
+    from EchoSynthLib.models.sdm.config import SDMConfig
+    from EchoSynthLib.models.sdm.trainer import SDMTrainer
+
+    network = {"channels": (8, 16), "attention_levels": (False, False), "num_head_channels": 8}
+    config = SDMConfig.preset(32, **network, spade_channels=8, norm_groups=8, batch_size=4)
+    run = RunSettings(max_steps=2, workers=0, val_every=1000, checkpoint_every=1000, sample_every=1000)
+    SDMTrainer(tiny_cache, folder, config, "cpu", run).fit()
+    return folder / "model"
+
+
+def test_a_run_started_from_an_sdm_is_that_sdm_at_its_first_step(tiny_cache, phantom_2d, tmp_path):
+    """``--set init=<SDM package>``: the generator takes the SDM's U-Net and predicts noise; step j is
+    embedded as the SDM's timestep with the nearest abar; at the start its x_0 is the SDM's one-jump
+    estimate whatever z and the image guide are (their weights start at zero); the run trains, resumes
+    and counts the SDM's steps in its own; a run continuing its package takes its settings; an SDM of
+    another grid is refused."""
+    from EchoSynthLib.models.sdm.pipeline import Synthesizer
+
+    sdm_folder = _tiny_sdm(tiny_cache, tmp_path / "sdm")
+    sdm = Synthesizer.load(sdm_folder, "cpu")
+    settings = RunSettings(**ADVERSARIAL_RUN | {"init": str(sdm_folder)})
+    config = TINY.with_overrides({"guide": "labels+simulator", "channels": [16, 32]})
+    trainer = AdversarialTrainer(tiny_cache, tmp_path / "run", config, "cpu", settings)
+    config = trainer.config
+    assert config.prediction == "epsilon" and config.channels == (8, 16)
+    theirs = sdm.diffusion.schedule.alphas_cumprod.numpy()
+    mine = trainer.process.scheduler.alphas_cumprod.numpy()
+    assert config.timesteps == tuple(int(np.abs(np.log(theirs) - np.log(a)).argmin()) for a in mine)
+    generator = trainer.state.networks["model"]
+    draws = torch.Generator().manual_seed(0)
+    x_t = torch.randn((4, 1, 32, 32), generator=draws)
+    t = torch.tensor([0, 1, 2, 3])
+    seg = torch.nn.functional.one_hot(torch.randint(0, 5, (4, 32, 32), generator=draws), 5)
+    seg = seg.permute(0, 3, 1, 2).float()
+    z, guides = torch.randn((2, 4, 1, 32, 32), generator=draws)
+    with torch.no_grad():
+        got = generator(x_t, t, z, guides, seg)
+        noise = sdm.model(x_t, torch.tensor(config.timesteps)[t], seg)[:, :1]
+        abar = torch.from_numpy(mine)[t].view(-1, 1, 1, 1)
+        torch.testing.assert_close(got, ((x_t - (1 - abar).sqrt() * noise) / abar.sqrt()).clamp(-1, 1))
+        torch.testing.assert_close(generator(x_t, t, z * 3, guides * 0, seg), got)
+        torch.testing.assert_close(trainer.state.ema.module(x_t, t, z, guides, seg), got)
+    trainer.fit()
+    header = read_package_header(tmp_path / "run" / "model")
+    assert header["provenance"]["trained_steps"] == 2 + 6
+    assert header["provenance"]["initialised_from"]["package"] == str(sdm_folder)
+    guided = TINY.with_overrides({"guide": "labels+simulator"})
+    assert AdversarialTrainer(tiny_cache, tmp_path / "run", guided, "cpu", settings).state.step == 6
+    # Continuing the package (``init`` = an adversarial package) takes its networks and process settings
+    # with its weights, whatever the new run's own defaults say.
+    settings = RunSettings(**ADVERSARIAL_RUN | {"init": str(tmp_path / "run" / "model")})
+    continued = AdversarialTrainer(tiny_cache, tmp_path / "continued", TINY, "cpu", settings)
+    assert continued.config.prediction == "epsilon" and continued.config.guide == "labels+simulator"
+    assert continued.config.timesteps == config.timesteps and continued.config.channels == (8, 16)
+    shipped = AdversarialModel.load(tmp_path / "run" / "model", "cpu").generator
+    with torch.no_grad():
+        torch.testing.assert_close(
+            continued.state.networks["model"](x_t, t, z, guides, seg), shipped(x_t, t, z, guides, seg)
+        )
+    image = AdversarialModel.load(tmp_path / "run" / "model", "cpu").synthesize(
+        phantom_2d.labels, seed=1, strength=0.25
+    )[0]
+    assert image.array.dtype == np.uint8
+    # An SDM of another grid: named, and no run folder is made.
+    other = tmp_path / "sdm64"
+    shutil.copytree(sdm_folder, other)
+    document = json.loads((other / "config.json").read_text())
+    document["settings"]["image_size"] = 64
+    (other / "config.json").write_text(json.dumps(document))
+    settings = RunSettings(**ADVERSARIAL_RUN | {"init": str(other)})
+    with pytest.raises(InputError, match="works on 64x64 images, this run on 32x32"):
+        AdversarialTrainer(tiny_cache, tmp_path / "run2", TINY, "cpu", settings)
+    assert not (tmp_path / "run2").exists()
+    with pytest.raises(InputError, match="one timestep per step"):
+        TINY.with_overrides({"timesteps": [1, 2]})
+    with pytest.raises(InputError, match="prediction must be"):
+        TINY.with_overrides({"prediction": "v"})

@@ -2,8 +2,10 @@
 steps, each learned by a conditional GAN guided by the label map (and optionally the simulator's image).
 
 ``config`` (settings), ``process`` (the 4-step VP process on MONAI's DDPM scheduler), ``network`` (MONAI's
-SPADE U-Net generator and patch discriminator), ``guides`` (the simulator guide), ``trainer`` (resumable
-two-player training) and ``pipeline`` (``AdversarialModel``: a package in, images on the map's grid out).
+SPADE U-Net generator and time-conditioned discriminator), ``guides`` (the simulator guide), ``from_sdm``
+(a run that starts from a trained SDM's network), ``trainer`` (resumable two-player training) and
+``pipeline`` (``AdversarialModel``: a package in, images on the map's grid out, from noise or, below start
+strength 1, in the last steps from the simulator's image).
 Written from the papers: the public DDGAN / SynDiff code is under non-commercial terms and none of it is
 used. The two functions below are the family's entry points for ``models.families``.
 """

@@ -24,6 +24,13 @@ RUN_DEFAULTS: dict[str, Any] = {
 # look of each training image, ``augmentation.scanner_look``, as no paired second scanner is at hand).
 GUIDES = ("labels", "labels+simulator", "labels+source")
 VARIANCES = ("posterior", "beta")  # the lower and upper bound of the reverse step's variance
+# What the generator's U-Net puts out: x_0 itself (through tanh; DDGAN), or the noise in x_t, turned into
+# x_0 with the step's abar: the parameterisation of a trained diffusion model, so that a run can start
+# from one (``init`` = an SDM package: ``models.adversarial.from_sdm``).
+PREDICTIONS = ("x0", "epsilon")
+TIME_SCALE = (
+    1000  # by default step j is embedded as timestep j * TIME_SCALE / T, spread like a 1000-step model
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,10 @@ class AdversarialConfig(SettingsMixin):
     spade_channels: int = 32
     norm_groups: int = 32
     noise_channels: int = 1
+    prediction: str = "x0"
+    # The timestep each of the T steps is embedded as (empty: j * TIME_SCALE / T); a run started from an SDM
+    # embeds step j as the SDM's timestep with the nearest abar.
+    timesteps: tuple[int, ...] = ()
     # Discriminator: MONAI's time-conditioned encoder on (x_{t-1}, x_t, t, guide), one level per entry, each
     # halving the image.
     discriminator_channels: tuple[int, ...] = (32, 64, 64, 64)
@@ -48,6 +59,10 @@ class AdversarialConfig(SettingsMixin):
     beta_min: float = 0.1
     beta_max: float = 20.0
     variance: str = "posterior"
+    # Sampling default (``--strength`` overrides): 1 runs all T steps from pure noise; below 1 the chain
+    # starts from the simulator's image of the map (a translation: its source image) drawn into x^(k) with
+    # k = round(strength * T) (at least 1), and only those k steps run (SDEdit on the few-step chain).
+    start_strength: float = 1.0
     # Recipe (SynDiff): non-saturating loss + l1_weight * L1 on x_0, R1 (gamma) every r1_every steps.
     l1_weight: float = 0.5
     r1_gamma: float = 1.0
@@ -64,6 +79,7 @@ class AdversarialConfig(SettingsMixin):
     seed: int = 0
     classes: ClassLayout = field(default_factory=lambda: ClassLayout("classes", {}))  # from the cache
 
+    MAY_BE_EMPTY: ClassVar[frozenset[str]] = frozenset({"timesteps"})
     LIMITS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
         "image_size": (8, None),
         "channels": (1, None),
@@ -74,6 +90,7 @@ class AdversarialConfig(SettingsMixin):
         "noise_channels": (0, None),
         "discriminator_channels": (1, None),
         "steps": (1, 100),
+        "start_strength": (0.01, 1.0),
         "beta_min": (1e-6, None),
         "beta_max": (1e-6, None),
         "l1_weight": (0.0, None),
@@ -94,6 +111,12 @@ class AdversarialConfig(SettingsMixin):
         super().__post_init__()
         if self.guide not in GUIDES:
             raise InputError(f"guide must be one of {', '.join(GUIDES)}, got '{self.guide}'")
+        if self.prediction not in PREDICTIONS:
+            raise InputError(f"prediction must be one of {', '.join(PREDICTIONS)}, got '{self.prediction}'")
+        if self.timesteps and len(self.timesteps) != self.steps:
+            raise InputError(
+                f"timesteps must give one timestep per step ({self.steps}), got {self.timesteps}"
+            )
         if self.variance not in VARIANCES:
             raise InputError(f"variance must be one of {', '.join(VARIANCES)}, got '{self.variance}'")
         if self.beta_max <= self.beta_min:
@@ -106,6 +129,11 @@ class AdversarialConfig(SettingsMixin):
             raise InputError(
                 f"image_size {self.image_size} must be divisible by {2 ** (len(self.channels) - 1)}"
             )
+
+    @property
+    def embedded_steps(self) -> tuple[int, ...]:
+        """The timestep the network embeds for each of the T steps."""
+        return self.timesteps or tuple(j * (TIME_SCALE // self.steps) for j in range(self.steps))
 
     @property
     def image_guides(self) -> int:

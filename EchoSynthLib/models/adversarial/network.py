@@ -4,7 +4,9 @@
   the semantic diffusion model), x_t, the noise maps z and any image guide stacked as input channels
   (DDGAN modulates its layers with a latent vector instead; MONAI's U-Net has no such input, and noise maps
   give the generator the same freedom), the step index embedded as MONAI embeds diffusion timesteps, and
-  tanh on the output so x_0 stays in the image range.
+  tanh on the output so x_0 stays in the image range; or (``prediction = "epsilon"``, a run started from
+  an SDM) the U-Net's output is the noise in x_t and x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar), clipped
+  to the image range.
 - Discriminator D(x_{t-1}, x_t, t, guide): ``DiffusionModelEncoder`` (MONAI's time-conditioned classifier:
   residual blocks with the step embedded as in the generator, group norm, so a sample's score does not
   depend on its batch, and one score per image) on the pair, the one-hot map and any image guide. This is
@@ -19,9 +21,9 @@ from __future__ import annotations
 import torch
 
 from EchoSynthLib.models.adversarial.config import AdversarialConfig
+from EchoSynthLib.models.adversarial.process import vp_betas
 
 DISCRIMINATOR = "discriminator"
-TIME_SCALE = 1000  # step j is embedded as timestep j * TIME_SCALE / T, spread like a 1000-step model's
 
 
 class Generator(torch.nn.Module):
@@ -31,7 +33,11 @@ class Generator(torch.nn.Module):
         super().__init__()
         from monai.networks.nets import SPADEDiffusionModelUNet
 
-        self.steps = config.steps
+        self.epsilon = config.prediction == "epsilon"
+        # Not in the state dict: both follow from the config.
+        self.register_buffer("embedded", torch.tensor(config.embedded_steps), persistent=False)
+        alpha_bar = torch.cumprod(1 - vp_betas(config.steps, config.beta_min, config.beta_max).double(), 0)
+        self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
         self.unet = SPADEDiffusionModelUNet(
             spatial_dims=2,
             in_channels=1 + config.noise_channels + config.image_guides,
@@ -49,7 +55,11 @@ class Generator(torch.nn.Module):
         self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor, guides: torch.Tensor, seg: torch.Tensor
     ):
         inputs = torch.cat([x_t, z, guides], dim=1)
-        return torch.tanh(self.unet(inputs, t * (TIME_SCALE // self.steps), seg))
+        output = self.unet(inputs, self.embedded[t], seg)
+        if not self.epsilon:
+            return torch.tanh(output)
+        alpha_bar = self.alpha_bar[t].view(-1, *[1] * (x_t.ndim - 1))
+        return ((x_t - (1 - alpha_bar).sqrt() * output) / alpha_bar.sqrt()).clamp(-1, 1)
 
 
 class Discriminator(torch.nn.Module):
@@ -60,7 +70,7 @@ class Discriminator(torch.nn.Module):
         from monai.networks.nets.diffusion_model_unet import DiffusionModelEncoder
 
         levels = len(config.discriminator_channels)
-        self.steps = config.steps
+        self.register_buffer("embedded", torch.tensor(config.embedded_steps), persistent=False)
         self.encoder = DiffusionModelEncoder(
             spatial_dims=2,
             in_channels=2 + len(config.classes) + config.image_guides,
@@ -86,4 +96,4 @@ class Discriminator(torch.nn.Module):
         seg: torch.Tensor,
     ) -> torch.Tensor:
         inputs = torch.cat([earlier, x_t, seg, guides], dim=1)
-        return self.encoder(inputs, t * (TIME_SCALE // self.steps))
+        return self.encoder(inputs, self.embedded[t])

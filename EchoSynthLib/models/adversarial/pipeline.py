@@ -4,7 +4,9 @@
 map (2D, or a plane of a 3D map), puts it on the model's grid (aspect ratio kept, as ``prepare`` does),
 draws the images in T generator steps and resamples them back onto the map's grid, black outside the
 sector. Image k uses seed + k for every draw it needs (x_T, z, the posterior noises and, for a
-simulator-guided model, the simulator's image).
+simulator-guided model or a start from the simulator, the simulator's image). Below start strength 1
+(``strength``, or the package's ``start_strength``) the chain starts from the simulator's image of the map
+(a translation: from its source image) drawn into x^(k), k = round(strength * T), and only k steps run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.labels import require_heart
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
-from EchoSynthLib.diffusion.samplers import seeded_noise
+from EchoSynthLib.diffusion.samplers import seeded_noise, steps_from
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import AdversarialConfig
 from EchoSynthLib.models.adversarial.network import Generator
@@ -43,14 +45,22 @@ def draw(
     guides: torch.Tensor,
     seed: int,
     progress: Steps | None = None,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
 ) -> torch.Tensor:
     """Images (B, 1, H, W) in [-1, 1] for one-hot maps ``seg`` and image guides; image b draws x_T, then
-    z and the posterior noise of each step, from its own generator seeded seed + b."""
+    z and the posterior noise of each step, from its own generator seeded seed + b. Below ``strength`` 1
+    the chain starts at x^(k) drawn from ``init`` (B, 1, H, W) with that x_T as noise (module docstring)."""
     generators = [torch.Generator().manual_seed(seed + b) for b in range(seg.shape[0])]
     shape = (seg.shape[0], 1, *seg.shape[2:])
     z_shape = (seg.shape[0], config.noise_channels, *seg.shape[2:])
     device = seg.device
     x = seeded_noise(shape, generators, device)
+    start = steps_from(process.steps, strength)
+    if start < process.steps:
+        if init is None:
+            raise InputError("a start strength below 1 needs an image to start from")
+        x = process.noisy(init.to(device), torch.full((shape[0],), start - 1, dtype=torch.long), x)
     noises: dict[int, torch.Tensor] = {}
 
     def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -58,7 +68,7 @@ def draw(
         noises[int(t[0])] = seeded_noise(shape, generators, device)
         return generator(x_t, t, z, guides, seg).float()
 
-    return process.sample(predict, x, lambda j: noises[j], progress)
+    return process.sample(predict, x, lambda j: noises[j], progress, start)
 
 
 @dataclass
@@ -102,44 +112,63 @@ class AdversarialModel:
         plane: str = "ij",
         slice_index: int | None = None,
         source: Volume | None = None,
+        strength: float | None = None,
     ) -> list[Volume]:
         """``n`` uint8 images following a canonical label map, each on the (prepared) map's grid.
-        ``source``: the image to translate (on the map's grid), for a model guided by its source image."""
+        ``source``: the image to translate (on the map's grid): the guide of a model guided by its source
+        image (which needs one), the start of the chain below strength 1 (module docstring); ``strength``:
+        None for the package's default."""
         from EchoSynthLib.models.adversarial.guides import on_grid, simulated
         from EchoSynthLib.preprocessing.prepare import image_on_grid
 
         if n < 1 or batch_size < 1:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
         check_seed(seed, n)
+        strength = self.start_strength(strength)
         guide = self.config.guide
-        if (guide == "labels+source") != (source is not None):
+        if guide == "labels+source" and source is None:
             raise InputError(
                 f"{self.source}: a model guided by the source image translates images (echosynth translate)"
-                if source is None
-                else f"{self.source}: this model ({guide}) takes no source image"
             )
         target = self.prepare(labels, plane, slice_index)
         size = self.config.image_size
         one_hot, grid = model_conditioning(target, self.config.classes, (size, size))
-        model_map = on_grid(one_hot, self.config.classes, grid) if guide == "labels+simulator" else None
+        model_map = on_grid(one_hot, self.config.classes, grid)
         if source is not None:
             if not source.same_geometry(target):
                 raise InputError("the source image's grid differs from its label map's")
             on_model = torch.from_numpy(image_on_grid(source, grid).reshape(1, 1, size, size))
+        simulator = guide == "labels+simulator" or (strength < 1.0 and source is None)
         images: list[Volume] = []
         for start, count, advance in step_batches(n, batch_size, progress):
             seg = torch.from_numpy(one_hot[np.newaxis]).float().expand(count, -1, -1, -1).to(self.device)
-            if source is not None:
-                guides = on_model.expand(count, -1, -1, -1)
-            elif model_map is None:
-                guides = seg.new_zeros((count, 0, size, size))
-            else:
-                guides = torch.stack([simulated(model_map, seed + start + k) for k in range(count)])
+            simulated_images = (
+                torch.stack([simulated(model_map, seed + start + k) for k in range(count)])
+                if simulator
+                else None
+            )
+            given = None if source is None else on_model.expand(count, -1, -1, -1)
+            guides = {"labels": seg.new_zeros((count, 0, size, size)), "labels+simulator": simulated_images}
+            guides["labels+source"] = given
             output = draw(
-                self.generator, self.process, self.config, seg, guides.to(self.device), seed + start, advance
+                self.generator,
+                self.process,
+                self.config,
+                seg,
+                guides[guide].to(self.device),
+                seed + start,
+                advance,
+                init=simulated_images if given is None else given,
+                strength=strength,
             )
             images.extend(image_back_onto(target, x[0].cpu().numpy(), grid) for x in output)
         return images
+
+    def start_strength(self, strength: float | None) -> float:
+        """``strength`` (checked), or the package's default (``start_strength``) for None."""
+        chosen = self.config.start_strength if strength is None else strength
+        steps_from(self.config.steps, chosen)
+        return chosen
 
 
 @dataclass
@@ -150,11 +179,17 @@ class AdversarialGenerator(ModelGenerator):
         if not self.description:
             model = self.model
             what = f"adversarial diffusion model {model.source.name} on {model.device}"
-            self.description = f"{what}: {model.config.steps} steps"
+            strength = model.start_strength(self.strength)
+            steps = steps_from(model.config.steps, strength)
+            self.description = f"{what}: {steps} step{'s' if steps > 1 else ''}"
+            if strength < 1.0:
+                start = "the simulator's image (a translation: its source image)"
+                self.description += f" from {start} at strength {strength:g}"
 
     @classmethod
     def of(cls, model: AdversarialModel, settings: GeneratorSettings) -> AdversarialGenerator:
-        return cls(model, plane=settings.plane, slice_index=settings.slice_index)
+        strength = model.start_strength(settings.strength)
+        return cls(model, plane=settings.plane, slice_index=settings.slice_index, strength=strength)
 
     def prepare(self, labels: Volume) -> Volume:
         """The map the model works on (see ``AdversarialModel.prepare``), checked."""
@@ -163,10 +198,10 @@ class AdversarialGenerator(ModelGenerator):
     def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
         """``n`` images of a prepared map."""
         report = None if progress is None else (lambda done, total: progress(done / total))
-        return self.model.synthesize(labels, n=n, seed=seed, progress=report)
+        return self.model.synthesize(labels, n=n, seed=seed, progress=report, strength=self.strength)
 
     def translate(self, image: Volume, labels: Volume, seed: int) -> Volume:
         """The translation of ``image`` (2D) with its prepared label map: guided by the image itself for a
-        source-guided model, by the map alone otherwise."""
-        source = image if self.model.config.guide == "labels+source" else None
-        return self.model.synthesize(labels, n=1, seed=seed, source=source)[0]
+        source-guided model, by the map (and its simulator image) otherwise; below strength 1 the chain
+        starts from the image."""
+        return self.model.synthesize(labels, n=1, seed=seed, source=image, strength=self.strength)[0]

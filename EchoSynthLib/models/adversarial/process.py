@@ -97,13 +97,18 @@ class FewStepProcess:
         x: Tensor,
         noises: Callable[[int], Tensor],
         progress: Callable[[int, int], None] | None = None,
+        start: int | None = None,
     ) -> Tensor:
-        """The T reverse steps from pure noise ``x``: x_0 = predict_x0(x, t), then the posterior draw
-        with ``noises(j)`` (a unit Gaussian like ``x``, for reverse step j)."""
-        for done, j in enumerate(range(self.steps - 1, -1, -1)):
+        """The reverse steps from ``x`` = x^(start) (default T: pure noise) down to x_0: x_0 =
+        predict_x0(x, t), then the posterior draw with ``noises(j)`` (a unit Gaussian like ``x``, for
+        reverse step j)."""
+        count = self.steps if start is None else start
+        if not 1 <= count <= self.steps:
+            raise InputError(f"a reverse chain starts at step 1..{self.steps}, got {count}")
+        for done, j in enumerate(range(count - 1, -1, -1)):
             t = torch.full((x.shape[0],), j, dtype=torch.long, device=x.device)
             x0 = predict_x0(x, t).clamp(-1, 1)
             x = x0 if j == 0 else self.posterior(x0, x, t, noises(j))
             if progress is not None:
-                progress(done + 1, self.steps)
+                progress(done + 1, count)
         return x

@@ -23,11 +23,12 @@ from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.models.adversarial.config import RUN_DEFAULTS, AdversarialConfig
+from EchoSynthLib.models.adversarial.from_sdm import load_sdm, sdm_package, settings_from_sdm
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, Generator
 from EchoSynthLib.models.adversarial.process import FewStepProcess
 from EchoSynthLib.models.families import ADVERSARIAL
 from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.settings import RunSettings
+from EchoSynthLib.models.settings import NO_INIT, RunSettings
 from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import (
     MAIN,
@@ -47,6 +48,37 @@ GRID_CASES = 8
 def build_process(config: AdversarialConfig) -> FewStepProcess:
     """The model's T-step process."""
     return FewStepProcess(config.steps, config.beta_min, config.beta_max, config.variance)
+
+
+# What defines the networks and the process of a package, taken from it by a run that continues it (the
+# recipe, learning rates and losses stay the run's own).
+MODEL_SETTINGS = (
+    "image_size",
+    "guide",
+    "channels",
+    "attention_levels",
+    "num_res_blocks",
+    "num_head_channels",
+    "spade_channels",
+    "norm_groups",
+    "noise_channels",
+    "prediction",
+    "timesteps",
+    "discriminator_channels",
+    "steps",
+    "beta_min",
+    "beta_max",
+    "variance",
+)
+
+
+def _model_settings(init: str) -> dict:
+    """The networks' and process settings of the adversarial package ``init`` (a name or a folder)."""
+    from EchoSynthLib.models.package import read_package_config
+    from EchoSynthLib.models.registry import resolve_model
+
+    settings = read_package_config(resolve_model(init), KIND)
+    return {name: settings[name] for name in MODEL_SETTINGS if name in settings}
 
 
 def _cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -78,6 +110,11 @@ class AdversarialTrainer(StepTrainer):
         manifest = self.cache.manifest
         require_pixel_cache(data, manifest, config.image_size)
         config = config.with_overrides({"classes": manifest.layout})
+        self.teacher = sdm_package(self.settings.init)
+        if self.teacher is not None:
+            config = config.with_overrides(settings_from_sdm(self.teacher, config))
+        elif self.settings.init != NO_INIT:  # continuing an adversarial package: its networks and process
+            config = config.with_overrides(_model_settings(self.settings.init))
         self.device = self.start_processes(device, config.batch_size)
         self.config = run_config(self.run, config)
         self.process = build_process(self.config)
@@ -104,6 +141,20 @@ class AdversarialTrainer(StepTrainer):
         self.guides = self._guides()
         self.train_generator = self.training_network(generator)
         self.train_discriminator = distributed.wrap(discriminator, self.rank, self.device)
+
+    def initialise(self, model: str) -> None:
+        """A new run's start from package ``model``: an adversarial package (``StepTrainer.initialise``),
+        or an SDM, whose network the generator takes (``from_sdm``)."""
+        if self.teacher is None:
+            super().initialise(model)
+            return
+        from EchoSynthLib.models.package import read_package_header
+
+        generator = self.state.networks[MAIN]
+        load_sdm(self.teacher, generator)
+        self.state.emas[MAIN].module.load_state_dict(generator.state_dict())
+        steps = int(read_package_header(self.teacher).get("provenance", {}).get("trained_steps", 0))
+        self.initialised_from = {"package": str(self.teacher), "trained_steps": steps, "networks": [MAIN]}
 
     def _guides(self) -> dict[str, dict[str, torch.Tensor]]:
         """split -> case_id -> simulator image, for a simulator-guided model (empty otherwise)."""
