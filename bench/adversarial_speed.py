@@ -59,6 +59,7 @@ def main() -> None:
     from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
     from EchoSynthLib.diffusion.samplers import steps_from
     from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
+    from EchoSynthLib.models.registry import resolve_model
 
     torch.set_num_threads(args.threads)
     labels = phantom_label_map("4CH", "ED", seed=0, grid=PhantomGrid.for_view("4CH", size=128)).labels
@@ -76,7 +77,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for size in args.size:
         model = (
-            AdversarialModel.load(args.model, args.device)
+            AdversarialModel.load(resolve_model(args.model), args.device)
             if args.model
             else _model(size, args.guide, args.device, network)
         )

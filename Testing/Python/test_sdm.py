@@ -269,10 +269,21 @@ def test_samplers_are_seeded_and_keep_the_input_geometry(synthesizer, odd_map, s
     for image in first:
         assert image.same_geometry(odd_map) and image.array.dtype == np.uint8
         assert not image.array[odd_map.array == Structure.BACKGROUND.label].any()  # black outside the sector
-    np.testing.assert_array_equal(first[0].array, again[0].array)  # independent of batching
-    np.testing.assert_array_equal(first[1].array, again[1].array)
-    np.testing.assert_array_equal(first[1].array, other[0].array)  # image k uses seed + k
+    _same_up_to_rounding(first[0].array, again[0].array)  # independent of batching
+    _same_up_to_rounding(first[1].array, again[1].array)
+    _same_up_to_rounding(first[1].array, other[0].array)  # image k uses seed + k
     assert not np.array_equal(first[0].array, first[1].array)
+
+
+def _same_up_to_rounding(a: np.ndarray, b: np.ndarray) -> None:
+    """The same image but for the odd grey level that float rounding flips: a network run at another batch
+    size may sum in another order on some CPUs (seen on AMD EPYC), so a few pixels may differ by one level;
+    a wrong seed changes the whole image."""
+    difference = np.abs(a.astype(int) - b.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01, (
+        difference.max(),
+        (difference > 0).mean(),
+    )
 
 
 def test_a_slice_of_a_3d_map_and_a_plain_array_work(synthesizer):
