@@ -11,7 +11,7 @@ simulator's image of the map is part of the timed call).
 
     .venv/bin/python bench/adversarial_speed.py --threads 2 --size 64 128
     .venv/bin/python bench/adversarial_speed.py --threads 2 --size 128 --channels 16 32 64 --no-attention
-    .venv/bin/python bench/adversarial_speed.py --threads 2 --model adv-camus64 --strength 0.25 0.5 1
+    .venv/bin/python bench/adversarial_speed.py --threads 2 --model adversarial-camus64 --strength 1 0.25
 """
 
 from __future__ import annotations

@@ -38,6 +38,11 @@ MAIN = "model"  # the network of a one-network family
 INIT_RECORD = "init.json"
 
 
+def package_trained_steps(header: dict[str, Any]) -> int:
+    """The training steps a package's header records (0 where it records none)."""
+    return int(header.get("provenance", {}).get("trained_steps", 0))
+
+
 def ema_average(decay: float):
     """EMA with warm-up: the rate min(decay, (1 + n) / (10 + n)) after n updates, so short runs and the
     first steps of long ones are not dominated by the random initial weights."""
@@ -273,7 +278,7 @@ class StepTrainer:
             load_weights(folder, self.state.networks[name], name)
             if name in self.state.emas:
                 self.state.emas[name].module.load_state_dict(self.state.networks[name].state_dict())
-        steps = int(header.get("provenance", {}).get("trained_steps", 0))
+        steps = package_trained_steps(header)
         self.initialised_from = {"package": str(folder), "trained_steps": steps, "networks": loaded}
 
     @property

@@ -28,9 +28,8 @@ VARIANCES = ("posterior", "beta")  # the lower and upper bound of the reverse st
 # x_0 with the step's abar: the parameterisation of a trained diffusion model, so that a run can start
 # from one (``init`` = an SDM package: ``models.adversarial.from_sdm``).
 PREDICTIONS = ("x0", "epsilon")
-TIME_SCALE = (
-    1000  # by default step j is embedded as timestep j * TIME_SCALE / T, spread like a 1000-step model
-)
+# By default step j is embedded as timestep j * TIME_SCALE / T, spread like a 1000-step model's.
+TIME_SCALE = 1000
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import torch
 
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import AdversarialConfig
-from EchoSynthLib.models.adversarial.process import vp_betas
+from EchoSynthLib.models.adversarial.process import vp_alpha_bar
 from EchoSynthLib.models.families import SDM_KIND
 from EchoSynthLib.training.runs import MAIN
 
@@ -53,7 +53,7 @@ def _sdm_config(folder: Path):
 def nearest_timesteps(alphas_cumprod: torch.Tensor, steps: int, beta_min: float, beta_max: float) -> tuple:
     """For each of the T steps, the timestep of a chain with ``alphas_cumprod`` whose abar is nearest (in
     log) to the step's (the abar of x^(j + 1), what the generator sees at step j)."""
-    mine = torch.cumprod(1 - vp_betas(steps, beta_min, beta_max).double(), 0).log()
+    mine = vp_alpha_bar(steps, beta_min, beta_max).log()
     theirs = alphas_cumprod.double().clamp(min=1e-30).log()
     return tuple(int((theirs - value).abs().argmin()) for value in mine)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from EchoSynthLib.models.adversarial.config import AdversarialConfig
-from EchoSynthLib.models.adversarial.process import vp_betas
+from EchoSynthLib.models.adversarial.process import vp_alpha_bar
 
 DISCRIMINATOR = "discriminator"
 
@@ -36,7 +36,7 @@ class Generator(torch.nn.Module):
         self.epsilon = config.prediction == "epsilon"
         # Not in the state dict: both follow from the config.
         self.register_buffer("embedded", torch.tensor(config.embedded_steps), persistent=False)
-        alpha_bar = torch.cumprod(1 - vp_betas(config.steps, config.beta_min, config.beta_max).double(), 0)
+        alpha_bar = vp_alpha_bar(config.steps, config.beta_min, config.beta_max)
         self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
         self.unet = SPADEDiffusionModelUNet(
             spatial_dims=2,

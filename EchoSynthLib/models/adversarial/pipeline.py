@@ -148,14 +148,18 @@ class AdversarialModel:
                 else None
             )
             given = None if source is None else on_model.expand(count, -1, -1, -1)
-            guides = {"labels": seg.new_zeros((count, 0, size, size)), "labels+simulator": simulated_images}
-            guides["labels+source"] = given
+            if guide == "labels+source":
+                guides = given
+            elif guide == "labels+simulator":
+                guides = simulated_images
+            else:
+                guides = seg.new_zeros((count, 0, size, size))
             output = draw(
                 self.generator,
                 self.process,
                 self.config,
                 seg,
-                guides[guide].to(self.device),
+                guides.to(self.device),
                 seed + start,
                 advance,
                 init=simulated_images if given is None else given,

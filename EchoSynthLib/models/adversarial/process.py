@@ -31,6 +31,11 @@ def vp_betas(num_train_timesteps: int, beta_min: float = 0.1, beta_max: float = 
     return (1.0 - torch.exp(log_alpha_bar[1:] - log_alpha_bar[:-1])).float()
 
 
+def vp_alpha_bar(num_train_timesteps: int, beta_min: float = 0.1, beta_max: float = 20.0) -> Tensor:
+    """abar of x^(1) .. x^(T) (float64), the products of ``vp_betas``' 1 - beta."""
+    return torch.cumprod(1 - vp_betas(num_train_timesteps, beta_min, beta_max).double(), 0)
+
+
 def _register() -> None:
     from monai.networks.schedulers.scheduler import NoiseSchedules
 

@@ -35,6 +35,7 @@ from EchoSynthLib.training.runs import (
     StepTrainer,
     TrainState,
     ema_average,
+    package_trained_steps,
     require_pixel_cache,
     run_config,
     step_generator,
@@ -153,7 +154,7 @@ class AdversarialTrainer(StepTrainer):
         generator = self.state.networks[MAIN]
         load_sdm(self.teacher, generator)
         self.state.emas[MAIN].module.load_state_dict(generator.state_dict())
-        steps = int(read_package_header(self.teacher).get("provenance", {}).get("trained_steps", 0))
+        steps = package_trained_steps(read_package_header(self.teacher))
         self.initialised_from = {"package": str(self.teacher), "trained_steps": steps, "networks": [MAIN]}
 
     def _guides(self) -> dict[str, dict[str, torch.Tensor]]:
