@@ -6,6 +6,10 @@ scanner differs in more ways (beam pattern, frequency-dependent attenuation, pro
 On model images (tensors in [-1, 1], (B, 1, H, W)): a Gaussian blur of ``blur`` pixels (lower transmit
 frequency: wider speckle; MONAI's ``GaussianFilter``), a power law on the grey levels (another log
 compression / dynamic range), then a gain and offset; black stays black outside the sector.
+
+A source-guided model trains on *random* looks (``random_looks``: each setting uniform in ``LOOK_RANGES``,
+which hold CAMUS's own look and the stand-in's), so that it learns to bring many looks to the training
+scanner's rather than to undo one fixed degradation; it is measured on the fixed ``STAND_IN``.
 """
 
 from __future__ import annotations
@@ -31,9 +35,35 @@ class ScannerLook:
 
         unit = (images.float() + 1.0) / 2.0
         inside = unit > 0 if inside is None else inside
-        blurred = GaussianFilter(spatial_dims=2, sigma=self.blur).to(images.device)(unit).clamp(0, 1)
+        blurred = unit
+        if self.blur > 0:
+            blurred = GaussianFilter(spatial_dims=2, sigma=self.blur).to(images.device)(unit).clamp(0, 1)
         looked = (self.gain * blurred.pow(self.gamma) + self.offset).clamp(0, 1)
         return torch.where(inside, looked, torch.zeros_like(looked)) * 2.0 - 1.0
 
 
 STAND_IN = ScannerLook()
+
+# The range each setting of a random look is drawn from (uniformly): CAMUS's own look (blur 0, gamma 1,
+# gain 1, offset 0) and the stand-in's are inside, with darker, brighter, softer and harder looks around them.
+LOOK_RANGES: dict[str, tuple[float, float]] = {
+    "blur": (0.0, 2.0),
+    "gamma": (0.5, 1.6),
+    "gain": (0.7, 1.15),
+    "offset": (-0.05, 0.12),
+}
+
+
+def look_at(uniforms: torch.Tensor) -> ScannerLook:
+    """The look at a point of ``LOOK_RANGES`` (``uniforms``: one number in [0, 1] per setting, in order)."""
+    points = zip(LOOK_RANGES.items(), uniforms, strict=True)
+    return ScannerLook(**{name: low + float(u) * (high - low) for (name, (low, high)), u in points})
+
+
+def random_looks(images: torch.Tensor, inside: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Each image (B, 1, H, W) in [-1, 1] in a look of its own: row b of ``uniforms`` (B, len(LOOK_RANGES))
+    places image b's look in ``LOOK_RANGES``."""
+    if uniforms.shape != (images.shape[0], len(LOOK_RANGES)):
+        expected = (images.shape[0], len(LOOK_RANGES))
+        raise ValueError(f"uniforms must be {expected}, got {tuple(uniforms.shape)}")
+    return torch.cat([look_at(u)(images[b : b + 1], inside[b : b + 1]) for b, u in enumerate(uniforms.cpu())])

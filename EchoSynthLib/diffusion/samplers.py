@@ -31,6 +31,7 @@ from torch import Tensor
 from EchoSynthLib.checks import check_number
 from EchoSynthLib.diffusion import EPSILON_SAMPLERS, SDM_SAMPLERS
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
+from EchoSynthLib.diffusion.spade_terms import reused_map_terms
 from EchoSynthLib.errors import InputError
 
 
@@ -107,10 +108,11 @@ def sample(
     x = seeded_noise((seg.shape[0], 1, *seg.shape[2:]), generators, device)
     predict = _denoiser(model, seg, guidance_scale)
     start = None if init is None else (init.to(device), strength)
-    if sampler == "ddpm":
-        x = _ancestral(predict, x, diffusion, steps, generators, progress, start)
-    else:
-        x = _solver(predict, x, diffusion, sampler, steps, generators, progress, start)
+    with reused_map_terms(model):
+        if sampler == "ddpm":
+            x = _ancestral(predict, x, diffusion, steps, generators, progress, start)
+        else:
+            x = _solver(predict, x, diffusion, sampler, steps, generators, progress, start)
     return x.clamp(-1.0, 1.0)
 
 

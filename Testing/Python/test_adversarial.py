@@ -231,6 +231,49 @@ def test_a_source_guided_model_translates_from_the_image_itself(tiny_cache, phan
     assert not np.array_equal(*translated)
 
 
+def test_random_looks_hold_the_stand_in_and_camus_own_look_and_differ_per_image():
+    from EchoSynthLib.augmentation.scanner_look import LOOK_RANGES, STAND_IN, random_looks
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand((2, 1, 24, 24), generator=generator) * 2 - 1
+    inside = images > -0.9
+
+    def at(**look: float) -> torch.Tensor:
+        return torch.tensor([(look[n] - low) / (high - low) for n, (low, high) in LOOK_RANGES.items()])
+
+    stand_in = at(blur=STAND_IN.blur, gamma=STAND_IN.gamma, gain=STAND_IN.gain, offset=STAND_IN.offset)
+    torch.testing.assert_close(random_looks(images, inside, stand_in.expand(2, -1)), STAND_IN(images, inside))
+    own = at(blur=0.0, gamma=1.0, gain=1.0, offset=0.0).expand(2, -1)
+    torch.testing.assert_close(random_looks(images, inside, own), torch.where(inside, images, -1.0))
+    mixed = random_looks(
+        images, inside, torch.stack([stand_in, at(blur=0.0, gamma=1.5, gain=0.7, offset=0.0)])
+    )
+    torch.testing.assert_close(mixed[:1], STAND_IN(images[:1], inside[:1]))
+    assert not torch.allclose(mixed[1:], STAND_IN(images[1:], inside[1:]), atol=0.05)
+    with pytest.raises(ValueError, match="uniforms must be"):
+        random_looks(images, inside, stand_in.expand(3, -1))
+
+
+def test_a_source_guided_run_trains_on_random_looks_and_validates_on_the_stand_in(tiny_cache, tmp_path):
+    """Each training step shows the source in looks drawn by the step's seeded draws (so a resumed run
+    replays them); validation and the sample grid show the fixed stand-in scanner."""
+    from EchoSynthLib.augmentation.scanner_look import STAND_IN
+
+    config = TINY.with_overrides({"guide": "labels+source"})
+    trainer = AdversarialTrainer(tiny_cache, tmp_path / "run", config, "cpu", RunSettings(**ADVERSARIAL_RUN))
+    items = [trainer.train_set[i] for i in range(2)]
+    batch = {k: torch.stack([x[k] for x in items]) for k in ("image", "labels")}
+    batch["case_id"] = [x["case_id"] for x in items]
+    first, again, later = (trainer._draws(step, 0, 2, train=True) for step in (3, 3, 4))
+    for draws in (first, again, later):
+        draws["flip"][:] = False
+    guides = [trainer._inputs(batch, d, "train", training=True)[2] for d in (first, again, later)]
+    assert torch.equal(guides[0], guides[1]) and not torch.allclose(guides[0], guides[2], atol=0.05)
+    image, seg, fixed = trainer._inputs(batch, first, "val")
+    inside = seg[:, trainer.config.classes.structures.index(Structure.BACKGROUND)][:, None] < 0.5
+    torch.testing.assert_close(fixed, STAND_IN(image, inside))
+
+
 def test_the_stand_in_scanner_look_widens_speckle_and_keeps_black_outside():
     from EchoSynthLib.augmentation.scanner_look import STAND_IN
 
@@ -413,6 +456,15 @@ def test_a_run_started_from_an_sdm_is_that_sdm_at_its_first_step(tiny_cache, pha
     with torch.no_grad():
         torch.testing.assert_close(
             continued.state.networks["model"](x_t, t, z, guides, seg), shipped(x_t, t, z, guides, seg)
+        )
+    # A run that asks for another guide with as many image channels keeps it: the simulator-guided
+    # package goes on as a source-guided model, from the same weights.
+    sourced = TINY.with_overrides({"guide": "labels+source"})
+    retargeted = AdversarialTrainer(tiny_cache, tmp_path / "retargeted", sourced, "cpu", settings)
+    assert retargeted.config.guide == "labels+source" and retargeted.config.prediction == "epsilon"
+    with torch.no_grad():
+        torch.testing.assert_close(
+            retargeted.state.networks["model"](x_t, t, z, guides, seg), shipped(x_t, t, z, guides, seg)
         )
     image = AdversarialModel.load(tmp_path / "run" / "model", "cpu").synthesize(
         phantom_2d.labels, seed=1, strength=0.25

@@ -136,5 +136,10 @@ class AdversarialConfig(SettingsMixin):
 
     @property
     def image_guides(self) -> int:
-        """Image channels given to both networks besides x_t (the simulator's image)."""
-        return 0 if self.guide == "labels" else 1
+        """Image channels given to both networks besides x_t (the simulator's or the source image)."""
+        return image_guides_of(self.guide)
+
+
+def image_guides_of(guide: str) -> int:
+    """How many image channels ``guide`` gives the networks besides x_t."""
+    return 0 if guide == "labels" else 1

@@ -23,6 +23,7 @@ from EchoSynthLib.data.labels import require_heart
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.samplers import seeded_noise, steps_from
+from EchoSynthLib.diffusion.spade_terms import reused_map_terms
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import AdversarialConfig
 from EchoSynthLib.models.adversarial.network import Generator
@@ -68,7 +69,8 @@ def draw(
         noises[int(t[0])] = seeded_noise(shape, generators, device)
         return generator(x_t, t, z, guides, seg).float()
 
-    return process.sample(predict, x, lambda j: noises[j], progress, start)
+    with reused_map_terms(generator):
+        return process.sample(predict, x, lambda j: noises[j], progress, start)
 
 
 @dataclass

@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
+from EchoSynthLib.augmentation.scanner_look import LOOK_RANGES
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.labels import Structure
-from EchoSynthLib.models.adversarial.config import RUN_DEFAULTS, AdversarialConfig
+from EchoSynthLib.models.adversarial.config import RUN_DEFAULTS, AdversarialConfig, image_guides_of
 from EchoSynthLib.models.adversarial.from_sdm import load_sdm, sdm_package, settings_from_sdm
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, Generator
 from EchoSynthLib.models.adversarial.process import FewStepProcess
@@ -73,13 +74,18 @@ MODEL_SETTINGS = (
 )
 
 
-def _model_settings(init: str) -> dict:
-    """The networks' and process settings of the adversarial package ``init`` (a name or a folder)."""
+def _model_settings(init: str, guide: str) -> dict:
+    """The networks' and process settings of the adversarial package ``init`` (a name or a folder). The
+    run's own ``guide`` stays where it gives as many image channels as the package's: a simulator-guided
+    model can go on as a source-guided one (its image channel then takes the source image)."""
     from EchoSynthLib.models.package import read_package_config
     from EchoSynthLib.models.registry import resolve_model
 
     settings = read_package_config(resolve_model(init), KIND)
-    return {name: settings[name] for name in MODEL_SETTINGS if name in settings}
+    taken = {name: settings[name] for name in MODEL_SETTINGS if name in settings}
+    if image_guides_of(taken.get("guide", "labels")) == image_guides_of(guide):
+        taken.pop("guide", None)
+    return taken
 
 
 def _cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -115,7 +121,7 @@ class AdversarialTrainer(StepTrainer):
         if self.teacher is not None:
             config = config.with_overrides(settings_from_sdm(self.teacher, config))
         elif self.settings.init != NO_INIT:  # continuing an adversarial package: its networks and process
-            config = config.with_overrides(_model_settings(self.settings.init))
+            config = config.with_overrides(_model_settings(self.settings.init, config.guide))
         self.device = self.start_processes(device, config.batch_size)
         self.config = run_config(self.run, config)
         self.process = build_process(self.config)
@@ -166,18 +172,19 @@ class AdversarialTrainer(StepTrainer):
         splits = ["train"] + (["val"] if self.val_set is not None else [])
         return {split: split_guides(self.cache, split, self.run) for split in splits}
 
-    def _image_guides(self, batch: dict, split: str) -> torch.Tensor:
-        """(B, G, H, W): the batch's image guides (G = 0 for a labels-only model; the source guide is
-        the stand-in scanner's look of each image)."""
+    def _image_guides(self, batch: dict, split: str, looks: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, G, H, W): the batch's image guides (G = 0 for a labels-only model; the source guide is each
+        image in a random look placed by ``looks`` (training), else in the stand-in scanner's look)."""
         image = batch["image"]
         if self.config.guide == "labels":
             return image.new_zeros((image.shape[0], 0, *image.shape[2:])).to(self.device)
         if self.config.guide == "labels+source":
-            from EchoSynthLib.augmentation.scanner_look import STAND_IN
+            from EchoSynthLib.augmentation.scanner_look import STAND_IN, random_looks
 
             background = self.config.classes.structures.index(Structure.BACKGROUND)
-            inside = batch["labels"][:, background : background + 1] < 0.5  # the sector and the heart
-            return STAND_IN(image.to(self.device).float(), inside.to(self.device))
+            inside = (batch["labels"][:, background : background + 1] < 0.5).to(self.device)  # sector, heart
+            image = image.to(self.device).float()
+            return STAND_IN(image, inside) if looks is None else random_looks(image, inside, looks)
         table = self.guides[split]
         return torch.stack([table[c] for c in batch["case_id"]]).to(self.device)
 
@@ -194,17 +201,21 @@ class AdversarialTrainer(StepTrainer):
             "step_noise": torch.randn(shape, generator=generator),
             "posterior_noise": torch.randn(shape, generator=generator),
             "z": torch.randn((count, config.noise_channels, *shape[2:]), generator=generator),
+            "look": torch.rand((count, len(LOOK_RANGES)), generator=generator),  # a source guide's look
         }
         if train:
             draws = {k: self.rank.part(v) for k, v in draws.items()}
         return {k: v.to(self.device) for k, v in draws.items()}
 
-    def _inputs(self, batch: dict, draws: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, ...]:
-        """The batch's images, one-hot maps and image guides, flipped where the draws say."""
+    def _inputs(
+        self, batch: dict, draws: dict[str, torch.Tensor], split: str, training: bool = False
+    ) -> tuple[torch.Tensor, ...]:
+        """The batch's images, one-hot maps and image guides, flipped where the draws say (``training``:
+        source guides in the draws' random looks)."""
         tensors = [
             batch["image"].to(self.device).float(),
             batch["labels"].to(self.device).float(),
-            self._image_guides(batch, split),
+            self._image_guides(batch, split, draws["look"] if training else None),
         ]
         flip = draws["flip"].view(-1, 1, 1, 1)
         return tuple(torch.where(flip, x.flip(-1), x) for x in tensors)
@@ -219,7 +230,7 @@ class AdversarialTrainer(StepTrainer):
         generator's (adversarial + L1 on x_0), then the EMA."""
         config, state = self.config, self.state
         draws = self._draws(step, 0, config.batch_size, train=True)
-        x0, seg, guides = self._inputs(batch, draws, "train")
+        x0, seg, guides = self._inputs(batch, draws, "train", training=True)
         earlier, x_t = self.process.training_pair(x0, draws["t"], draws["noise"], draws["step_noise"])
         use_bf16 = config.mixed_precision and self.device.type == "cuda"
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16)

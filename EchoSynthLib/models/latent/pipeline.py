@@ -27,6 +27,7 @@ from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.processes import NoiseProcess
 from EchoSynthLib.diffusion.samplers import BetaSchedule, check_guidance, seeded_noise, with_and_without_map
+from EchoSynthLib.diffusion.spade_terms import reused_map_terms
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
 from EchoSynthLib.models.autoencoder.network import build_autoencoder
@@ -80,7 +81,8 @@ def draw(
         return unconditional + guidance_scale * (conditional - unconditional)
 
     predict = process.clipped(predict, config.latent_clip)
-    latents = process.integrate(predict, noise, sampler, steps, generators, progress)
+    with reused_map_terms(denoiser):
+        latents = process.integrate(predict, noise, sampler, steps, generators, progress)
     return latents / config.scale_factor
 
 
