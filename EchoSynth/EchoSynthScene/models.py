@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.families import LABELS_TO_IMAGE, NOTHING_TO_PAIRS, require_task, task_of
 from EchoSynthLib.sampling.generators import SIMULATOR
 
@@ -31,14 +32,15 @@ def task_of_mode(mode: str) -> str:
 
 def generator_choices(task: str = LABELS_TO_IMAGE) -> list[GeneratorChoice]:
     """Every installed model that performs ``task`` (bundled, then cached), after the simulator for label
-    map -> image; ``TRANSLATION``: the label map -> image models alone."""
+    map -> image; ``TRANSLATION``: the label map -> image models alone, with those that only translate (a
+    model guided by the source image), which label map -> image leaves out."""
     from EchoSynthLib.models.registry import installed_models
 
     simulator = GeneratorChoice("Simulator (training-free, 2D and 3D)", SIMULATOR)
     choices = [simulator] if task == LABELS_TO_IMAGE else []
     wanted = LABELS_TO_IMAGE if task == TRANSLATION else task
     for model in installed_models():
-        if task_of(model.kind) == wanted:
+        if task_of(model.kind) == wanted and (task == TRANSLATION or not model.translates_only):
             label = f"{model.name} {model.version} ({model.source}, {model.kind})"
             choices.append(GeneratorChoice(label, str(model.path)))
     return choices
@@ -51,4 +53,6 @@ def checked_model_folder(folder: str | Path, task: str = LABELS_TO_IMAGE) -> str
 
     summary = package_summary(folder)
     require_task(summary.kind, LABELS_TO_IMAGE if task == TRANSLATION else task, f"the folder {folder}")
+    if summary.translates_only and task != TRANSLATION:
+        raise InputError(f"the folder {folder} holds a model that translates images only: use Translate")
     return str(folder)

@@ -89,6 +89,7 @@ class InstalledModel:
     path: Path
     source: str
     license: str = ""
+    translates_only: bool = False  # it needs a source image besides the map (a source-guided model)
 
 
 def _env_path(variable: str) -> Path | None:
@@ -259,7 +260,16 @@ def package_summary(folder: str | os.PathLike, source: str = "folder") -> Instal
         path=folder,
         source=source,
         license=_licence(provenance),
+        translates_only=_translates_only(header),
     )
+
+
+def _translates_only(header: dict[str, Any]) -> bool:
+    """Whether a package makes images only from a source image (an adversarial model guided by it)."""
+    from EchoSynthLib.models.adversarial.config import SOURCE_GUIDE
+
+    settings = header.get("settings")
+    return isinstance(settings, dict) and settings.get("guide") == SOURCE_GUIDE
 
 
 def _scan(directory: Path, source: str) -> list[InstalledModel]:

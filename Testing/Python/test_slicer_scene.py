@@ -238,6 +238,16 @@ def test_the_generator_list_offers_only_models_that_make_images(tmp_path, monkey
     assert [c.spec for c in generator_choices(TRANSLATION)] == [str(tmp_path / "cache" / "tiny")]
     with pytest.raises(InputError, match="cannot be used for label map -> image"):
         checked_model_folder(segmenter, TRANSLATION)
+    # A model guided by the source image translates only: listed in translate mode, not for synthesis.
+    sourced = tmp_path / "cache" / "sourced"
+    save_package(
+        sourced, "adversarial2d", {"version": "1", "guide": "labels+source"}, {"w": torch.zeros(2)}, "c"
+    )
+    assert str(sourced) not in [c.spec for c in generator_choices()]
+    assert str(sourced) in [c.spec for c in generator_choices(TRANSLATION)]
+    with pytest.raises(InputError, match="translates images only"):
+        checked_model_folder(sourced)
+    assert checked_model_folder(sourced, TRANSLATION) == str(sourced)
 
 
 def test_generate_says_what_is_missing(scene, phantom):

@@ -23,6 +23,7 @@ RUN_DEFAULTS: dict[str, Any] = {
 # construction), or the source image itself (SynDiff's setting; trained on the stand-in second scanner's
 # look of each training image, ``augmentation.scanner_look``, as no paired second scanner is at hand).
 GUIDES = ("labels", "labels+simulator", "labels+source")
+SOURCE_GUIDE = "labels+source"  # a model with this guide translates images only: it needs a source image
 VARIANCES = ("posterior", "beta")  # the lower and upper bound of the reverse step's variance
 # What the generator's U-Net puts out: x_0 itself (through tanh; DDGAN), or the noise in x_t, turned into
 # x_0 with the step's abar: the parameterisation of a trained diffusion model, so that a run can start
