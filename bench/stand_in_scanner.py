@@ -4,8 +4,13 @@ grid, with its label map, for measuring translation back to the real scanner's l
 not a real second scanner.
 
 Writes ``OUT/images/CASE.nii.gz`` (uint8) and ``OUT/labels/CASE.nii.gz`` (canonical labels), staged.
+``--look none`` writes the real images as they are: the truth a translation of the stand-in is compared
+with (``echosynth evaluate --paired-with``), or, from a smaller cache, the real images on a model's grid
+(the distance a model of that grid cannot go below).
 
     python bench/stand_in_scanner.py --data data/camus224-128 --split val --out out/bench-translate/standin
+    python bench/stand_in_scanner.py --data data/camus224-128 --split val --look none \
+        --out out/bench-translate/real128
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ def main() -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--limit", type=int, help="only the first N cases")
+    parser.add_argument(
+        "--look", choices=["stand-in", "none"], default="stand-in", help="none: the real images"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -46,7 +54,9 @@ def main() -> None:
             inside = torch.from_numpy(canonical != Structure.BACKGROUND.label).reshape(
                 1, 1, *canonical.shape[-2:]
             )
-            looked = STAND_IN(torch.from_numpy(np.asarray(image, np.float32)).reshape(inside.shape), inside)
+            looked = torch.from_numpy(np.asarray(image, np.float32)).reshape(inside.shape)
+            if args.look == "stand-in":
+                looked = STAND_IN(looked, inside)
             grey = np.rint((looked.numpy().reshape(1, *canonical.shape[-2:]) + 1.0) * 127.5).astype(np.uint8)
             geometry = (grid.spacing, grid.origin, grid.direction)
             write_image(Volume(grey, *geometry), staging / "images" / f"{entry['case_id']}.nii.gz")
@@ -54,7 +64,8 @@ def main() -> None:
                 Volume(canonical.reshape(grey.shape), *geometry),
                 staging / "labels" / f"{entry['case_id']}.nii.gz",
             )
-    print(f"{len(entries)} stand-in images and their label maps in {args.out}")
+    what = "stand-in" if args.look == "stand-in" else "real"
+    print(f"{len(entries)} {what} images and their label maps in {args.out}")
 
 
 if __name__ == "__main__":
