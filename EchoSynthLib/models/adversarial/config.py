@@ -20,8 +20,8 @@ RUN_DEFAULTS: dict[str, Any] = {
 }
 # What guides the generator besides x_t: the one-hot label map (sector included; Tiago's setting), and
 # optionally an image: the training-free simulator's image of the same map (sim-to-real, paired by
-# construction), or the source image itself (SynDiff's setting; trained on the stand-in second scanner's
-# look of each training image, ``augmentation.scanner_look``, as no paired second scanner is at hand).
+# construction), or the source image itself (SynDiff's setting; as no paired second scanner is at hand,
+# trained on each training image in a random look, ``augmentation.scanner_look``).
 GUIDES = ("labels", "labels+simulator", "labels+source")
 SOURCE_GUIDE = "labels+source"  # a model with this guide translates images only: it needs a source image
 VARIANCES = ("posterior", "beta")  # the lower and upper bound of the reverse step's variance
