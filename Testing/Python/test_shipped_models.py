@@ -43,11 +43,21 @@ def test_a_shipped_model_is_small_enough_and_its_card_says_where_it_comes_from(m
     "model", [m for m in SHIPPED if task_of(m.kind) == LABELS_TO_IMAGE], ids=lambda m: m.name
 )
 def test_a_shipped_generator_follows_a_map_with_its_own_defaults(model):
+    """A generator makes an image from the map; a model that only translates (guided by the source image)
+    makes it from the simulator's image of the map, and refuses the map alone."""
+    from EchoSynthLib.errors import InputError
     from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.simulation import simulate_bmode
 
     labels = phantom_label_map("4CH", "ED", seed=3, grid=PhantomGrid.for_view("4CH", size=64)).labels
     generator = open_generator(GeneratorSettings(model.name, steps=10, device="cpu"))
-    image = generator.generate(generator.prepare(labels), 1, 0)[0]
+    prepared = generator.prepare(labels)
+    if model.translates_only:
+        with pytest.raises(InputError, match="translates images"):
+            generator.generate(prepared, 1, 0)
+        image = generator.translate(simulate_bmode(labels, 1), prepared, 0)
+    else:
+        image = generator.generate(prepared, 1, 0)[0]
     assert image.same_geometry(labels) and image.array.dtype == np.uint8
     inside = image.array[labels.array != Structure.BACKGROUND.label]
     cavity = image.array[labels.array == Structure.LV_CAVITY.label]
