@@ -29,24 +29,28 @@ def _terms(block: torch.nn.Module, segmap: torch.Tensor, size: torch.Size) -> tu
     return block.mlp_gamma(hidden), block.mlp_beta(hidden)
 
 
+def _same_map(known: torch.Tensor | None, segmap: torch.Tensor) -> bool:
+    return known is not None and (
+        known is segmap or (known.shape == segmap.shape and torch.equal(known, segmap))
+    )
+
+
 def _cached_forward(
     block: torch.nn.Module, memo: dict, x: torch.Tensor, segmap: torch.Tensor
 ) -> torch.Tensor:
-    """SPADE's normalisation with the map's terms kept in ``memo`` across calls."""
+    """SPADE's normalisation with the terms of the last map kept in ``memo`` ({"map", "terms": grid size ->
+    (gamma, beta)}) across calls."""
     normalized = block.param_free_norm(x.contiguous())
     size = x.shape[2:]
     if torch.is_grad_enabled():
         gamma, beta = _terms(block, segmap, size)
     else:
-        known = memo.get("map")
-        if known is None or not (
-            known is segmap or (known.shape == segmap.shape and torch.equal(known, segmap))
-        ):
-            memo.clear()
-            memo["map"] = segmap
-        if size not in memo:
-            memo[size] = _terms(block, segmap, size)
-        gamma, beta = memo[size]
+        if not _same_map(memo.get("map"), segmap):
+            memo.update(map=segmap, terms={})
+        terms = memo["terms"]
+        if size not in terms:
+            terms[size] = _terms(block, segmap, size)
+        gamma, beta = terms[size]
     return normalized * (1 + gamma) + beta
 
 

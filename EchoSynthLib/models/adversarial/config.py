@@ -22,8 +22,9 @@ RUN_DEFAULTS: dict[str, Any] = {
 # optionally an image: the training-free simulator's image of the same map (sim-to-real, paired by
 # construction), or the source image itself (SynDiff's setting; as no paired second scanner is at hand,
 # trained on each training image in a random look, ``augmentation.scanner_look``).
-GUIDES = ("labels", "labels+simulator", "labels+source")
+SIMULATOR_GUIDE = "labels+simulator"
 SOURCE_GUIDE = "labels+source"  # a model with this guide translates images only: it needs a source image
+GUIDES = ("labels", SIMULATOR_GUIDE, SOURCE_GUIDE)
 VARIANCES = ("posterior", "beta")  # the lower and upper bound of the reverse step's variance
 # What the generator's U-Net puts out: x_0 itself (through tanh; DDGAN), or the noise in x_t, turned into
 # x_0 with the step's abar: the parameterisation of a trained diffusion model, so that a run can start

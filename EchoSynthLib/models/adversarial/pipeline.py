@@ -25,7 +25,7 @@ from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.samplers import seeded_noise, steps_from
 from EchoSynthLib.diffusion.spade_terms import reused_map_terms
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.adversarial.config import AdversarialConfig
+from EchoSynthLib.models.adversarial.config import SIMULATOR_GUIDE, SOURCE_GUIDE, AdversarialConfig
 from EchoSynthLib.models.adversarial.network import Generator
 from EchoSynthLib.models.adversarial.process import FewStepProcess
 from EchoSynthLib.models.device import pick_device
@@ -128,19 +128,19 @@ class AdversarialModel:
         check_seed(seed, n)
         strength = self.start_strength(strength)
         guide = self.config.guide
-        if guide == "labels+source" and source is None:
+        if guide == SOURCE_GUIDE and source is None:
             raise InputError(
                 f"{self.source}: a model guided by the source image translates images (echosynth translate)"
             )
         target = self.prepare(labels, plane, slice_index)
         size = self.config.image_size
         one_hot, grid = model_conditioning(target, self.config.classes, (size, size))
-        model_map = on_grid(one_hot, self.config.classes, grid)
         if source is not None:
             if not source.same_geometry(target):
                 raise InputError("the source image's grid differs from its label map's")
             on_model = torch.from_numpy(image_on_grid(source, grid).reshape(1, 1, size, size))
-        simulator = guide == "labels+simulator" or (strength < 1.0 and source is None)
+        simulator = guide == SIMULATOR_GUIDE or (strength < 1.0 and source is None)
+        model_map = on_grid(one_hot, self.config.classes, grid) if simulator else None
         images: list[Volume] = []
         for start, count, advance in step_batches(n, batch_size, progress):
             seg = torch.from_numpy(one_hot[np.newaxis]).float().expand(count, -1, -1, -1).to(self.device)
@@ -150,9 +150,9 @@ class AdversarialModel:
                 else None
             )
             given = None if source is None else on_model.expand(count, -1, -1, -1)
-            if guide == "labels+source":
+            if guide == SOURCE_GUIDE:
                 guides = given
-            elif guide == "labels+simulator":
+            elif guide == SIMULATOR_GUIDE:
                 guides = simulated_images
             else:
                 guides = seg.new_zeros((count, 0, size, size))

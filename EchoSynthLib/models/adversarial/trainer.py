@@ -19,11 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
-from EchoSynthLib.augmentation.scanner_look import LOOK_RANGES
+from EchoSynthLib.augmentation.scanner_look import LOOK_RANGES, STAND_IN, random_looks
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.labels import Structure
-from EchoSynthLib.models.adversarial.config import RUN_DEFAULTS, AdversarialConfig, image_guides_of
+from EchoSynthLib.models.adversarial.config import (
+    RUN_DEFAULTS,
+    SIMULATOR_GUIDE,
+    SOURCE_GUIDE,
+    AdversarialConfig,
+    image_guides_of,
+)
 from EchoSynthLib.models.adversarial.from_sdm import load_sdm, sdm_package, settings_from_sdm
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, Generator
 from EchoSynthLib.models.adversarial.process import FewStepProcess
@@ -165,7 +171,7 @@ class AdversarialTrainer(StepTrainer):
 
     def _guides(self) -> dict[str, dict[str, torch.Tensor]]:
         """split -> case_id -> simulator image, for a simulator-guided model (empty otherwise)."""
-        if self.config.guide != "labels+simulator":
+        if self.config.guide != SIMULATOR_GUIDE:
             return {}
         from EchoSynthLib.models.adversarial.guides import split_guides
 
@@ -178,9 +184,7 @@ class AdversarialTrainer(StepTrainer):
         image = batch["image"]
         if self.config.guide == "labels":
             return image.new_zeros((image.shape[0], 0, *image.shape[2:])).to(self.device)
-        if self.config.guide == "labels+source":
-            from EchoSynthLib.augmentation.scanner_look import STAND_IN, random_looks
-
+        if self.config.guide == SOURCE_GUIDE:
             background = self.config.classes.structures.index(Structure.BACKGROUND)
             inside = (batch["labels"][:, background : background + 1] < 0.5).to(self.device)  # sector, heart
             image = image.to(self.device).float()
