@@ -183,24 +183,30 @@ def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
     return {k: v for k, v in header["settings"].items() if k not in RUN_SETTING_NAMES}
 
 
-def load_weights(
-    folder: str | Path, model: torch.nn.Module, component: str = DEFAULT_COMPONENT
-) -> torch.nn.Module:
-    """Load a component's safetensors weights into ``model`` (SHA-256 checked; every tensor must match by
-    name and shape)."""
+def read_weights(folder: str | Path, component: str = DEFAULT_COMPONENT) -> dict[str, torch.Tensor]:
+    """A component's tensors by name (SHA-256 checked; safetensors only, never a pickle)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = component_path(folder, read_package_header(folder), component)
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise InputError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def load_weights(
+    folder: str | Path, model: torch.nn.Module, component: str = DEFAULT_COMPONENT
+) -> torch.nn.Module:
+    """Load a component's safetensors weights into ``model`` (SHA-256 checked; every tensor must match by
+    name and shape)."""
+    state = read_weights(folder, component)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         first = str(error).splitlines()[0]
-        raise InputError(f"{path}: weights do not fit the network in {CONFIG} ({first})") from None
+        message = f"{folder}: the {component} weights do not fit the network in {CONFIG} ({first})"
+        raise InputError(message) from None
     return model
 
 

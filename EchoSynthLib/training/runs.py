@@ -258,10 +258,11 @@ class StepTrainer:
         elif self.settings.init != NO_INIT:
             self.initialise(self.settings.init)
 
-    def initialise(self, model: str) -> None:
+    def initialise(self, model: str, skip: tuple[str, ...] = ()) -> None:
         """Every network of the state with a component of the same name in package ``model`` (a name or a
         folder; it must be of this run's kind) takes its weights, and so does its EMA copy; the others
-        (a discriminator a package does not hold) keep their initialisation. Optimizers start fresh."""
+        (a discriminator a package does not hold, those in ``skip``) keep their initialisation.
+        Optimizers start fresh."""
         from EchoSynthLib.models.package import load_weights, read_package_header
         from EchoSynthLib.models.registry import resolve_model
 
@@ -270,7 +271,7 @@ class StepTrainer:
         if header["kind"] != self.kind:
             raise InputError(f"init: {folder} is a '{header['kind']}' model; this run trains '{self.kind}'")
         names = {c["name"] for c in header["components"]}
-        loaded = [name for name in self.state.networks if name in names]
+        loaded = [name for name in self.state.networks if name in names and name not in skip]
         if not loaded:
             networks = ", ".join(self.state.networks)
             raise InputError(f"init: {folder} holds none of this run's networks ({networks})")

@@ -470,17 +470,77 @@ def test_a_run_started_from_an_sdm_is_that_sdm_at_its_first_step(tiny_cache, pha
         phantom_2d.labels, seed=1, strength=0.25
     )[0]
     assert image.array.dtype == np.uint8
-    # An SDM of another grid: named, and no run folder is made.
+    # An SDM of another grid starts a run on this cache's grid with the same (convolutional) network.
     other = tmp_path / "sdm64"
     shutil.copytree(sdm_folder, other)
     document = json.loads((other / "config.json").read_text())
     document["settings"]["image_size"] = 64
     (other / "config.json").write_text(json.dumps(document))
     settings = RunSettings(**ADVERSARIAL_RUN | {"init": str(other)})
-    with pytest.raises(InputError, match="works on 64x64 images, this run on 32x32"):
-        AdversarialTrainer(tiny_cache, tmp_path / "run2", TINY, "cpu", settings)
-    assert not (tmp_path / "run2").exists()
+    regridded = AdversarialTrainer(tiny_cache, tmp_path / "run2", guided, "cpu", settings)
+    assert regridded.config.image_size == 32 and regridded.config.timesteps == config.timesteps
+    with torch.no_grad():
+        torch.testing.assert_close(regridded.state.networks["model"](x_t, t, z, guides, seg), got)
     with pytest.raises(InputError, match="one timestep per step"):
         TINY.with_overrides({"timesteps": [1, 2]})
     with pytest.raises(InputError, match="prediction must be"):
         TINY.with_overrides({"prediction": "v"})
+
+
+def _cache_of_size(tmp_path, size: int):
+    """A small phantom cache of ``size`` x ``size`` images (four cases)."""
+    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+    from EchoSynthLib.cache.store import build_cache
+    from EchoSynthLib.datasets import scan_dataset
+    from EchoSynthLib.preprocessing.prepare import PrepareSettings
+    from EchoSynthLib.simulation import simulate_bmode
+
+    root = tmp_path / "phantoms"
+    for seed in range(4):
+        phantom = phantom_label_map("4CH", "ED", seed=seed, grid=PhantomGrid.for_view("4CH", size=32))
+        write_image(simulate_bmode(phantom.labels, seed=seed), root / f"p{seed}.nii.gz")
+        write_label_map(phantom.labels, root / f"p{seed}_label.nii.gz")
+    build_cache(scan_dataset("folder", root), tmp_path / "cache", PrepareSettings(size=(size, size)))
+    return tmp_path / "cache"
+
+
+def test_a_package_goes_on_at_another_grid(trained, phantom_2d, tmp_path):
+    """``--set init=<package of 32x32>`` on a 16x16 cache: the run works on the cache's grid, the generator
+    is the package's (the same outputs at the new size), the discriminator takes every tensor but its
+    classifier head (sized by the grid), which starts afresh; the run trains and its package samples on
+    the new grid. Fails where the package's grid was taken (the run then asked for 32x32 images)."""
+    from EchoSynthLib.models.adversarial.network import Discriminator, Generator
+
+    cache = _cache_of_size(tmp_path, 16)
+    package = trained.run / "model"
+    settings = RunSettings(**ADVERSARIAL_RUN | {"init": str(package), "max_steps": 1})
+    config = TINY.with_overrides({"image_size": 16})
+    trainer = AdversarialTrainer(cache, tmp_path / "run", config, "cpu", settings)
+    assert trainer.config.image_size == 16
+    draws = torch.Generator().manual_seed(0)
+    x_t = torch.randn((2, 1, 16, 16), generator=draws)
+    t = torch.tensor([0, 3])
+    seg = torch.nn.functional.one_hot(torch.randint(0, 5, (2, 16, 16), generator=draws), 5)
+    seg = seg.permute(0, 3, 1, 2).float()
+    z = torch.randn((2, 1, 16, 16), generator=draws)
+    guides = x_t[:, :0]
+    shipped = AdversarialModel.load(package, "cpu").generator
+    with torch.no_grad():
+        torch.testing.assert_close(
+            trainer.state.networks["model"](x_t, t, z, guides, seg), shipped(x_t, t, z, guides, seg)
+        )
+    theirs = trained.state.networks[DISCRIMINATOR].state_dict()
+    torch.manual_seed(trainer.config.seed)  # a fresh run's initialisation, in the trainer's order
+    Generator(trainer.config)
+    fresh = Discriminator(trainer.config).state_dict()
+    mine = trainer.state.networks[DISCRIMINATOR].state_dict()
+    head = [k for k in mine if k.startswith("encoder.out.")]
+    assert head and mine["encoder.out.0.weight"].shape != theirs["encoder.out.0.weight"].shape
+    for name, value in mine.items():
+        torch.testing.assert_close(value, fresh[name] if name in head else theirs[name])
+    trainer.fit()
+    header = read_package_header(tmp_path / "run" / "model")
+    assert header["settings"]["image_size"] == 16
+    assert header["provenance"]["trained_steps"] == 6 + 1
+    image = AdversarialModel.load(tmp_path / "run" / "model", "cpu").synthesize(phantom_2d.labels, seed=0)[0]
+    assert image.array.dtype == np.uint8 and image.array.shape == phantom_2d.labels.array.shape

@@ -60,15 +60,11 @@ def nearest_timesteps(alphas_cumprod: torch.Tensor, steps: int, beta_min: float,
 
 def settings_from_sdm(folder: Path, config: AdversarialConfig) -> dict[str, Any]:
     """The settings a run started from the SDM in ``folder`` takes: its network, the epsilon output and
-    the matched timesteps. The SDM must work on the run's grid and classes."""
+    the matched timesteps. The SDM must know the run's classes; its grid may differ from the run's (its
+    U-Net is convolutional throughout: a 64x64 SDM starts a 128x128 run)."""
     from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 
     sdm = _sdm_config(folder)
-    if sdm.image_size != config.image_size:
-        raise InputError(
-            f"init: {folder} works on {sdm.image_size}x{sdm.image_size} images, this run on "
-            f"{config.image_size}x{config.image_size}; prepare the cache at the SDM's size"
-        )
     if sdm.classes.as_json() != config.classes.as_json():
         raise InputError(f"init: {folder} was trained on other classes than this cache's")
     diffusion = GaussianDiffusion(sdm.timesteps, sdm.schedule)

@@ -59,9 +59,10 @@ def build_process(config: AdversarialConfig) -> FewStepProcess:
 
 
 # What defines the networks and the process of a package, taken from it by a run that continues it (the
-# recipe, learning rates and losses stay the run's own).
+# recipe, learning rates and losses stay the run's own). The grid is the run's (its cache's): the generator
+# is convolutional throughout, so a package trained on 64x64 images goes on at 128x128 (as diffusion models
+# are fine-tuned to a larger resolution); only the discriminator's classifier head is sized by the grid.
 MODEL_SETTINGS = (
-    "image_size",
     "guide",
     "channels",
     "attention_levels",
@@ -92,6 +93,18 @@ def _model_settings(init: str, guide: str) -> dict:
     if image_guides_of(taken.get("guide", "labels")) == image_guides_of(guide):
         taken.pop("guide", None)
     return taken
+
+
+def _load_all_but_head(folder: Path, discriminator: Discriminator) -> None:
+    """The package's discriminator weights into ``discriminator`` of another grid: every tensor but
+    the classifier head's (MONAI's ``DiffusionModelEncoder.out``, whose first layer takes the flattened
+    last feature map), which keeps its initialisation."""
+    from EchoSynthLib.models.package import read_weights
+
+    head = "encoder.out."
+    weights = {k: v for k, v in read_weights(folder, DISCRIMINATOR).items() if not k.startswith(head)}
+    own = discriminator.state_dict()
+    discriminator.load_state_dict(weights | {k: v for k, v in own.items() if k.startswith(head)})
 
 
 def _cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -156,13 +169,23 @@ class AdversarialTrainer(StepTrainer):
         self.train_discriminator = distributed.wrap(discriminator, self.rank, self.device)
 
     def initialise(self, model: str) -> None:
-        """A new run's start from package ``model``: an adversarial package (``StepTrainer.initialise``),
-        or an SDM, whose network the generator takes (``from_sdm``)."""
-        if self.teacher is None:
-            super().initialise(model)
-            return
+        """A new run's start from package ``model``: an adversarial package (``StepTrainer.initialise``;
+        from a package of another grid, the discriminator's head, sized by the grid, starts afresh), or an
+        SDM, whose network the generator takes (``from_sdm``)."""
         from EchoSynthLib.models.package import read_package_header
 
+        if self.teacher is None:
+            from EchoSynthLib.models.package import read_package_config
+            from EchoSynthLib.models.registry import resolve_model
+
+            folder = resolve_model(model)
+            other_grid = read_package_config(folder, KIND)["image_size"] != self.config.image_size
+            super().initialise(model, skip=(DISCRIMINATOR,) if other_grid else ())
+            components = {c["name"] for c in read_package_header(folder)["components"]}
+            if other_grid and DISCRIMINATOR in components:
+                _load_all_but_head(folder, self.state.networks[DISCRIMINATOR])
+                self.initialised_from["networks"].append(f"{DISCRIMINATOR} (its head afresh)")
+            return
         generator = self.state.networks[MAIN]
         load_sdm(self.teacher, generator)
         self.state.emas[MAIN].module.load_state_dict(generator.state_dict())
