@@ -4,13 +4,16 @@ grid, with its label map, for measuring translation back to the real scanner's l
 not a real second scanner.
 
 Writes ``OUT/images/CASE.nii.gz`` (uint8) and ``OUT/labels/CASE.nii.gz`` (canonical labels), staged.
-``--look none`` writes the real images as they are: the truth a translation of the stand-in is compared
-with (``echosynth evaluate --paired-with``), or, from a smaller cache, the real images on a model's grid
-(the distance a model of that grid cannot go below).
+``--look unseen`` gives them a look outside the family a source-guided model trains on
+(``scanner_look.UNSEEN``). ``--look none`` writes the real images as they are: the truth a translation of
+the stand-in is compared with (``echosynth evaluate --paired-with``), or, from a smaller cache, the real
+images on a model's grid (the distance a model of that grid cannot go below).
 
     python bench/stand_in_scanner.py --data data/camus224-128 --split val --out out/bench-translate/standin
     python bench/stand_in_scanner.py --data data/camus224-128 --split val --look none \
         --out out/bench-translate/real128
+    python bench/stand_in_scanner.py --data data/camus224-128 --split val --look unseen \
+        --out out/bench-translate/unseen
 """
 
 from __future__ import annotations
@@ -28,14 +31,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--limit", type=int, help="only the first N cases")
     parser.add_argument(
-        "--look", choices=["stand-in", "none"], default="stand-in", help="none: the real images"
+        "--look",
+        choices=["stand-in", "unseen", "none"],
+        default="stand-in",
+        help="unseen: a look outside the training family (scanner_look.UNSEEN); none: the real images",
     )
     args = parser.parse_args()
 
     import numpy as np
     import torch
 
-    from EchoSynthLib.augmentation.scanner_look import STAND_IN
+    from EchoSynthLib.augmentation.scanner_look import STAND_IN, UNSEEN
     from EchoSynthLib.cache.store import CacheIndex
     from EchoSynthLib.data.atomic import staged_directory
     from EchoSynthLib.data.io import write_image, write_label_map
@@ -55,8 +61,8 @@ def main() -> None:
                 1, 1, *canonical.shape[-2:]
             )
             looked = torch.from_numpy(np.asarray(image, np.float32)).reshape(inside.shape)
-            if args.look == "stand-in":
-                looked = STAND_IN(looked, inside)
+            if args.look != "none":
+                looked = (STAND_IN if args.look == "stand-in" else UNSEEN)(looked, inside)
             grey = np.rint((looked.numpy().reshape(1, *canonical.shape[-2:]) + 1.0) * 127.5).astype(np.uint8)
             geometry = (grid.spacing, grid.origin, grid.direction)
             write_image(Volume(grey, *geometry), staging / "images" / f"{entry['case_id']}.nii.gz")
@@ -64,7 +70,7 @@ def main() -> None:
                 Volume(canonical.reshape(grey.shape), *geometry),
                 staging / "labels" / f"{entry['case_id']}.nii.gz",
             )
-    what = "stand-in" if args.look == "stand-in" else "real"
+    what = "real" if args.look == "none" else args.look
     print(f"{len(entries)} {what} images and their label maps in {args.out}")
 
 

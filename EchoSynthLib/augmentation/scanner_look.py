@@ -5,7 +5,8 @@ scanner differs in more ways (beam pattern, frequency-dependent attenuation, pro
 
 On model images (tensors in [-1, 1], (B, 1, H, W)): a Gaussian blur of ``blur`` pixels (lower transmit
 frequency: wider speckle; MONAI's ``GaussianFilter``), a power law on the grey levels (another log
-compression / dynamic range), then a gain and offset; black stays black outside the sector.
+compression / dynamic range), then a gain (optionally changing with depth: another time-gain
+compensation) and offset; black stays black outside the sector.
 
 A source-guided model trains on *random* looks (``random_looks``: each setting uniform in ``LOOK_RANGES``,
 which hold CAMUS's own look and the stand-in's), so that it learns to bring many looks to the training
@@ -27,6 +28,7 @@ class ScannerLook:
     gamma: float = 0.6  # grey ** gamma on [0, 1]: below 1 lifts the dark grey levels (less contrast)
     gain: float = 0.85
     offset: float = 0.08
+    depth_gain: float = 0.0  # another time-gain compensation: the gain changes by this much, top to bottom
 
     def __call__(self, images: torch.Tensor, inside: torch.Tensor | None = None) -> torch.Tensor:
         """The images (B, 1, H, W) in [-1, 1] as the stand-in scanner would show them; ``inside``: the
@@ -38,11 +40,20 @@ class ScannerLook:
         blurred = unit
         if self.blur > 0:
             blurred = GaussianFilter(spatial_dims=2, sigma=self.blur).to(images.device)(unit).clamp(0, 1)
-        looked = (self.gain * blurred.pow(self.gamma) + self.offset).clamp(0, 1)
+        gain: float | torch.Tensor = self.gain
+        if self.depth_gain:  # rows run from the probe (top) to the deepest point
+            depth = torch.linspace(-0.5, 0.5, unit.shape[-2], device=images.device).view(1, 1, -1, 1)
+            gain = self.gain + self.depth_gain * depth
+        looked = (gain * blurred.pow(self.gamma) + self.offset).clamp(0, 1)
         return torch.where(inside, looked, torch.zeros_like(looked)) * 2.0 - 1.0
 
 
 STAND_IN = ScannerLook()
+
+# A look outside the training family (``LOOK_RANGES``): wider speckle, harder contrast, darker, and a
+# depth-dependent gain no training look has; for measuring how far translation carries beyond what it
+# was trained on (a stand-in still, not a real scanner).
+UNSEEN = ScannerLook(blur=2.6, gamma=1.9, gain=0.8, offset=-0.02, depth_gain=-0.5)
 
 # The range each setting of a random look is drawn from (uniformly): CAMUS's own look (blur 0, gamma 1,
 # gain 1, offset 0) and the stand-in's are inside, with darker, brighter, softer and harder looks around them.

@@ -292,6 +292,26 @@ def test_the_stand_in_scanner_look_widens_speckle_and_keeps_black_outside():
     assert neighbour_correlation(looked) > neighbour_correlation(images) + 0.3  # coarser speckle
 
 
+def test_the_unseen_look_lies_outside_the_training_family_and_darkens_with_depth():
+    """``UNSEEN`` (the measure of translation beyond training) has settings outside ``LOOK_RANGES`` and a
+    depth gain: on a uniform image its deep rows come out darker than its shallow ones; without the depth
+    gain every row is alike."""
+    from dataclasses import replace
+
+    from EchoSynthLib.augmentation.scanner_look import LOOK_RANGES, UNSEEN
+
+    outside = [n for n, (low, high) in LOOK_RANGES.items() if not low <= getattr(UNSEEN, n) <= high]
+    assert outside and UNSEEN.depth_gain < 0
+    uniform = torch.zeros((1, 1, 64, 64))
+    inner = slice(12, 52)  # away from the border, where the blur takes in the black beyond the image
+    rows = UNSEEN(uniform, torch.ones_like(uniform, dtype=torch.bool))[0, 0, inner, inner].mean(dim=1)
+    assert (rows[1:] < rows[:-1]).all() and rows[0] - rows[-1] > 0.1
+    flat = replace(UNSEEN, depth_gain=0.0)(uniform, torch.ones_like(uniform, dtype=torch.bool))[
+        0, 0, inner, inner
+    ]
+    torch.testing.assert_close(flat, flat[:1].expand_as(flat))
+
+
 def test_process_runs_only_the_last_steps_from_a_later_start():
     process = FewStepProcess(4, 0.1, 20.0)
     seen = []
