@@ -51,17 +51,19 @@ class ScannerLook:
 STAND_IN = ScannerLook()
 
 # A look outside the training family (``LOOK_RANGES``): wider speckle, harder contrast, darker, and a
-# depth-dependent gain no training look has; for measuring how far translation carries beyond what it
-# was trained on (a stand-in still, not a real scanner).
+# steeper depth-dependent gain than any training look has; for measuring how far translation carries
+# beyond what it was trained on (a stand-in still, not a real scanner).
 UNSEEN = ScannerLook(blur=2.6, gamma=1.9, gain=0.8, offset=-0.02, depth_gain=-0.5)
 
 # The range each setting of a random look is drawn from (uniformly): CAMUS's own look (blur 0, gamma 1,
-# gain 1, offset 0) and the stand-in's are inside, with darker, brighter, softer and harder looks around them.
+# gain 1, offset 0, no depth gain) and the stand-in's are inside, with darker, brighter, softer and harder
+# looks around them, and other time-gain compensations (brighter or darker with depth).
 LOOK_RANGES: dict[str, tuple[float, float]] = {
     "blur": (0.0, 2.0),
     "gamma": (0.5, 1.6),
     "gain": (0.7, 1.15),
     "offset": (-0.05, 0.12),
+    "depth_gain": (-0.35, 0.35),
 }
 
 

@@ -241,12 +241,14 @@ def test_random_looks_hold_the_stand_in_and_camus_own_look_and_differ_per_image(
     def at(**look: float) -> torch.Tensor:
         return torch.tensor([(look[n] - low) / (high - low) for n, (low, high) in LOOK_RANGES.items()])
 
-    stand_in = at(blur=STAND_IN.blur, gamma=STAND_IN.gamma, gain=STAND_IN.gain, offset=STAND_IN.offset)
+    stand_in = at(
+        blur=STAND_IN.blur, gamma=STAND_IN.gamma, gain=STAND_IN.gain, offset=STAND_IN.offset, depth_gain=0.0
+    )
     torch.testing.assert_close(random_looks(images, inside, stand_in.expand(2, -1)), STAND_IN(images, inside))
-    own = at(blur=0.0, gamma=1.0, gain=1.0, offset=0.0).expand(2, -1)
+    own = at(blur=0.0, gamma=1.0, gain=1.0, offset=0.0, depth_gain=0.0).expand(2, -1)
     torch.testing.assert_close(random_looks(images, inside, own), torch.where(inside, images, -1.0))
     mixed = random_looks(
-        images, inside, torch.stack([stand_in, at(blur=0.0, gamma=1.5, gain=0.7, offset=0.0)])
+        images, inside, torch.stack([stand_in, at(blur=0.0, gamma=1.5, gain=0.7, offset=0.0, depth_gain=0.3)])
     )
     torch.testing.assert_close(mixed[:1], STAND_IN(images[:1], inside[:1]))
     assert not torch.allclose(mixed[1:], STAND_IN(images[1:], inside[1:]), atol=0.05)
