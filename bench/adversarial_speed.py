@@ -7,11 +7,13 @@ generator of the default network at ``--size`` is used unless ``--model`` is giv
 per case. Goal (issue 15): a 128x128 image in under 0.3 s on 2 CPU threads. ``--channels`` and
 ``--no-attention`` time a smaller generator (the network settings a CPU model would train with);
 ``--strength`` runs fewer steps from the simulator's image (default: the model's own start strength; the
-simulator's image of the map is part of the timed call).
+simulator's image of the map is part of the timed call). A translator (guide labels+source) translates the
+simulator's image of the map (made once, outside the timed calls).
 
     .venv/bin/python bench/adversarial_speed.py --threads 2 --size 64 128
     .venv/bin/python bench/adversarial_speed.py --threads 2 --size 128 --channels 16 32 64 --no-attention
     .venv/bin/python bench/adversarial_speed.py --threads 2 --model adversarial-camus64 --strength 1 0.25
+    .venv/bin/python bench/adversarial_speed.py --threads 2 --model adversarial-camus128-translate
 """
 
 from __future__ import annotations
@@ -58,8 +60,10 @@ def main() -> None:
 
     from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
     from EchoSynthLib.diffusion.samplers import steps_from
+    from EchoSynthLib.models.adversarial.config import SOURCE_GUIDE
     from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
     from EchoSynthLib.models.registry import resolve_model
+    from EchoSynthLib.simulation import simulate_bmode
 
     torch.set_num_threads(args.threads)
     labels = phantom_label_map("4CH", "ED", seed=0, grid=PhantomGrid.for_view("4CH", size=128)).labels
@@ -82,15 +86,18 @@ def main() -> None:
             else _model(size, args.guide, args.device, network)
         )
         config = model.config
+        source = {"source": simulate_bmode(labels, 1)} if config.guide == SOURCE_GUIDE else {}
         shape = f"{list(config.channels)} ({', '.join('y' if a else 'n' for a in config.attention_levels)})"
         for strength in args.strength:
             steps = steps_from(config.steps, model.start_strength(strength))
             with torch.inference_mode():
-                model.synthesize(labels, n=1, strength=strength)  # warm-up
+                model.synthesize(labels, n=1, strength=strength, **source)  # warm-up
                 for count in (1, args.batch):
                     began = time.perf_counter()
                     for repeat in range(args.repeats):
-                        model.synthesize(labels, n=count, seed=repeat, batch_size=count, strength=strength)
+                        model.synthesize(
+                            labels, n=count, seed=repeat, batch_size=count, strength=strength, **source
+                        )
                     seconds = (time.perf_counter() - began) / (args.repeats * count)
                     row = (
                         f"{config.image_size} | {config.guide} | {shape} | {steps} | {count} | {seconds:.3f}"
