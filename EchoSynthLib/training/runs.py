@@ -68,6 +68,12 @@ def require_pixel_cache(data: str | Path, manifest: Any, size: int) -> None:
         raise InputError(f"{data}: the cache has no sector class (prepare with --layout echosynth)")
 
 
+def package_label(model: str, folder: Path) -> str:
+    """How a run records its ``init`` package: the model's name when it was given by name (an installed
+    model's folder is where this machine keeps it, which means nothing elsewhere), else the folder."""
+    return str(folder) if Path(model).expanduser().is_dir() else str(model)
+
+
 class StepBatches(torch.utils.data.Sampler):
     """Batch indices for steps ``start``..``stop - 1``: the global batch of a step is drawn from a generator
     seeded (seed, step), and this process gets its share of it (``rank``)."""
@@ -280,7 +286,11 @@ class StepTrainer:
             if name in self.state.emas:
                 self.state.emas[name].module.load_state_dict(self.state.networks[name].state_dict())
         steps = package_trained_steps(header)
-        self.initialised_from = {"package": str(folder), "trained_steps": steps, "networks": loaded}
+        self.initialised_from = {
+            "package": package_label(model, folder),
+            "trained_steps": steps,
+            "networks": loaded,
+        }
 
     @property
     def trained_steps(self) -> int:

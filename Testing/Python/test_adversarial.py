@@ -566,3 +566,16 @@ def test_a_package_goes_on_at_another_grid(trained, phantom_2d, tmp_path):
     assert header["provenance"]["trained_steps"] == 6 + 1
     image = AdversarialModel.load(tmp_path / "run" / "model", "cpu").synthesize(phantom_2d.labels, seed=0)[0]
     assert image.array.dtype == np.uint8 and image.array.shape == phantom_2d.labels.array.shape
+
+
+def test_a_run_from_an_installed_model_records_its_name_and_takes_it_to_the_cache_grid(tiny_cache, tmp_path):
+    """``--set init=adversarial-camus64`` (by name) on a 32x32 cache: the shipped 64x64 package's networks
+    and process with this cache's grid, its discriminator's head afresh; the run records the model's name,
+    not this machine's folder for it (which the shipped packages once carried)."""
+    settings = RunSettings(**ADVERSARIAL_RUN | {"init": "adversarial-camus64"})
+    trainer = AdversarialTrainer(tiny_cache, tmp_path / "run", TINY, "cpu", settings)
+    assert trainer.config.image_size == 32 and trainer.config.guide == "labels+simulator"
+    record = trainer.initialised_from
+    assert record["package"] == "adversarial-camus64" and record["trained_steps"] == 3850
+    assert record["networks"] == ["model", f"{DISCRIMINATOR} (its head afresh)"]
+    assert json.loads((tmp_path / "run" / "init.json").read_text())["package"] == "adversarial-camus64"

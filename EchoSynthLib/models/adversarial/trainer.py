@@ -42,6 +42,7 @@ from EchoSynthLib.training.runs import (
     StepTrainer,
     TrainState,
     ema_average,
+    package_label,
     package_trained_steps,
     require_pixel_cache,
     run_config,
@@ -190,7 +191,8 @@ class AdversarialTrainer(StepTrainer):
         load_sdm(self.teacher, generator)
         self.state.emas[MAIN].module.load_state_dict(generator.state_dict())
         steps = package_trained_steps(read_package_header(self.teacher))
-        self.initialised_from = {"package": str(self.teacher), "trained_steps": steps, "networks": [MAIN]}
+        label = package_label(model, self.teacher)
+        self.initialised_from = {"package": label, "trained_steps": steps, "networks": [MAIN]}
 
     def _guides(self) -> dict[str, dict[str, torch.Tensor]]:
         """split -> case_id -> simulator image, for a simulator-guided model (empty otherwise)."""
