@@ -61,8 +61,9 @@ def main() -> None:
                 1, 1, *canonical.shape[-2:]
             )
             looked = torch.from_numpy(np.asarray(image, np.float32)).reshape(inside.shape)
-            if args.look != "none":
-                looked = (STAND_IN if args.look == "stand-in" else UNSEEN)(looked, inside)
+            look = {"stand-in": STAND_IN, "unseen": UNSEEN}.get(args.look)  # none: the real image
+            if look is not None:
+                looked = look(looked, inside)
             grey = np.rint((looked.numpy().reshape(1, *canonical.shape[-2:]) + 1.0) * 127.5).astype(np.uint8)
             geometry = (grid.spacing, grid.origin, grid.direction)
             write_image(Volume(grey, *geometry), staging / "images" / f"{entry['case_id']}.nii.gz")

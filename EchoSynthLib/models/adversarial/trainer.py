@@ -176,14 +176,13 @@ class AdversarialTrainer(StepTrainer):
         from EchoSynthLib.models.package import read_package_header
 
         if self.teacher is None:
-            from EchoSynthLib.models.package import read_package_config
             from EchoSynthLib.models.registry import resolve_model
 
             folder = resolve_model(model)
-            other_grid = read_package_config(folder, KIND)["image_size"] != self.config.image_size
+            header = read_package_header(folder)  # its kind: checked in _model_settings
+            other_grid = header["settings"]["image_size"] != self.config.image_size
             super().initialise(model, skip=(DISCRIMINATOR,) if other_grid else ())
-            components = {c["name"] for c in read_package_header(folder)["components"]}
-            if other_grid and DISCRIMINATOR in components:
+            if other_grid and DISCRIMINATOR in {c["name"] for c in header["components"]}:
                 _load_all_but_head(folder, self.state.networks[DISCRIMINATOR])
                 self.initialised_from["networks"].append(f"{DISCRIMINATOR} (its head afresh)")
             return
