@@ -109,3 +109,49 @@ def test_the_echo_encoder_perceptual_term_measures_lost_speckle_and_trains(tiny_
     assert "perceptual" in log[-1] and "perceptual" not in log[0]
     with pytest.raises(InputError, match="needs a 2D autoencoder"):
         TINY.with_overrides({"encoder_weight": 0.1, "spatial_dims": 3})
+
+
+class _Exact(torch.nn.Module):
+    """An autoencoder that gives back exactly what it is given (the latents are the inputs)."""
+
+    def encode(self, inputs):
+        return inputs, torch.zeros_like(inputs)
+
+    def decode(self, latents):
+        return latents
+
+
+def test_reconstruction_scores_are_perfect_for_an_exact_autoencoder_and_see_a_wrong_label():
+    from EchoSynthLib.data.labels import ClassLayout, schema_named
+    from EchoSynthLib.models.autoencoder.reconstruction import reconstruction_scores
+
+    layout = ClassLayout.of(schema_named("echosynth"))
+    config = TINY.with_overrides({"classes": layout})
+    image = torch.rand((2, 1, 32, 32)) * 2 - 1
+    values = torch.zeros((2, 32, 32), dtype=torch.long)
+    values[:, 8:24, 8:24] = 1  # cavity in both cases
+    values[0, 2:6, 2:6] = 3  # an atrium in the first case only
+    labels = torch.nn.functional.one_hot(values, len(layout)).permute(0, 3, 1, 2).float()
+    scores, images = reconstruction_scores(_Exact(), config, image, labels)
+    assert images.shape == (2, 32, 32)
+    torch.testing.assert_close(torch.from_numpy(scores["ssim"]), torch.ones(2))
+    assert list(scores["dice_lv_cavity"]) == [1.0, 1.0]
+    assert scores["dice_left_atrium"][0] == 1.0 and torch.isnan(torch.tensor(scores["dice_left_atrium"][1]))
+
+    class Swapped(_Exact):
+        """Gives the cavity back as myocardium in half the cavity, and a noisy image."""
+
+        def decode(self, latents):
+            out = latents.clone()
+            out[:, 0] += 0.5 * torch.randn_like(out[:, 0])
+            out[:, 1, 8:16], out[:, 2, 8:16] = latents[:, 2, 8:16], latents[:, 1, 8:16]
+            return out
+
+    scores, _ = reconstruction_scores(Swapped(), config, image, labels)
+    assert (scores["ssim"] < 0.9).all() and (scores["dice_lv_cavity"] < 0.8).all()
+    assert scores["dice_left_atrium"][0] == 1.0
+    # The image-only autoencoder: no label scores, the image is all it gets.
+    scores, _ = reconstruction_scores(
+        _Exact(), config.with_overrides({"with_labels": False}), image, labels
+    )
+    assert set(scores) == {"ssim"}

@@ -24,6 +24,7 @@ from EchoSynthLib.models.autoencoder.network import (
     build_autoencoder,
     build_discriminator,
 )
+from EchoSynthLib.models.autoencoder.reconstruction import autoencoder_inputs, reconstruction_scores
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.training.cards import model_card
@@ -111,7 +112,7 @@ class AutoencoderTrainer(StepTrainer):
     def _inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         image = batch["image"].to(self.device).float()
         labels = batch["labels"].to(self.device).float()
-        return (torch.cat([image, labels], 1) if self.config.with_labels else image), labels
+        return autoencoder_inputs(self.config, image, labels), labels
 
     def _noise(self, step: int, shape: tuple[int, ...], count: int, train: bool) -> torch.Tensor:
         generator = step_generator(self.config.seed, step, 0 if train else 99)
@@ -174,35 +175,20 @@ class AutoencoderTrainer(StepTrainer):
         to the originals' (``val_spectrum``, decades: speckle an autoencoder smooths away shows as lost
         high-frequency power) and, with labels, Dice of the label argmax, on up to VAL_CASES validation
         cases."""
-        from monai.metrics import SSIMMetric
-
         from EchoSynthLib.evaluation.image_metrics import spectrum_distance
 
         if self.val_set is None:
             return {}
-        model = self.state.model.eval()
         count = min(VAL_CASES, len(self.val_set))
         items = [self.val_set[i] for i in range(count)]
-        batch = {k: torch.stack([x[k] for x in items]) for k in ("image", "labels")}
-        inputs, labels = self._inputs(batch)
-        output = model.decode(model.encode(inputs)[0])
-        metric = SSIMMetric(spatial_dims=self.config.spatial_dims, data_range=2.0, win_size=7)
-        images = output[:, :1].clamp(-1, 1)
+        image = torch.stack([x["image"] for x in items]).to(self.device).float()
+        labels = torch.stack([x["labels"] for x in items]).to(self.device).float()
+        scores, images = reconstruction_scores(self.state.model.eval(), self.config, image, labels)
         result = {
-            "val_ssim": float(metric(images, inputs[:, :1]).mean()),
-            "val_spectrum": spectrum_distance(inputs[:, 0].float().cpu().numpy(), images[:, 0].cpu().numpy()),
+            "val_ssim": float(scores.pop("ssim").mean()),
+            "val_spectrum": spectrum_distance(image[:, 0].cpu().numpy(), images),
         }
-        if self.config.with_labels:
-            from EchoSynthLib.evaluation.dice import dice_per_structure
-
-            layout = self.config.classes
-            predicted = layout.channel_values[output[:, 1:].argmax(1).cpu().numpy()]
-            truth = layout.channel_values[labels.argmax(1).cpu().numpy()]
-            scores = dice_per_structure(predicted, truth, layout)
-            result |= {
-                f"val_dice_{k}": float(np.nanmean(v)) for k, v in scores.items() if np.any(~np.isnan(v))
-            }
-        return result
+        return result | {f"val_{k}": float(np.nanmean(v)) for k, v in scores.items() if np.any(~np.isnan(v))}
 
     @torch.no_grad()
     def sample_grid(self, path: Path, count: int = 8) -> Path:
