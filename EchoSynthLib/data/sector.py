@@ -17,6 +17,10 @@ from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 
 MIN_SIDE = 8  # voxels along each axis of a map that a sector can be drawn in
+# The narrowest opening a fitted sector may have. Echo sectors open by 60 to 90 degrees (every CAMUS map
+# fits between 40 and 75); edges closer to parallel put the apex metres above the map, and the simulator
+# then fires beams metres long (overflowing its gain and its memory) instead of refusing the map.
+MIN_OPENING_DEG = 10.0
 
 
 @dataclass(frozen=True)
@@ -146,8 +150,12 @@ def _fit_plane(mask: np.ndarray, col_spacing: float, row_spacing: float) -> tupl
     y = np.asarray(depth)
     slope_l, icpt_l = np.polyfit(y, left, 1)
     slope_r, icpt_r = np.polyfit(y, right, 1)
-    if slope_r - slope_l <= 1e-3:
-        raise InputError("cannot fit a sector: the mask's side edges do not diverge with depth")
+    opening = math.degrees(math.atan(slope_r) - math.atan(slope_l))
+    if opening < MIN_OPENING_DEG:
+        raise InputError(
+            f"cannot fit a sector: the mask's side edges open by {opening:.1f} degrees with depth; an "
+            f"ultrasound sector opens by at least {MIN_OPENING_DEG:g}"
+        )
     apex_y = (icpt_l - icpt_r) / (slope_r - slope_l)
     apex_x = icpt_l + slope_l * apex_y
     return (

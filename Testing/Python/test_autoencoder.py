@@ -151,7 +151,5 @@ def test_reconstruction_scores_are_perfect_for_an_exact_autoencoder_and_see_a_wr
     assert (scores["ssim"] < 0.9).all() and (scores["dice_lv_cavity"] < 0.8).all()
     assert scores["dice_left_atrium"][0] == 1.0
     # The image-only autoencoder: no label scores, the image is all it gets.
-    scores, _ = reconstruction_scores(
-        _Exact(), config.with_overrides({"with_labels": False}), image, labels
-    )
+    scores, _ = reconstruction_scores(_Exact(), config.with_overrides({"with_labels": False}), image, labels)
     assert set(scores) == {"ssim"}

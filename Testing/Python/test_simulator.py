@@ -87,6 +87,18 @@ def test_sector_is_recovered_from_the_label_map(phantom_2d):
     assert fitted.depth_mm == pytest.approx(truth.depth_mm, rel=0.02)
 
 
+def test_a_drawn_sector_whose_edges_barely_open_is_refused():
+    """Edges 4 degrees apart put the apex hundreds of rows above the map: not a probe's sector (the
+    paired latent model draws such maps now and then); the simulator must say so, not fire beams metres
+    long."""
+    rows, cols = np.mgrid[0:64, 0:64]
+    half = 12 + rows * np.tan(np.radians(2.0))
+    labels = np.where(np.abs(cols - 31.5) <= half, Structure.SECTOR.label, 0).astype(np.uint8)
+    labels[20:40, 26:38] = CAVITY
+    with pytest.raises(InputError, match=r"open by 4\.\d degrees"):
+        simulate_bmode(Volume.from_2d(labels), seed=0)
+
+
 def test_label_map_without_sector_uses_default_sector():
     labels = np.zeros((64, 64), np.uint8)
     labels[20:40, 25:40] = CAVITY
