@@ -92,9 +92,13 @@ class NoiseProcess:
         steps: int,
         generators: list[torch.Generator],
         progress: Callable[[int, int], None] | None = None,
+        init: Tensor | None = None,
+        strength: float = 1.0,
     ) -> Tensor:
-        """Clean samples from ``noise`` with ``steps`` of ``sampler``."""
+        """Clean samples from ``noise`` with ``steps`` of ``sampler``; with ``init``, from those samples
+        noised ``strength`` of the way, running only that share of the steps (SDEdit)."""
         self.check(sampler, steps)
         if self.kind == "rflow":
-            return solve_flow(predict, noise, self.schedule.timesteps, steps, progress)
-        return solve(predict, noise, self.schedule, sampler, steps, generators, progress, clip=False)
+            return solve_flow(predict, noise, self.schedule.timesteps, steps, progress, init, strength)
+        schedule = self.schedule
+        return solve(predict, noise, schedule, sampler, steps, generators, progress, False, init, strength)

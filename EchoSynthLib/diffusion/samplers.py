@@ -255,14 +255,20 @@ def solve_flow(
     timesteps: int,
     steps: int,
     progress: Callable[[int, int], None] | None = None,
+    init: Tensor | None = None,
+    strength: float = 1.0,
 ) -> Tensor:
     """Integrate a rectified-flow model (velocity x_0 - noise, MONAI's ``RFlowScheduler`` convention) from
-    the noise ``x`` at t = ``timesteps`` to t = 0 in ``steps`` Euler steps."""
+    the noise ``x`` at t = ``timesteps`` to t = 0 in ``steps`` Euler steps. ``init``: start from this sample
+    mixed with ``x`` at the first of the last ``steps_from(steps, strength)`` steps, and run only those."""
     from monai.networks.schedulers import RFlowScheduler
 
     scheduler = RFlowScheduler(timesteps, use_discrete_timesteps=True)
     scheduler.set_timesteps(steps)
     times = [int(t) for t in scheduler.timesteps]
+    if init is not None:
+        times = times[len(times) - steps_from(len(times), strength) :]
+        x = scheduler.add_noise(init.to(x.device), x, torch.full((x.shape[0],), times[0], device=x.device))
     for done, (t, following) in enumerate(zip(times, [*times[1:], 0], strict=True)):
         velocity = predict_velocity(x, torch.tensor(t)).float()
         x = scheduler.step(velocity, t, x, following)[0]

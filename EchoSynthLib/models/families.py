@@ -92,7 +92,7 @@ LATENT = register(
         "latent-synthesis",
         LABELS_TO_IMAGE,
         "EchoSynthLib.models.latent",
-        ("steps", "sampler", "guidance_scale", "plane", "slice_index"),
+        ("steps", "sampler", "guidance_scale", "plane", "slice_index", "strength"),
     )
 )
 LATENT_PAIRS = register(

@@ -13,6 +13,7 @@ import numpy as np
 from EchoSynthLib.data.labels import ClassLayout, Structure, require_heart
 from EchoSynthLib.data.sector import SectorGeometry
 from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.errors import InputError
 from EchoSynthLib.preprocessing.resample import Grid, resample, target_grid
 
 
@@ -45,3 +46,21 @@ def with_sector(labels: Volume) -> Volume:
     array = labels.array.astype(np.uint8, copy=True)
     array[(array == Structure.BACKGROUND.label) & sector] = Structure.SECTOR.label
     return labels.with_array(array)
+
+
+def start_images(
+    target: Volume, grid: Grid, shape: tuple[int, ...], seed: int, count: int, source: Volume | None = None
+) -> np.ndarray:
+    """Where a model's sampling starts below strength 1, on its grid of ``shape`` as (count, 1, *shape) in
+    [-1, 1]: the training-free simulator's images of the prepared map ``target`` (seeds seed .. seed +
+    count - 1), or ``source``, an image on ``target``'s grid, for every one of them (a translation)."""
+    from EchoSynthLib.preprocessing.prepare import image_on_grid
+    from EchoSynthLib.simulation import simulate_bmode
+
+    if source is not None:
+        if not source.same_geometry(target):
+            raise InputError("the source image's grid differs from its label map's")
+        images = [image_on_grid(source, grid)] * count
+    else:
+        images = [image_on_grid(simulate_bmode(target, seed + k), grid) for k in range(count)]
+    return np.stack(images).reshape(count, 1, *shape)

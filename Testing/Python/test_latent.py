@@ -337,3 +337,123 @@ def test_a_run_started_before_an_autoencoder_setting_was_added_resumes(tiny_cach
     (run / "config.json").write_text(json.dumps(document))
     config = DENOISER.with_overrides({"autoencoder": conditioned.config.autoencoder})
     assert LatentTrainer(tiny_cache, run, config, "cpu", RUN).state.step == 4
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++", "dpm++sde", "rflow"])
+def test_every_sampler_can_start_from_an_image_at_its_strength(sampler):
+    """SDEdit in latent space: the chain enters ``strength`` of the way from the data, from the start image
+    mixed with the seeded noise, runs only that share of the steps and (exact denoiser) lands on the data."""
+    kind = "rflow" if sampler == "rflow" else "ddpm"
+    process = NoiseProcess(kind, BetaSchedule(1000, "scaled_linear_beta", 0.0015, 0.0195))
+    target = torch.linspace(-1.5, 1.5, 2 * 8 * 8).reshape(1, 2, 8, 8)
+    start = -target.flip(-1)
+    calls = []
+
+    def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        calls.append((int(t), x.clone()))
+        if kind == "ddpm":
+            abar = process.scheduler.alphas_cumprod[int(t)]
+            return (x - abar.sqrt() * target) / (1 - abar).sqrt()
+        s = float(t) / 1000
+        return target - (x - (1 - s) * target) / s
+
+    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(1))
+    generators = [torch.Generator().manual_seed(0)]
+    out = process.integrate(predict, noise, sampler, 20, generators, init=start, strength=0.3)
+    assert len(calls) == 6  # 30 % of 20 steps
+    first, x = calls[0]
+    assert abs(first - 300) <= 50  # within one step of 30 % of the way
+    if kind == "ddpm":
+        abar = process.scheduler.alphas_cumprod[first]
+        expected = abar.sqrt() * start + (1 - abar).sqrt() * noise
+    else:
+        expected = (1 - first / 1000) * start + first / 1000 * noise
+    torch.testing.assert_close(x, expected.float(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out, target, atol=2e-3, rtol=0)
+    with pytest.raises(InputError, match="strength"):
+        process.integrate(predict, noise, sampler, 20, generators, init=start, strength=0.0)
+
+
+@pytest.fixture(scope="module")
+def from_simulator(conditioned, tmp_path_factory):
+    """The tiny conditioned package with its own start strength 0.3 (as a shipped model may carry)."""
+    import shutil
+
+    from EchoSynthLib.models.package import CONFIG
+
+    package = tmp_path_factory.mktemp("packages") / "latent-from-simulator"
+    shutil.copytree(conditioned.run / "model", package)
+    document = json.loads((package / CONFIG).read_text())
+    document["settings"]["start_strength"] = 0.3
+    (package / CONFIG).write_text(json.dumps(document))
+    return package
+
+
+def test_a_conditioned_model_can_start_from_the_simulators_image(
+    conditioned, from_simulator, phantom_2d, tmp_path, capsys, monkeypatch
+):
+    import EchoSynthLib.models.latent.pipeline as pipeline
+    from EchoSynthLib.data.io import write_label_map
+    from EchoSynthLib.sampling.grids import model_conditioning, start_images
+
+    model = LatentModel.load(conditioned.run / "model", "cpu")
+    labels = phantom_2d.labels
+    target = model.prepare(labels)
+    # What sampling starts from: the autoencoder's latents of the simulator's images of the map.
+    seen, draw = [], pipeline.draw
+
+    def recording_draw(*args, **kwargs):
+        seen.append((kwargs["init"], kwargs["strength"]))
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "draw", recording_draw)
+    start = model.synthesize(labels, n=2, steps=10, seed=5, strength=0.3, sampler="ddim")
+    _, grid = model_conditioning(target, model.config.classes, model.config.image_shape)
+    simulated = start_images(target, grid, model.config.image_shape, 5, 2)
+    init, strength = seen[0]
+    assert strength == 0.3 and init is not None
+    torch.testing.assert_close(init, model.encoded(simulated))
+    noise = model.synthesize(labels, n=2, steps=10, seed=5, sampler="ddim")
+    again = model.synthesize(labels, n=2, steps=10, seed=5, strength=0.3, sampler="ddim", batch_size=1)
+    for k in range(2):
+        assert start[k].same_geometry(labels)
+        np.testing.assert_array_equal(start[k].array, again[k].array)  # seeded, independent of batching
+        assert not np.array_equal(start[k].array, noise[k].array)
+    # A package's own start strength is the default; strength 1 still starts from noise.
+    default = LatentModel.load(from_simulator, "cpu")
+    np.testing.assert_array_equal(
+        default.synthesize(labels, steps=10, seed=5, sampler="ddim")[0].array, start[0].array
+    )
+    np.testing.assert_array_equal(
+        default.synthesize(labels, steps=10, seed=5, sampler="ddim", strength=1.0)[0].array, noise[0].array
+    )
+    warnings = []
+    generator = open_generator(
+        GeneratorSettings(str(from_simulator), steps=10, sampler="ddim"), warnings.append
+    )
+    assert (
+        not warnings
+        and "from the simulator's image" in generator.description
+        and "0.3" in generator.description
+    )
+    np.testing.assert_array_equal(
+        generator.generate(generator.prepare(labels), 1, 5)[0].array, start[0].array
+    )
+    # Translation starts from the source image instead.
+    source = start[1].with_array(start[1].array // 2)
+    translated = generator.translate(source, generator.prepare(labels), 5)
+    assert translated.same_geometry(labels)
+    assert not np.array_equal(translated.array, start[0].array)
+    with pytest.raises(InputError, match="source image's grid differs"):
+        model.synthesize(labels, steps=10, strength=0.3, source=Volume(source.array, (2.0, 2.0, 1.0)))
+    # Bad strengths, and a paired model, are refused before anything is written.
+    command = ["synthesize", "--model", str(from_simulator), "--labels"]
+    map_file = tmp_path / "map.nii.gz"
+    write_label_map(labels, map_file)
+    assert main([*command, str(map_file), "--steps", "10", "--out", str(tmp_path / "ok")]) == 0
+    assert "not used" not in capsys.readouterr().err and (tmp_path / "ok" / "map_synth00.nii.gz").is_file()
+    for bad in ("0", "1.5", "nan"):
+        assert main([*command, str(map_file), "--out", str(tmp_path / "bad"), "--strength", bad]) == 2
+        assert "strength" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    with pytest.raises(InputError, match="start_strength below 1 needs a label-conditioned model"):
+        DENOISER.with_overrides({"conditioned": False, "start_strength": 0.5})

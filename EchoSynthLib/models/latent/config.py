@@ -55,6 +55,9 @@ class LatentConfig(SettingsMixin):
     label_dropout: float = 0.0  # > 0 trains for classifier-free guidance (conditioned models)
     mixed_precision: bool = True  # bf16 autocast on GPU
     seed: int = 0
+    # Sampling default of a label-conditioned model (``--strength`` overrides): 1 starts from pure noise;
+    # below 1 from the autoencoder's latent of the simulator's image of the map, noised that far (SDEdit).
+    start_strength: float = 1.0
     # From the data and the autoencoder.
     spatial_dims: int = 2
     image_shape: tuple[int, ...] = (128, 128)  # (rows, cols) or (slices, rows, cols)
@@ -81,6 +84,7 @@ class LatentConfig(SettingsMixin):
         "ema_decay": (0.0, 1.0),
         "label_dropout": (0.0, 1.0),
         "seed": (0, SEED_MAX),
+        "start_strength": (0.01, 1.0),
         "spatial_dims": (2, 3),
         "image_shape": (1, None),
         "spacing": (1e-9, None),
@@ -103,6 +107,8 @@ class LatentConfig(SettingsMixin):
             raise InputError(
                 f"setting conditioning must be one of {', '.join(CONDITIONINGS)}, got '{self.conditioning}'"
             )
+        if self.start_strength < 1.0 and not self.conditioned:
+            raise InputError("start_strength below 1 needs a label-conditioned model (a map to start from)")
         if self.conditioning == "controlnet" and self.downsampling & (self.downsampling - 1):
             raise InputError(
                 f"conditioning=controlnet needs a power-of-two downsampling, got {self.downsampling}"

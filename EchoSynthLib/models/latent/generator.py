@@ -18,9 +18,15 @@ class LatentGenerator(ModelGenerator):
     def of(cls, model: LatentModel, settings: GeneratorSettings) -> LatentGenerator:
         """The generator for ``settings``, checked (the sampler as ``LatentModel.sampler_for`` picks it)."""
         sampler = model.sampler_for(settings.sampler)
-        model.check_sampling(sampler, settings.steps, settings.guidance_scale)
+        model.check_sampling(sampler, settings.steps, settings.guidance_scale, settings.strength)
         return cls(
-            model, settings.steps, sampler, settings.guidance_scale, settings.plane, settings.slice_index
+            model,
+            settings.steps,
+            sampler,
+            settings.guidance_scale,
+            settings.plane,
+            settings.slice_index,
+            strength=model.start_strength(settings.strength),
         )
 
     def __post_init__(self) -> None:
@@ -28,7 +34,27 @@ class LatentGenerator(ModelGenerator):
             config = self.model.config
             what = f"{config.spatial_dims}D latent model {self.model.source.name} on {self.model.device}"
             self.description = f"{what}: {self.sampler}, {self.steps} steps"
+            if self.strength is not None and self.strength < 1.0:
+                start = "the simulator's image (a translation: its source image)"
+                self.description += f" from {start} at strength {self.strength:g}"
 
     def prepare(self, labels: Volume) -> Volume:
         """The map the model works on (see ``LatentModel.prepare``), checked."""
         return self.model.prepare(labels, self.plane, self.slice_index)
+
+    def translate(self, image: Volume, labels: Volume, seed: int) -> Volume:
+        """``image`` (on the prepared map's grid) with the look the model learned: sampling starts from the
+        image's latent, noised ``strength`` of the way, guided by its map (at strength 1 the image is not
+        used and this is ``generate``)."""
+        return self.model.synthesize(
+            labels,
+            n=1,
+            steps=self.steps,
+            sampler=self.sampler,
+            seed=seed,
+            guidance_scale=self.guidance_scale,
+            plane=self.plane,
+            slice_index=self.slice_index,
+            strength=self.strength,
+            source=image,
+        )[0]

@@ -4,7 +4,11 @@
 ``synthesize(labels, n, ...)`` makes images that follow a label map, on the map's own grid (resampled to
 the model's grid and back as the semantic diffusion model does, ``sampling.grids``); ``generate_pairs(n,
 ...)`` makes image + label map pairs from nothing (DIFF-3) on the training grid, probe at the top.
-``draw`` is the sampling loop both use, and the trainers' sample grids too.
+``draw`` is the sampling loop both use, and the trainers' sample grids too. Below a start strength of 1
+(``strength``, or the package's ``start_strength``), a label-conditioned model starts image k from the
+autoencoder's latent (posterior mean) of the training-free simulator's image of the map (seed + k), or of
+the image to translate (``source``), noised that far along the chain (SDEdit, as the semantic diffusion
+model does in pixels): the simulator draws the layout, the model re-draws the texture.
 
 MONAI's ``LatentDiffusionInferer`` is not used for sampling: it runs its own scheduler loop (no progress
 callback for a cancellable Slicer job, one random generator for a batch where each EchoSynth image has its
@@ -26,7 +30,13 @@ from EchoSynthLib.data.labels import Structure, require_heart
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.processes import NoiseProcess
-from EchoSynthLib.diffusion.samplers import BetaSchedule, check_guidance, seeded_noise, with_and_without_map
+from EchoSynthLib.diffusion.samplers import (
+    BetaSchedule,
+    check_guidance,
+    seeded_noise,
+    steps_from,
+    with_and_without_map,
+)
 from EchoSynthLib.diffusion.spade_terms import reused_map_terms
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
@@ -37,7 +47,7 @@ from EchoSynthLib.models.latent.config import LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
 from EchoSynthLib.models.package import load_weights, read_package_header
 from EchoSynthLib.sampling.generators import step_batches
-from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
+from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, start_images, with_sector
 
 AUTOENCODER = "autoencoder"  # the package component holding the autoencoder's weights
 Steps = Callable[[int, int], None]
@@ -62,11 +72,14 @@ def draw(
     seed: int,
     guidance_scale: float = 1.0,
     progress: Steps | None = None,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
 ) -> torch.Tensor:
     """``count`` latents (scaled back to the autoencoder's range); latent b uses seed + b. ``seg``: the
     one-hot map (1 or count, C, ...) of a conditioned model; ``guidance_scale`` != 1 mixes in the
     prediction without it (classifier-free guidance; the model must have been trained with label
-    dropout)."""
+    dropout). ``init``: latents in the autoencoder's range to start from, noised ``strength`` of the
+    way."""
     device = next(denoiser.parameters()).device
     generators = [torch.Generator().manual_seed(int(seed) + b) for b in range(count)]
     noise = seeded_noise((count, *config.latent_shape), generators, device)
@@ -82,7 +95,8 @@ def draw(
 
     predict = process.clipped(predict, config.latent_clip)
     with reused_map_terms(denoiser):
-        latents = process.integrate(predict, noise, sampler, steps, generators, progress)
+        start = None if init is None else init.to(device) * config.scale_factor
+        latents = process.integrate(predict, noise, sampler, steps, generators, progress, start, strength)
     return latents / config.scale_factor
 
 
@@ -135,10 +149,25 @@ class LatentModel:
             return self.process.samplers[0]
         return requested
 
-    def check_sampling(self, sampler: str, steps: int, guidance_scale: float) -> None:
+    def check_sampling(
+        self, sampler: str, steps: int, guidance_scale: float, strength: float | None = None
+    ) -> None:
         """InputError for settings this model cannot sample with."""
         self.process.check(sampler, steps)
         check_guidance(guidance_scale, self.config.label_dropout if self.config.conditioned else 0.0)
+        chosen = self.start_strength(strength)
+        steps_from(steps, chosen)
+        if chosen < 1.0 and not self.config.conditioned:
+            raise InputError(f"{self.source}: a paired-generation model starts from noise only (strength 1)")
+
+    def start_strength(self, strength: float | None) -> float:
+        """``strength``, or the package's default (``start_strength``) for None."""
+        return self.config.start_strength if strength is None else strength
+
+    def encoded(self, images: np.ndarray) -> torch.Tensor:
+        """The autoencoder's posterior means of images (B, 1, ...) in [-1, 1]: latents to start from."""
+        with torch.no_grad():
+            return self.autoencoder.encode(torch.from_numpy(images).to(self.device))[0]
 
     def _batches(
         self,
@@ -150,13 +179,17 @@ class LatentModel:
         guidance_scale: float,
         batch_size: int,
         progress: Steps | None,
+        strength: float = 1.0,
+        starts: Callable[[int, int], np.ndarray] | None = None,
     ):
-        """Decoded outputs (B, C, ...) batch by batch; progress counts sampler steps over all batches."""
+        """Decoded outputs (B, C, ...) batch by batch; progress counts sampler steps over all batches.
+        Below ``strength`` 1, ``starts(seed, count)`` gives the images (count, 1, ...) to start from."""
         if n < 1 or batch_size < 1:
             raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
         check_seed(seed, n)
-        self.check_sampling(sampler, steps, guidance_scale)
+        self.check_sampling(sampler, steps, guidance_scale, strength)
         for start, count, advance in step_batches(n, batch_size, progress):
+            init = None if strength == 1.0 else self.encoded(starts(seed + start, count))
             latents = draw(
                 self.denoiser,
                 self.process,
@@ -168,6 +201,8 @@ class LatentModel:
                 seed=seed + start,
                 guidance_scale=guidance_scale,
                 progress=advance,
+                init=init,
+                strength=strength,
             )
             with torch.no_grad():
                 yield self.autoencoder.decode(latents).float().cpu()
@@ -197,15 +232,30 @@ class LatentModel:
         progress: Steps | None = None,
         plane: str = "ij",
         slice_index: int | None = None,
+        strength: float | None = None,
+        source: Volume | None = None,
     ) -> list[Volume]:
         """``n`` uint8 images following a canonical label map, each on the (prepared) map's grid; image k
-        uses seed + k. ``sampler``: see ``sampler_for``."""
+        uses seed + k. ``sampler``: see ``sampler_for``; ``strength`` and ``source`` (an image on the
+        prepared map's grid to start from instead of the simulator's: a translation): see the module
+        docstring."""
         target = self.prepare(labels, plane, slice_index)
-        one_hot, grid = model_conditioning(target, self.config.classes, self.config.image_shape)
+        if source is not None and not source.same_geometry(target):
+            raise InputError("the source image's grid differs from its label map's")
+        shape = self.config.image_shape
+        one_hot, grid = model_conditioning(target, self.config.classes, shape)
         seg = torch.from_numpy(one_hot[np.newaxis])
         sampler = self.sampler_for(sampler)
+        chosen = self.start_strength(strength)
+
+        def starts(first: int, count: int) -> np.ndarray:
+            return start_images(target, grid, shape, first, count, source)
+
         images: list[Volume] = []
-        for output in self._batches(n, seg, sampler, steps, seed, guidance_scale, batch_size, progress):
+        batches = self._batches(
+            n, seg, sampler, steps, seed, guidance_scale, batch_size, progress, chosen, starts
+        )
+        for output in batches:
             images.extend(image_back_onto(target, image[0].clamp(-1, 1).numpy(), grid) for image in output)
         return images
 

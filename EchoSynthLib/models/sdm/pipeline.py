@@ -30,10 +30,9 @@ from EchoSynthLib.models.families import SDM_KIND
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
-from EchoSynthLib.preprocessing.prepare import image_on_grid
 from EchoSynthLib.preprocessing.resample import Grid
 from EchoSynthLib.sampling.generators import ModelGenerator, step_batches
-from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
+from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, start_images, with_sector
 
 KIND = SDM_KIND
 
@@ -81,15 +80,6 @@ class Synthesizer:
         """``strength``, or the package's default (``start_strength``) for None."""
         return self.config.start_strength if strength is None else strength
 
-    def starting_images(self, target: Volume, grid: Grid, seed: int, count: int) -> torch.Tensor:
-        """The simulator's images of ``target`` (seeds seed .. seed + count - 1) on the model's grid,
-        (count, 1, S, S) in [-1, 1]: where sampling starts below strength 1."""
-        from EchoSynthLib.simulation import simulate_bmode
-
-        size = self.config.image_size
-        images = [image_on_grid(simulate_bmode(target, seed + k), grid) for k in range(count)]
-        return torch.from_numpy(np.stack(images).reshape(count, 1, size, size))
-
     def conditioning(self, labels: Volume) -> tuple[torch.Tensor, Grid]:
         """The one-hot map (1, C, S, S) in the model's classes, and the model grid it lies on."""
         size = self.config.image_size
@@ -128,20 +118,17 @@ class Synthesizer:
             self.to(device)
         target = with_sector(slice_of(labels, slice_index, plane))
         seg, grid = self.conditioning(target)
-        if source is not None:
-            if not source.same_geometry(target):
-                raise InputError("the source image's grid differs from its label map's")
-            size = self.config.image_size
-            on_model = torch.from_numpy(image_on_grid(source, grid).reshape(1, 1, size, size))
+        if source is not None and not source.same_geometry(target):
+            raise InputError("the source image's grid differs from its label map's")
+        shape = (self.config.image_size,) * 2
         images: list[Volume] = []
         for start, count, advance in step_batches(n, batch_size, progress):
             batch = seg.expand(count, -1, -1, -1).to(self.device)
-            if strength == 1.0:
-                init = None
-            elif source is not None:
-                init = on_model.expand(count, -1, -1, -1)
-            else:
-                init = self.starting_images(target, grid, seed + start, count)
+            init = (
+                None
+                if strength == 1.0
+                else torch.from_numpy(start_images(target, grid, shape, seed + start, count, source))
+            )
             out = sample(
                 self.model,
                 batch,
