@@ -109,6 +109,28 @@ class ModelGenerator:
             **start,
         )
 
+    def translate(self, image: Volume, labels: Volume, seed: int) -> Volume:
+        """``image`` (2D, on the prepared map's grid) with the look the model learned: sampling starts from
+        the image itself (a latent model: its latent), noised ``strength`` of the way (SDEdit), guided by
+        its map; at strength 1 (from pure noise) the image is not used and this is ``generate``."""
+        return self.model.synthesize(
+            labels,
+            n=1,
+            steps=self.steps,
+            sampler=self.sampler,
+            seed=seed,
+            guidance_scale=self.guidance_scale,
+            strength=self.strength,
+            source=image,
+        )[0]
+
+    @staticmethod
+    def start_description(strength: float | None) -> str:
+        """What a description adds for a start below strength 1 (nothing at 1 or unset)."""
+        if strength is None or strength >= 1.0:
+            return ""
+        return f" from the simulator's image (a translation: its source image) at strength {strength:g}"
+
 
 @dataclass(frozen=True)
 class GeneratorSettings:

@@ -27,6 +27,21 @@ from EchoSynthLib.preprocessing.prepare import PrepareSettings
 from EchoSynthLib.simulation import simulate_bmode
 
 
+def package_with_settings(package, folder, **settings):
+    """A copy of the model package ``package`` in ``folder`` with ``settings`` changed in its config (as a
+    shipped package may carry a sampling default such as ``start_strength``); the copy's path."""
+    import json
+    import shutil
+
+    from EchoSynthLib.models.package import CONFIG
+
+    shutil.copytree(package, folder)
+    document = json.loads((folder / CONFIG).read_text())
+    document["settings"].update(settings)
+    (folder / CONFIG).write_text(json.dumps(document))
+    return folder
+
+
 @pytest.fixture(scope="session", autouse=True)
 def feature_cache(tmp_path_factory):
     """``evaluate`` keeps features in a folder of the test session, never in the user's cache."""

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import ADVERSARIAL_RUN, TINY_ADVERSARIAL
+from conftest import ADVERSARIAL_RUN, TINY_ADVERSARIAL, package_with_settings
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import read_image, read_label_map, write_image, write_label_map
@@ -371,11 +371,7 @@ def test_a_start_strength_runs_the_last_steps_from_the_simulators_image(
     assert np.array_equal(half.array, model.synthesize(labels, seed=5, strength=0.5)[0].array)
     assert not np.array_equal(half.array, model.synthesize(labels, seed=5)[0].array)
     # The package's default start strength, and an explicit 1 over it.
-    package = tmp_path / "half"
-    shutil.copytree(trained.run / "model", package)
-    document = json.loads((package / "config.json").read_text())
-    document["settings"]["start_strength"] = 0.5
-    (package / "config.json").write_text(json.dumps(document))
+    package = package_with_settings(trained.run / "model", tmp_path / "half", start_strength=0.5)
     defaulted = AdversarialModel.load(package, "cpu")
     assert np.array_equal(defaulted.synthesize(labels, seed=5)[0].array, half.array)
     assert np.array_equal(

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_DENOISER
+from conftest import TINY_DENOISER, package_with_settings
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import read_image, read_label_map, read_segmentation
@@ -377,16 +377,8 @@ def test_every_sampler_can_start_from_an_image_at_its_strength(sampler):
 @pytest.fixture(scope="module")
 def from_simulator(conditioned, tmp_path_factory):
     """The tiny conditioned package with its own start strength 0.3 (as a shipped model may carry)."""
-    import shutil
-
-    from EchoSynthLib.models.package import CONFIG
-
-    package = tmp_path_factory.mktemp("packages") / "latent-from-simulator"
-    shutil.copytree(conditioned.run / "model", package)
-    document = json.loads((package / CONFIG).read_text())
-    document["settings"]["start_strength"] = 0.3
-    (package / CONFIG).write_text(json.dumps(document))
-    return package
+    folder = tmp_path_factory.mktemp("packages") / "latent-from-simulator"
+    return package_with_settings(conditioned.run / "model", folder, start_strength=0.3)
 
 
 def test_a_conditioned_model_can_start_from_the_simulators_image(

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import package_with_settings
 
 from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
 from EchoSynthLib.cli.main import main
@@ -470,12 +471,8 @@ def test_a_start_image_is_noised_to_its_strength_and_only_the_rest_runs(sampler)
 @pytest.fixture(scope="module")
 def from_simulator(trained, tmp_path_factory):
     """The tiny package with its own start strength 0.2 (as sdm-camus64 carries 0.5)."""
-    package = tmp_path_factory.mktemp("packages") / "from-simulator"
-    shutil.copytree(trained.run / "model", package)
-    document = json.loads((package / CONFIG).read_text())
-    document["settings"]["start_strength"] = 0.2
-    (package / CONFIG).write_text(json.dumps(document))
-    return package
+    folder = tmp_path_factory.mktemp("packages") / "from-simulator"
+    return package_with_settings(trained.run / "model", folder, start_strength=0.2)
 
 
 def test_sampling_can_start_from_the_simulators_image(synthesizer, from_simulator, odd_map, tmp_path, capsys):

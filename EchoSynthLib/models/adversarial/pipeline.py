@@ -188,9 +188,7 @@ class AdversarialGenerator(ModelGenerator):
             strength = model.start_strength(self.strength)
             steps = steps_from(model.config.steps, strength)
             self.description = f"{what}: {steps} step{'s' if steps > 1 else ''}"
-            if strength < 1.0:
-                start = "the simulator's image (a translation: its source image)"
-                self.description += f" from {start} at strength {strength:g}"
+            self.description += self.start_description(strength)
 
     @classmethod
     def of(cls, model: AdversarialModel, settings: GeneratorSettings) -> AdversarialGenerator:

@@ -34,27 +34,8 @@ class LatentGenerator(ModelGenerator):
             config = self.model.config
             what = f"{config.spatial_dims}D latent model {self.model.source.name} on {self.model.device}"
             self.description = f"{what}: {self.sampler}, {self.steps} steps"
-            if self.strength is not None and self.strength < 1.0:
-                start = "the simulator's image (a translation: its source image)"
-                self.description += f" from {start} at strength {self.strength:g}"
+            self.description += self.start_description(self.strength)
 
     def prepare(self, labels: Volume) -> Volume:
         """The map the model works on (see ``LatentModel.prepare``), checked."""
         return self.model.prepare(labels, self.plane, self.slice_index)
-
-    def translate(self, image: Volume, labels: Volume, seed: int) -> Volume:
-        """``image`` (on the prepared map's grid) with the look the model learned: sampling starts from the
-        image's latent, noised ``strength`` of the way, guided by its map (at strength 1 the image is not
-        used and this is ``generate``)."""
-        return self.model.synthesize(
-            labels,
-            n=1,
-            steps=self.steps,
-            sampler=self.sampler,
-            seed=seed,
-            guidance_scale=self.guidance_scale,
-            plane=self.plane,
-            slice_index=self.slice_index,
-            strength=self.strength,
-            source=image,
-        )[0]

@@ -154,9 +154,7 @@ class DiffusionGenerator(ModelGenerator):
         if not self.description:
             model = f"model {self.model.source.name} on {self.model.device}"
             self.description = f"{model}: {self.sampler}, {self.steps} steps"
-            if self.strength is not None and self.strength < 1.0:
-                start = "the simulator's image (a translation: its source image)"
-                self.description += f" from {start} at strength {self.strength:g}"
+            self.description += self.start_description(self.strength)
 
     def prepare(self, labels: Volume) -> Volume:
         """The chosen plane (a 2D map as it is) with a sector, checked. The model's conditioning (resampled
@@ -165,18 +163,3 @@ class DiffusionGenerator(ModelGenerator):
         target = with_sector(slice_of(labels, self.slice_index, self.plane))
         require_heart(target.array)
         return target
-
-    def translate(self, image: Volume, labels: Volume, seed: int) -> Volume:
-        """``image`` (2D, on the prepared map's grid) with the look the model learned: sampling starts from
-        the image itself, noised ``strength`` of the way (SDEdit), guided by its map; at strength 1 (from
-        pure noise) the image is not used and this is ``generate``."""
-        return self.model.synthesize(
-            labels,
-            n=1,
-            steps=self.steps,
-            sampler=self.sampler,
-            seed=seed,
-            guidance_scale=self.guidance_scale,
-            strength=self.strength,
-            source=image,
-        )[0]
