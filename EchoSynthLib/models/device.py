@@ -27,3 +27,14 @@ def pick_device(device: str | torch.device, warn: Callable[[str], None] | None =
         warn(f"{message}: running on the CPU (much slower)")
         return torch.device("cpu")
     return resolved
+
+
+def uses_bf16(device: torch.device, mixed_precision: bool) -> bool:
+    """Whether a model with ``mixed_precision`` runs in bf16 on ``device``: on CUDA GPUs only (training and
+    sampling alike); on a CPU bf16 is slower than float32."""
+    return mixed_precision and device.type == "cuda"
+
+
+def bf16_autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on ``device`` when ``enabled`` (see ``uses_bf16``), a no-op context otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

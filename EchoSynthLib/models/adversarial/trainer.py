@@ -33,6 +33,7 @@ from EchoSynthLib.models.adversarial.config import (
 from EchoSynthLib.models.adversarial.from_sdm import load_sdm, sdm_package, settings_from_sdm
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, Generator
 from EchoSynthLib.models.adversarial.process import FewStepProcess
+from EchoSynthLib.models.device import bf16_autocast, uses_bf16
 from EchoSynthLib.models.families import ADVERSARIAL
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.settings import NO_INIT, RunSettings
@@ -260,8 +261,8 @@ class AdversarialTrainer(StepTrainer):
         draws = self._draws(step, 0, config.batch_size, train=True)
         x0, seg, guides = self._inputs(batch, draws, "train", training=True)
         earlier, x_t = self.process.training_pair(x0, draws["t"], draws["noise"], draws["step_noise"])
-        use_bf16 = config.mixed_precision and self.device.type == "cuda"
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        use_bf16 = uses_bf16(self.device, config.mixed_precision)
+        autocast = bf16_autocast(self.device, use_bf16)
         regularise = config.r1_gamma > 0 and step % config.r1_every == 0
         with autocast:
             predicted, fake_earlier = self._fake(self.train_generator, x_t, draws, guides, seg)
@@ -269,7 +270,7 @@ class AdversarialTrainer(StepTrainer):
         real_earlier = earlier.detach().requires_grad_(regularise)
         both = torch.cat([real_earlier, fake_earlier.detach().float()])
         twice = [torch.cat([x, x]) for x in (x_t, draws["t"], guides, seg)]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16 and not regularise):
+        with bf16_autocast(self.device, use_bf16 and not regularise):
             scores = self.train_discriminator(both, *twice).float()
         real_scores, fake_scores = scores.chunk(2)
         losses = {"d_real": F.softplus(-real_scores).mean(), "d_fake": F.softplus(fake_scores).mean()}

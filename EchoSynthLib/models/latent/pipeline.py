@@ -41,7 +41,7 @@ from EchoSynthLib.diffusion.spade_terms import reused_map_terms
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
 from EchoSynthLib.models.autoencoder.network import build_autoencoder
-from EchoSynthLib.models.device import pick_device
+from EchoSynthLib.models.device import bf16_autocast, pick_device, uses_bf16
 from EchoSynthLib.models.latent.cleanup import clean_labels
 from EchoSynthLib.models.latent.config import LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
@@ -74,12 +74,13 @@ def draw(
     progress: Steps | None = None,
     init: torch.Tensor | None = None,
     strength: float = 1.0,
+    bf16: bool = False,
 ) -> torch.Tensor:
     """``count`` latents (scaled back to the autoencoder's range); latent b uses seed + b. ``seg``: the
     one-hot map (1 or count, C, ...) of a conditioned model; ``guidance_scale`` != 1 mixes in the
     prediction without it (classifier-free guidance; the model must have been trained with label
     dropout). ``init``: latents in the autoencoder's range to start from, noised ``strength`` of the
-    way."""
+    way. ``bf16``: the network runs under bf16 autocast (the samplers' arithmetic stays float32)."""
     device = next(denoiser.parameters()).device
     generators = [torch.Generator().manual_seed(int(seed) + b) for b in range(count)]
     noise = seeded_noise((count, *config.latent_shape), generators, device)
@@ -88,10 +89,11 @@ def draw(
 
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         steps_in = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
-        if seg is None or guidance_scale == 1.0:
-            return denoiser(x, steps_in, seg)
-        conditional, unconditional = with_and_without_map(denoiser, x, steps_in, seg)
-        return unconditional + guidance_scale * (conditional - unconditional)
+        with bf16_autocast(device, bf16):
+            if seg is None or guidance_scale == 1.0:
+                return denoiser(x, steps_in, seg).float()
+            conditional, unconditional = with_and_without_map(denoiser, x, steps_in, seg)
+        return unconditional.float() + guidance_scale * (conditional.float() - unconditional.float())
 
     predict = process.clipped(predict, config.latent_clip)
     with reused_map_terms(denoiser):
@@ -111,8 +113,11 @@ class LatentModel:
     source: Path
     process: NoiseProcess = field(init=False)
 
+    bf16: bool = field(init=False)
+
     def __post_init__(self) -> None:
         self.process = noise_process(self.config)
+        self.bf16 = uses_bf16(self.device, self.config.mixed_precision)  # on GPUs, as in training
 
     @classmethod
     def load(
@@ -166,8 +171,8 @@ class LatentModel:
 
     def encoded(self, images: np.ndarray) -> torch.Tensor:
         """The autoencoder's posterior means of images (B, 1, ...) in [-1, 1]: latents to start from."""
-        with torch.no_grad():
-            return self.autoencoder.encode(torch.from_numpy(images).to(self.device))[0]
+        with torch.no_grad(), bf16_autocast(self.device, self.bf16):
+            return self.autoencoder.encode(torch.from_numpy(images).to(self.device))[0].float()
 
     def _batches(
         self,
@@ -203,8 +208,9 @@ class LatentModel:
                 progress=advance,
                 init=init,
                 strength=strength,
+                bf16=self.bf16,
             )
-            with torch.no_grad():
+            with torch.no_grad(), bf16_autocast(self.device, self.bf16):
                 yield self.autoencoder.decode(latents).float().cpu()
 
     def prepare(self, labels: Volume, plane: str = "ij", slice_index: int | None = None) -> Volume:

@@ -21,6 +21,7 @@ from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.atomic import write_atomically
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.network import Autoencoder
+from EchoSynthLib.models.device import bf16_autocast, uses_bf16
 from EchoSynthLib.models.families import LATENT, LATENT_PAIRS
 from EchoSynthLib.models.latent.config import NO_AUTOENCODER, RUN_DEFAULTS, LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
@@ -210,8 +211,7 @@ class LatentTrainer(StepTrainer):
             seg = batch["labels"].to(self.device)
             seg = torch.where(drop.view(-1, *([1] * (seg.ndim - 1))), torch.zeros_like(seg), seg)
         x_t = self.process.noisy(latents, t, noise)
-        use_bf16 = self.config.mixed_precision and self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with bf16_autocast(self.device, uses_bf16(self.device, self.config.mixed_precision)):
             output = model(x_t, t, seg)
         return torch.nn.functional.mse_loss(output.float(), self.process.target(latents, noise))
 

@@ -20,6 +20,7 @@ from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import sample
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.device import bf16_autocast, uses_bf16
 from EchoSynthLib.models.families import SDM_KIND
 from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.sdm.config import RUN_DEFAULTS, SDMConfig
@@ -107,8 +108,7 @@ class SDMTrainer(StepTrainer):
         seg = torch.where(flip.view(-1, 1, 1, 1), seg.flip(-1), seg)
         seg = torch.where(drop.view(-1, 1, 1, 1), torch.zeros_like(seg), seg)
         x_t = self.diffusion.q_sample(images, t, noise)
-        use_bf16 = self.config.mixed_precision and self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with bf16_autocast(self.device, uses_bf16(self.device, self.config.mixed_precision)):
             output = model(x_t, t, seg)
         return self.diffusion.training_losses(output.float(), images, x_t, t, noise, self.config.vlb_weight)
 
