@@ -9,6 +9,11 @@ Prints a Markdown table.
 
     .venv/bin/python bench/latent_speed.py --threads 2 --dims 2 --samplers dpm++ ddim --steps 10 25 100
     .venv/bin/python bench/latent_speed.py --threads 2 --dims 3 --shape-3d 128 160 160 --steps 10 25
+    .venv/bin/python bench/latent_speed.py --device cuda --dims 2 3 --batches 1 64 --steps 25   # bf16 on GPUs
+
+On a GPU the networks run in bf16 (the models' ``mixed_precision``; ``--float32`` turns it off) and the
+table adds the peak GPU memory. ``--strength S`` times sampling from the simulator's image (2D and 3D
+label-conditioned models; the simulator's time included).
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ def _one(case: dict) -> dict:
 
     if case["threads"]:
         torch.set_num_threads(case["threads"])
+    if case["device"] != "cpu":
+        torch.cuda.reset_peak_memory_stats()
     if case["model"]:
         from EchoSynthLib.models.latent.pipeline import LatentModel
 
@@ -73,10 +80,13 @@ def _one(case: dict) -> dict:
         view, "ED", seed=0, grid=PhantomGrid.for_view(view, size=max(case["shape"]))
     ).labels
 
+    if case["float32"]:
+        model.bf16 = False
+
     def run(n: int) -> None:
         kwargs = {"n": n, "steps": case["steps"], "sampler": case["sampler"], "batch_size": n}
         if model.config.conditioned:
-            model.synthesize(labels, **kwargs)
+            model.synthesize(labels, strength=case["strength"], **kwargs)
         else:
             model.generate_pairs(**kwargs)
         if model.device.type == "cuda":
@@ -87,7 +97,9 @@ def _one(case: dict) -> dict:
     run(case["batch"])
     seconds = (time.perf_counter() - started) / case["batch"]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {**case, "seconds": seconds, "peak_mb": peak_mb, "threads_used": torch.get_num_threads()}
+    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if model.device.type == "cuda" else None
+    precision = "bf16" if model.bf16 else "float32"
+    return {**case, "seconds": seconds, "peak_mb": peak_mb, "gpu_mb": gpu_mb, "precision": precision}
 
 
 def main() -> None:
@@ -104,14 +116,28 @@ def main() -> None:
     parser.add_argument("--model", help="a latent model package instead of untrained networks")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--strength", type=float, default=1.0, help="below 1: from the simulator's image")
+    parser.add_argument("--float32", action="store_true", help="no bf16 on a GPU")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case as JSON
     args = parser.parse_args()
     if args.case:
         print(json.dumps(_one(json.loads(args.case))))
         return
     print(f"{platform.processor() or 'cpu'}, {args.threads or 'default'} threads, device {args.device}")
-    print("| model | shape | sampler | steps | batch | s per item | peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    columns = [
+        "model",
+        "shape",
+        "sampler",
+        "steps",
+        "strength",
+        "batch",
+        "precision",
+        "s_per_item",
+        "peak_RSS_MB",
+        "GPU_MB",
+    ]
+    print("| " + " | ".join(c.replace("_", " ") for c in columns) + " |")
+    print("| " + " | ".join("---" for _ in columns) + " |")
     for dims in args.dims:
         shape = args.shape_2d if dims == 2 else args.shape_3d
         conditioned = not (dims == 3 and args.paired_3d)
@@ -130,6 +156,8 @@ def main() -> None:
                         "device": args.device,
                         "threads": args.threads,
                         "model": args.model,
+                        "strength": args.strength if conditioned else 1.0,
+                        "float32": args.float32,
                     }
                     done = subprocess.run(
                         [sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True
@@ -140,8 +168,10 @@ def main() -> None:
                     r = json.loads(done.stdout.strip().splitlines()[-1])
                     what = f"{dims}D {'label-conditioned' if conditioned else 'paired'}"
                     size = "x".join(map(str, shape))
-                    numbers = f"{r['seconds']:.2f} | {r['peak_mb']:.0f}"
-                    print(f"| {what} | {size} | {sampler} | {steps} | {batch} | {numbers} |", flush=True)
+                    gpu = "" if r["gpu_mb"] is None else f"{r['gpu_mb']:.0f}"
+                    numbers = f"{r['precision']} | {r['seconds']:.3f} | {r['peak_mb']:.0f} | {gpu}"
+                    row = f"{what} | {size} | {sampler} | {steps} | {r['strength']:g} | {batch} | {numbers}"
+                    print(f"| {row} |", flush=True)
 
 
 if __name__ == "__main__":
