@@ -265,6 +265,8 @@ def test_the_3d_families_train_and_keep_geometry(tiny_cache_3d, tmp_path, phanto
     moved = Volume(labels.array, (0.9, 0.8, 1.1), (5.0, 6.0, 7.0), labels.direction)
     volume = model.synthesize(moved, n=1, steps=2, sampler="ddim")[0]
     assert volume.same_geometry(moved) and volume.array.shape == labels.array.shape
+    started = model.synthesize(moved, n=1, steps=2, sampler="ddim", strength=0.5)[0]  # from the simulator
+    assert started.same_geometry(moved) and not np.array_equal(started.array, volume.array)
     with pytest.raises(InputError, match="3D model needs a 3D label map"):
         model.synthesize(Volume(labels.array[:1]), steps=2)
     pairs = _train(cache, tmp_path / "p", tmp_path / "coderTrue" / "model", conditioned=False, **small)
