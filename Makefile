@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/echosynth demo --out out/demo --model sdm-camus64
+	$(BIN)/echosynth demo --out out/demo --model latent-camus128
 
 test: $(STAMP)
 	$(BIN)/ruff check EchoSynthLib EchoSynth Testing bench
