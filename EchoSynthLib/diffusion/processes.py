@@ -100,5 +100,6 @@ class NoiseProcess:
         self.check(sampler, steps)
         if self.kind == "rflow":
             return solve_flow(predict, noise, self.schedule.timesteps, steps, progress, init, strength)
-        schedule = self.schedule
-        return solve(predict, noise, schedule, sampler, steps, generators, progress, False, init, strength)
+        return solve(
+            predict, noise, self.schedule, sampler, steps, generators, progress, init=init, strength=strength
+        )

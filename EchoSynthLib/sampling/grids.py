@@ -48,18 +48,24 @@ def with_sector(labels: Volume) -> Volume:
     return labels.with_array(array)
 
 
+def require_source_on(target: Volume, source: Volume | None) -> None:
+    """InputError unless an image to translate (``source``; None: nothing to check) lies on the grid of
+    its prepared label map ``target``."""
+    if source is not None and not source.same_geometry(target):
+        raise InputError("the source image's grid differs from its label map's")
+
+
 def start_images(
     target: Volume, grid: Grid, shape: tuple[int, ...], seed: int, count: int, source: Volume | None = None
 ) -> np.ndarray:
     """Where a model's sampling starts below strength 1, on its grid of ``shape`` as (count, 1, *shape) in
     [-1, 1]: the training-free simulator's images of the prepared map ``target`` (seeds seed .. seed +
-    count - 1), or ``source``, an image on ``target``'s grid, for every one of them (a translation)."""
+    count - 1), or ``source``, an image on ``target``'s grid (``require_source_on``), for every one of them
+    (a translation)."""
     from EchoSynthLib.preprocessing.prepare import image_on_grid
     from EchoSynthLib.simulation import simulate_bmode
 
     if source is not None:
-        if not source.same_geometry(target):
-            raise InputError("the source image's grid differs from its label map's")
         images = [image_on_grid(source, grid)] * count
     else:
         images = [image_on_grid(simulate_bmode(target, seed + k), grid) for k in range(count)]

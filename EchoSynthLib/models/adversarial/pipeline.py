@@ -32,7 +32,7 @@ from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.models.families import ADVERSARIAL
 from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.sampling.generators import GeneratorSettings, ModelGenerator, Progress, step_batches
-from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, with_sector
+from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, require_source_on, with_sector
 
 Steps = Callable[[int, int], None]
 
@@ -135,9 +135,8 @@ class AdversarialModel:
         target = self.prepare(labels, plane, slice_index)
         size = self.config.image_size
         one_hot, grid = model_conditioning(target, self.config.classes, (size, size))
+        require_source_on(target, source)
         if source is not None:
-            if not source.same_geometry(target):
-                raise InputError("the source image's grid differs from its label map's")
             on_model = torch.from_numpy(image_on_grid(source, grid).reshape(1, 1, size, size))
         simulator = guide == SIMULATOR_GUIDE or (strength < 1.0 and source is None)
         model_map = on_grid(one_hot, self.config.classes, grid) if simulator else None

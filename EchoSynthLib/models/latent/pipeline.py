@@ -47,7 +47,13 @@ from EchoSynthLib.models.latent.config import LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
 from EchoSynthLib.models.package import load_weights, read_package_header
 from EchoSynthLib.sampling.generators import step_batches
-from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, start_images, with_sector
+from EchoSynthLib.sampling.grids import (
+    image_back_onto,
+    model_conditioning,
+    require_source_on,
+    start_images,
+    with_sector,
+)
 
 AUTOENCODER = "autoencoder"  # the package component holding the autoencoder's weights
 Steps = Callable[[int, int], None]
@@ -112,8 +118,7 @@ class LatentModel:
     device: torch.device
     source: Path
     process: NoiseProcess = field(init=False)
-
-    bf16: bool = field(init=False)
+    bf16: bool = field(init=False)  # the networks run under bf16 autocast (GPUs: ``uses_bf16``)
 
     def __post_init__(self) -> None:
         self.process = noise_process(self.config)
@@ -246,8 +251,7 @@ class LatentModel:
         prepared map's grid to start from instead of the simulator's: a translation): see the module
         docstring."""
         target = self.prepare(labels, plane, slice_index)
-        if source is not None and not source.same_geometry(target):
-            raise InputError("the source image's grid differs from its label map's")
+        require_source_on(target, source)
         shape = self.config.image_shape
         one_hot, grid = model_conditioning(target, self.config.classes, shape)
         seg = torch.from_numpy(one_hot[np.newaxis])

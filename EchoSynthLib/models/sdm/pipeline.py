@@ -32,7 +32,13 @@ from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
 from EchoSynthLib.preprocessing.resample import Grid
 from EchoSynthLib.sampling.generators import ModelGenerator, step_batches
-from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, start_images, with_sector
+from EchoSynthLib.sampling.grids import (
+    image_back_onto,
+    model_conditioning,
+    require_source_on,
+    start_images,
+    with_sector,
+)
 
 KIND = SDM_KIND
 
@@ -118,8 +124,7 @@ class Synthesizer:
             self.to(device)
         target = with_sector(slice_of(labels, slice_index, plane))
         seg, grid = self.conditioning(target)
-        if source is not None and not source.same_geometry(target):
-            raise InputError("the source image's grid differs from its label map's")
+        require_source_on(target, source)
         shape = (self.config.image_size,) * 2
         images: list[Volume] = []
         for start, count, advance in step_batches(n, batch_size, progress):
