@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from EchoSynthLib.anatomy import phantom_label_map
-from EchoSynthLib.data.atomic import staged_directory
 from EchoSynthLib.data.io import write_image, write_label_map
+from EchoSynthLib.data.outputs import owned_folder, scratch_folder
 from EchoSynthLib.simulation import SimulatorSettings, simulate_bmode
 from EchoSynthLib.visualization import panels_for, save_montage
 
@@ -23,6 +23,7 @@ DEMO_CASES = (
     ("3D", "ED", "lv3d_ed", ".nrrd", ".seg.nrrd"),
 )
 # One heart per view, shared by its ED and ES frames.
+DEMO_COMMAND = "demo"  # who wrote (and may replace) the demo folder and its model subfolders
 _VIEW_SEED_OFFSET = {"4CH": 0, "2CH": 1, "3D": 2}
 
 
@@ -34,7 +35,7 @@ def run_demo(
     out_dir = Path(out_dir)
     settings = SimulatorSettings()
     panels, manifest = [], {"seed": seed, "simulator": settings.__dict__, "cases": []}
-    with staged_directory(out_dir) as staging:
+    with owned_folder(out_dir, DEMO_COMMAND) as staging:
         for view, phase, stem, image_suffix, label_suffix in DEMO_CASES:
             phantom = phantom_label_map(view, phase, seed=seed + _VIEW_SEED_OFFSET[view])
             image = simulate_bmode(phantom.labels, seed=seed, settings=settings)
@@ -62,8 +63,6 @@ def demo_report(out_dir: str | os.PathLike, seed: int = 0, encoder: str | None =
     """A small ``evaluate`` report in ``out_dir``: 12 simulated images of new phantom hearts against a second
     phantom set (a cache of 24 simulated images, half of them its held-out split), in the shipped echo
     encoder's feature space. Shows what a report holds; the numbers compare the simulator with itself."""
-    import tempfile
-
     from EchoSynthLib.cache.store import build_cache
     from EchoSynthLib.datasets import scan_dataset
     from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
@@ -71,7 +70,7 @@ def demo_report(out_dir: str | os.PathLike, seed: int = 0, encoder: str | None =
     from EchoSynthLib.preprocessing.prepare import PrepareSettings
     from EchoSynthLib.simulation.dataset import write_phantom_dataset
 
-    with tempfile.TemporaryDirectory(prefix="echosynth-demo-") as scratch:
+    with scratch_folder("echosynth-demo-") as scratch:
         root = Path(scratch) / "reference"
         write_phantom_dataset(
             root, range(seed + 100, seed + 106), size=128, names=("{}.nii.gz", "{}_label.nii.gz")
@@ -103,7 +102,7 @@ def demo_model_images(demo_dir: str | os.PathLike, model: str, seed: int = 0, st
     generator = open_generator(GeneratorSettings(model, steps=steps))
     name = Path(model).name
     panels = []
-    with staged_directory(demo_dir / name) as staging:
+    with owned_folder(demo_dir / name, DEMO_COMMAND) as staging:
         for view, phase, stem, image_suffix, label_suffix in DEMO_CASES:
             if view == "3D":
                 continue

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from EchoSynthLib.augmentation.labelmaps import LabelMapAugmentation, augment_label_map, variant_seed
-from EchoSynthLib.checks import check_outputs, check_seed
-from EchoSynthLib.data.atomic import staged_files
+from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.io import (
     file_kind,
     find_label_files,
@@ -21,6 +20,7 @@ from EchoSynthLib.data.io import (
     write_label_map,
 )
 from EchoSynthLib.data.labels import ECHOSYNTH, LabelSchema, require_heart, schema_named
+from EchoSynthLib.data.outputs import check_place, new_files
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 
@@ -74,12 +74,13 @@ def augment_files(
     planned = [p for paths in outputs.values() for p in paths]
     if len(set(planned)) != len(planned):
         raise InputError("two inputs have the same file name; their outputs would overwrite each other")
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise InputError(f"{out_dir}: exists and is not a folder")
-    check_outputs(planned, files)
+    check_place(out_dir, files, whole=False)
+    taken = [p for p in planned if p.exists()]
+    if taken:  # before any work: nothing is replaced
+        raise InputError(f"{taken[0]}: exists; choose another --out folder or remove it")
     maps = {path: _read_checked(path, schema) for path in files}
     settings = settings or LabelMapAugmentation()
-    with staged_files(out_dir) as staged:
+    with new_files(out_dir, [p.name for p in planned], files) as staged:
         for path, labels in maps.items():
             base = file_seed(seed, path)
             for index, target in enumerate(outputs[path]):  # one variant in memory at a time

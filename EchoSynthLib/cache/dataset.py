@@ -37,6 +37,7 @@ class CachedPairs(torch.utils.data.Dataset):
         self.entries = self.cache.cases(split)
         if not self.entries:
             raise InputError(f"{self.cache.path}: the {split} split has no case")
+        self.cache.check(split)  # before any work: a damaged file fails now, not after hours of training
         self.layout = self.cache.manifest.layout
         self.one_hot = one_hot
         self.transform = transform

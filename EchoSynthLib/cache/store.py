@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,16 +22,18 @@ from typing import Any
 import numpy as np
 
 from EchoSynthLib import __version__
-from EchoSynthLib.checks import check_memory, check_outside
-from EchoSynthLib.data.atomic import sha256_of, staged_directory
+from EchoSynthLib.checks import check_memory
+from EchoSynthLib.data.atomic import sha256_of
 from EchoSynthLib.data.cases import SPLITS, Scan, Skipped
 from EchoSynthLib.data.labels import ClassLayout
+from EchoSynthLib.data.outputs import check_folder_output, owned_folder
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.preprocessing.prepare import PreparedCase, PrepareSettings, prepare_case
 from EchoSynthLib.preprocessing.splits import assign_splits
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+PREPARE_COMMAND = "prepare"  # the command that writes (and may replace) a cache
 # Peak memory per voxel of the target grid while one case is prepared (float images, resampling, labels).
 PREPARE_BYTES_PER_VOXEL = 64
 # Keys that identify what a cache was built from; a rerun with the same values is a no-op.
@@ -147,16 +150,10 @@ def build_cache(
     an error). ``progress`` is called with each case id.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
-    check_outside(out, scan.root, "the dataset folder")  # nothing is ever written inside ROOT
+    check_folder_output(out, PREPARE_COMMAND, [scan.root], also_owned=MANIFEST)  # never inside ROOT
     check_memory(
         PREPARE_BYTES_PER_VOXEL * math.prod(settings.size), f"preparing cases of {settings.size} voxels"
     )
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise InputError(
-            f"{out}: is a non-empty folder without an EchoSynth manifest; refusing to replace it"
-        )
     previous = read_manifest(out) if out.is_dir() else None
     identity = {
         "format_version": FORMAT_VERSION,
@@ -174,7 +171,7 @@ def build_cache(
     skipped = list(scan.skipped)
     entries: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     shapes: set[tuple[int, ...]] = set()
-    with staged_directory(out) as staging:
+    with owned_folder(out, PREPARE_COMMAND, [scan.root], also_owned=MANIFEST) as staging:
         for ref in scan.cases:
             if progress is not None:
                 progress(ref.case_id)
@@ -215,7 +212,7 @@ def write_prepared_cache(
         "sources": {},
     }
     entries: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
-    with staged_directory(out) as staging:
+    with owned_folder(out, PREPARE_COMMAND, also_owned=MANIFEST) as staging:
         for split, prepared in cases.items():
             entries[split] = [_write_case(staging, split, case) for case in prepared]
         document = _manifest(identity, settings, entries, shapes, [])
@@ -294,5 +291,22 @@ class CacheIndex:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return data["image"], data["labels"]
-        except (OSError, KeyError, ValueError) as error:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise InputError(f"{path}: cache file missing or damaged ({error}); rebuild the cache") from None
+
+    def check(self, split: str) -> None:
+        """Read every case of ``split`` once and refuse (InputError naming the file) what training would
+        only trip over later: unreadable or truncated files, object arrays, non-numeric or NaN/infinite
+        images, labels that are not integers, an image and labels of different shapes."""
+        for entry in self.cases(split):
+            image, labels = self.load(entry)
+            path = self.path / entry["file"]
+            problem = None
+            if image.dtype.kind not in "fiu" or labels.dtype.kind not in "iu":
+                problem = f"image {image.dtype}, labels {labels.dtype}: expected numbers and integer labels"
+            elif image.shape != labels.shape:
+                problem = f"image {image.shape} and labels {labels.shape} differ in shape"
+            elif not np.isfinite(image).all():
+                problem = "NaN or infinite image values"
+            if problem is not None:
+                raise InputError(f"{path}: cache file damaged ({problem}); rebuild the cache")

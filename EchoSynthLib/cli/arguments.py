@@ -117,9 +117,12 @@ def settings_from(args: argparse.Namespace) -> dict[str, object]:
     settings: dict[str, object] = {}
     if args.config is not None:
         try:
-            settings.update(json.loads(args.config.read_text()))
+            document = json.loads(args.config.read_text())
         except (OSError, ValueError) as error:
             raise InputError(f"{args.config}: cannot read the settings ({error})") from None
+        if not isinstance(document, dict):
+            raise InputError(f"{args.config}: settings must be a JSON object of NAME: VALUE pairs")
+        settings.update(document)
     for pair in args.set:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
@@ -129,3 +132,11 @@ def settings_from(args: argparse.Namespace) -> dict[str, object]:
         except ValueError:
             settings[name.strip()] = value
     return settings
+
+
+def advance_to(bar, fraction: float, total: int) -> None:
+    """Move a progress bar that counts whole items (images, maps) to the items done by ``fraction`` of the
+    work: never a fractional count such as 55.50000000000001/200."""
+    done = min(total, int(fraction * total + 1e-6))
+    if done > bar.n:
+        bar.update(done - bar.n)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -113,6 +114,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
     )
     if len(fractions) != 3 or len(args.fractions.split(",")) != 3:
         raise InputError(f"--fractions expects three numbers TRAIN,VAL,TEST, got '{args.fractions}'")
+    if not all(math.isfinite(f) and f >= 0 for f in fractions.values()) or sum(fractions.values()) <= 0:
+        raise InputError(f"--fractions must be finite, not negative, and not all 0, got '{args.fractions}'")
     size = args.size or ((128, 160, 160) if args.dataset == "mitea" else (128, 128))
     settings = PrepareSettings(
         size=size,
@@ -161,7 +164,9 @@ def _run_augment(args: argparse.Namespace) -> None:
 
     from EchoSynthLib.augmentation import augment_files
     from EchoSynthLib.data.io import find_label_files
+    from EchoSynthLib.data.outputs import check_place
 
+    check_place(args.out, args.labels, whole=False)  # never into (or as) a folder of the label maps
     files = find_label_files(args.labels)
     bars: list[tqdm] = []  # started on the first write, after every input has been checked
 

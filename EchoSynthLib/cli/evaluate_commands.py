@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from EchoSynthLib.cli.arguments import count_argument, seed_argument
+from EchoSynthLib.errors import InputError
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -64,15 +65,28 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from EchoSynthLib.checks import check_outputs, check_outside
+    from EchoSynthLib.data.outputs import check_folder_output, input_paths
     from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
-    from EchoSynthLib.evaluation.report import STAGES, EvaluationOptions, evaluate, load_inputs
+    from EchoSynthLib.evaluation.report import (
+        FILTER_COMMAND,
+        REPORT_COMMAND,
+        STAGES,
+        EvaluationOptions,
+        evaluate,
+        load_inputs,
+    )
     from EchoSynthLib.models.registry import feature_cache_dir
 
-    for out in filter(None, (args.out, args.filter)):  # a report inside the set would join it next time
-        check_outputs([out], [args.synthetic])
-        if Path(args.synthetic).is_dir():
-            check_outside(out, args.synthetic, "the synthetic folder")
+    sources = input_paths(
+        args.real, args.train, args.synthetic, args.labels, args.paired_with, args.inception_weights
+    )
+    sources += input_paths(*(p for p in (args.segmenter, args.encoder) if p and Path(p).is_dir()))
+    check_folder_output(args.out, REPORT_COMMAND, sources)  # before any work: nothing of a user's is replaced
+    if args.filter is not None:
+        check_folder_output(args.filter, FILTER_COMMAND, sources)
+        out, kept = Path(args.out).resolve(), Path(args.filter).resolve()
+        if out == kept or out.is_relative_to(kept) or kept.is_relative_to(out):
+            raise InputError(f"--filter and --out must be two separate folders, got {args.filter}")
     options = EvaluationOptions(
         real=args.real,
         synthetic=args.synthetic,

@@ -6,12 +6,15 @@ import argparse
 from pathlib import Path
 
 from EchoSynthLib.cli.arguments import (
+    advance_to,
     count_argument,
     seed_argument,
     settings_from,
     shard_argument,
 )
 from EchoSynthLib.models.families import families
+
+VALIDATE_COMMAND = "validate"  # the writer named in its JSON report (which a rerun may replace)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -110,8 +113,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from EchoSynthLib.data.outputs import check_folder_output
     from EchoSynthLib.models.families import family_named
 
+    # A run folder is new, empty or a run to resume; never the cache or inside it.
+    check_folder_output(args.out, "train", [args.data], also_owned="config.json")
     family = family_named(args.model).load()
     trainer = family.build_trainer(args.data, args.out, settings_from(args), args.device)
     total, main = trainer.settings.max_steps, trainer.rank.main  # under torchrun only the main process speaks
@@ -140,10 +146,12 @@ def _run_synthesize(args: argparse.Namespace) -> None:
 
     from EchoSynthLib.data.io import find_label_files
     from EchoSynthLib.data.labels import schema_named
+    from EchoSynthLib.data.outputs import check_place
     from EchoSynthLib.sampling.files import synthesize_files
     from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
     from EchoSynthLib.sampling.options import sampling_values
 
+    check_place(args.out, args.labels, whole=False)  # never into (or as) a folder of the label maps
     inputs = find_label_files(args.labels)
     settings = GeneratorSettings(args.model, device=args.device, **sampling_values(args))
     if args.shard is None:  # under torchrun each process makes its part
@@ -157,7 +165,7 @@ def _run_synthesize(args: argparse.Namespace) -> None:
     with tqdm(total=maps, desc="synthesize", unit="map", delay=0.5) as bar:
 
         def advance(fraction: float, _name: str) -> None:
-            bar.update(fraction * maps - bar.n)
+            advance_to(bar, fraction, maps)
 
         outputs = synthesize_files(
             generator,
@@ -191,7 +199,7 @@ def _run_generate(args: argparse.Namespace) -> None:
             seed=args.seed,
             steps=args.steps,
             sampler=args.sampler,
-            progress=lambda fraction: bar.update(fraction * args.n - bar.n),
+            progress=lambda fraction: advance_to(bar, fraction, args.n),
         )
     print(f"wrote {2 * len(written)} files to {args.out}/")
 
@@ -201,11 +209,13 @@ def _run_validate(args: argparse.Namespace) -> None:
 
     from tqdm import tqdm
 
-    from EchoSynthLib.data.atomic import write_atomically
+    from EchoSynthLib.data.outputs import check_report_output, write_report
     from EchoSynthLib.evaluation.adherence import adherence_report
     from EchoSynthLib.models.sdm.pipeline import Synthesizer
     from EchoSynthLib.models.segmenter.network import Segmenter
 
+    if args.out is not None:  # before any work
+        check_report_output(args.out, VALIDATE_COMMAND, [args.data])
     synthesizer = Synthesizer.load(args.model, args.device)
     segmenter = Segmenter.load(args.segmenter, synthesizer.device)
     with tqdm(desc="validate", unit="image", delay=0.5) as bar:
@@ -220,7 +230,6 @@ def _run_validate(args: argparse.Namespace) -> None:
             seed=args.seed,
             progress=bar.update,
         )
-    text = json.dumps(report, indent=1)
     if args.out is not None:
-        write_atomically(args.out, lambda tmp: tmp.write_text(text))
-    print(text)
+        write_report(args.out, VALIDATE_COMMAND, report, [args.data])
+    print(json.dumps(report, indent=1))

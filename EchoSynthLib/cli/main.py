@@ -47,10 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, or a usage error already printed as one line
         return int(stop.code or 0)
-    return run_main(
-        lambda: args.run(args),
-        lambda message: print(f"echosynth {args.command}: error: {message}", file=sys.stderr),
-    )
+    return run_main(lambda: args.run(args), lambda message: _report(args.command, message))
+
+
+def _report(command: str, message: str) -> None:
+    """The one error line, on a line of its own: a progress bar still open is closed first (it ends its
+    line), so the message is never glued to it."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    print(f"echosynth {command}: error: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

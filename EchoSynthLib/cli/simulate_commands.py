@@ -106,14 +106,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _run_phantom(args: argparse.Namespace) -> None:
     from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
     from EchoSynthLib.data.io import file_kind, write_label_map
+    from EchoSynthLib.data.outputs import check_new_file, output_lock
 
     file_kind(args.out)
+    check_new_file(args.out)  # before any work; a label file is never replaced
     overrides = {k: v for k, v in (("depth_mm", args.depth), ("angle_deg", args.angle)) if v is not None}
     if args.view == "3D" and args.angle is not None:
         overrides["elevation_angle_deg"] = args.angle
     grid = PhantomGrid.for_view(args.view, args.size, **overrides)
     phantom = phantom_label_map(args.view, args.phase, args.seed, grid, **parse_settings(args.set))
-    path = write_label_map(phantom.labels, args.out)
+    with output_lock(args.out):
+        check_new_file(args.out)
+        path = write_label_map(phantom.labels, args.out)
     print(f"wrote {path} ({phantom.labels.describe_geometry()})")
 
 
@@ -131,10 +135,10 @@ def _run_simulate(args: argparse.Namespace) -> None:
 
     from tqdm import tqdm
 
-    from EchoSynthLib.checks import check_outputs, check_seed
-    from EchoSynthLib.data.atomic import staged_files
+    from EchoSynthLib.checks import check_seed
     from EchoSynthLib.data.io import file_kind, read_label_map, write_image
     from EchoSynthLib.data.labels import schema_named
+    from EchoSynthLib.data.outputs import check_new_file, new_files
     from EchoSynthLib.simulation import SimulatorSettings, simulate_bmode
 
     if file_kind(args.out) != "image":
@@ -149,10 +153,12 @@ def _run_simulate(args: argparse.Namespace) -> None:
     }
     settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
     seeds = range(args.seed, args.seed + args.n)
-    check_outputs((_output_path(args.out, seed, args.n) for seed in seeds), [args.labels])
+    outputs = [_output_path(args.out, seed, args.n) for seed in seeds]
+    for output in outputs:  # before any work: an image is never replaced, nor an input
+        check_new_file(output, [args.labels])
     labels = read_label_map(args.labels, schema_named(args.schema))
     # Each image is written to the staging folder as soon as it is made; all appear together at the end.
-    with staged_files(args.out.parent) as staged:
+    with new_files(args.out.parent, [p.name for p in outputs], [args.labels]) as staged:
         for seed in tqdm(seeds, desc="simulate", unit="image", disable=args.n == 1):
             image = simulate_bmode(labels, seed, settings)
             write_image(image, staged.path(_output_path(args.out, seed, args.n).name))
@@ -219,8 +225,10 @@ def _run_phantom_dataset(args: argparse.Namespace) -> None:
 def _run_demo(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from EchoSynthLib.demo import DEMO_CASES, run_demo
+    from EchoSynthLib.data.outputs import check_folder_output
+    from EchoSynthLib.demo import DEMO_CASES, DEMO_COMMAND, run_demo
 
+    check_folder_output(args.out, DEMO_COMMAND)  # before any work: a user's folder is never replaced
     with tqdm(total=len(DEMO_CASES), desc="demo", unit="case") as bar:
 
         def advance(case: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from EchoSynthLib.cli.arguments import seed_argument
+from EchoSynthLib.cli.arguments import advance_to, seed_argument
 
 SEGMENTER = "segmenter-camus"
 
@@ -66,7 +66,7 @@ def _run_translate(args: argparse.Namespace) -> None:
     from EchoSynthLib.data.io import find_label_files
     from EchoSynthLib.data.labels import schema_named
     from EchoSynthLib.errors import InputError
-    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.sampling.generators import SIMULATOR, GeneratorSettings, open_generator
     from EchoSynthLib.sampling.options import sampling_values
     from EchoSynthLib.sampling.translate import echonet_sources, file_sources, translate_files
 
@@ -75,8 +75,10 @@ def _run_translate(args: argparse.Namespace) -> None:
             raise InputError("--echonet brings its own LV tracings; --labels goes with --images")
         if args.every_frame and not args.segment:
             raise InputError("--every-frame needs --segment: only the ED and ES frames are traced")
-        sources = echonet_sources(args.echonet, args.split, args.every_frame)
-        inputs = []
+        sources = echonet_sources(
+            args.echonet, args.split, args.every_frame, lambda m: print(f"warning: {m}", file=sys.stderr)
+        )
+        inputs = [args.echonet]
     else:
         if args.labels is None and not args.segment:
             raise InputError(
@@ -87,7 +89,12 @@ def _run_translate(args: argparse.Namespace) -> None:
         images = find_label_files(args.images)
         labels = find_label_files(args.labels) if args.labels is not None else None
         sources = file_sources(images, labels, schema_named(args.schema))
-        inputs = [*images, *(labels or [])]
+        inputs = [*args.images, *(args.labels or []), *images, *(labels or [])]
+    if args.model == SIMULATOR:
+        raise InputError(
+            "the simulator draws an image from a label map only and cannot keep an image's content; "
+            "translate with a trained model (echosynth models list)"
+        )
     settings = GeneratorSettings(args.model, device=args.device, **sampling_values(args))
     generator = open_generator(settings, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     segment = None
@@ -103,7 +110,7 @@ def _run_translate(args: argparse.Namespace) -> None:
             args.out,
             segment=segment,
             seed=args.seed,
-            progress=lambda fraction, _name: bar.update(fraction * len(sources) - bar.n),
+            progress=lambda fraction, _name: advance_to(bar, fraction, len(sources)),
             inputs=inputs,
             slices=args.slices,
         )

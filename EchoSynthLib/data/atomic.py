@@ -103,9 +103,12 @@ def staged_directory(target: str | os.PathLike) -> Iterator[Path]:
     The replacement is two renames (target away, staging in); ``recover_directory`` (run first here)
     undoes what a kill between them leaves."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    recover_directory(target)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:  # a failure names the user's folder, not a temporary one
+        target.parent.mkdir(parents=True, exist_ok=True)
+        recover_directory(target)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(target)) from None
     try:
         yield staging
         os.chmod(staging, _default_mode(directory=True))
@@ -129,10 +132,13 @@ class StagedFiles:
     Each file is written when it is made (memory stays flat however many there are); until ``commit``
     nothing appears in ``directory``, so a failed or interrupted run leaves nothing there."""
 
-    def __init__(self, directory: str | os.PathLike) -> None:
+    def __init__(self, directory: str | os.PathLike, prefix: str = ".staging.") -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=self.directory))
+        try:  # a failure names the user's folder, not a temporary one
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.directory))
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, str(self.directory)) from None
 
     def path(self, name: str) -> Path:
         """Where to write the file that will be ``directory/name``."""

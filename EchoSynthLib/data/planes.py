@@ -19,8 +19,12 @@ PLANES = ("ij", "kj")
 
 
 def slice_of(labels: Volume, index: int | None = None, plane: str = "ij") -> Volume:
-    """Slice ``index`` (default: the middle) of ``plane`` as a single-slice volume; a 2D map as it is."""
+    """Slice ``index`` (default: the middle) of ``plane`` as a single-slice volume; a 2D map as it is
+    (asking for a slice or another plane of a 2D map is an InputError: it would be silently ignored)."""
     if labels.is_2d:
+        if index is not None or plane != "ij":
+            asked = f"slice {index}" if index is not None else f"plane {plane}"
+            raise InputError(f"{asked} asked of a 2D map: --slice and --plane pick a plane of a 3D map")
         return labels
     if plane not in PLANES:
         raise InputError(f"unknown plane '{plane}' (use {' or '.join(PLANES)})")

@@ -17,6 +17,11 @@ from EchoSynthLib.errors import InputError
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
+# Voxel sizes an image can have (0.1 micrometre to 100 m): beyond them a physical grid computed from the
+# spacing has no sensible size (1e-30 mm asked scipy for an array past its limit, 1e30 overflowed).
+SPACING_RANGE = (1e-4, 1e5)
+
+
 @dataclass(frozen=True, eq=False)
 class Volume:
     """Voxel array (k, j, i) plus spacing/origin (i, j, k) and a row-major 3x3 direction matrix."""
@@ -33,6 +38,10 @@ class Volume:
         spacing = tuple(float(s) for s in self.spacing)
         if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
             raise InputError(f"spacing must be three positive numbers, got {self.spacing}")
+        low, high = SPACING_RANGE
+        if not all(low <= s <= high for s in spacing):
+            shown = ", ".join(f"{s:.3g}" for s in spacing)
+            raise InputError(f"spacing ({shown}) mm is outside {low:g}..{high:g} mm (no image has voxels so)")
         origin = tuple(float(o) for o in self.origin)
         direction = tuple(float(d) for d in self.direction)
         if len(origin) != 3 or len(direction) != 9:

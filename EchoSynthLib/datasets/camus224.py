@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def _arrays(path: Path, mtime_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
             images, labels, ids = data["images"], data["labels"], data["ids"]
     except InputError:
         raise  # an InputError is a ValueError: keep its own message
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # a truncated archive: BadZipFile
         raise InputError(f"{path}: cannot be read as a .npz archive ({error})") from None
     if images.ndim != 3 or images.shape != labels.shape or len(ids) != images.shape[0]:
         raise InputError(

@@ -10,6 +10,7 @@ Coordinates are pixels (x = column, y = row) with pixel centres at integer value
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -78,6 +79,16 @@ def _polygon(chords: list[tuple[float, float, float, float]]) -> np.ndarray:
     return np.concatenate([rows[:, 0:2], rows[::-1, 2:4]])
 
 
+def _opencv():
+    """OpenCV, with FFmpeg's own log lines (e.g. "[mjpeg @ 0x...] overread" on a damaged AVI) silenced:
+    a damaged video is reported as one line naming the file, not FFmpeg's. OpenCV reads
+    OPENCV_FFMPEG_LOGLEVEL when its FFmpeg backend starts (-8: quiet); a value the user set is kept."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    import cv2
+
+    return cv2
+
+
 def _area(polygon: np.ndarray) -> float:
     """Shoelace area of a closed x/y outline."""
     x, y = polygon[:, 0], polygon[:, 1]
@@ -86,7 +97,7 @@ def _area(polygon: np.ndarray) -> float:
 
 def _read_frame(path: Path, frame: int) -> np.ndarray:
     """Frame ``frame`` of a video as a uint8 (rows, cols) grey image, decoding only up to it."""
-    import cv2
+    cv2 = _opencv()
 
     if frame < 0:
         raise InputError(f"{path}: frame {frame} is negative (frame indices start at 0)")
@@ -109,7 +120,7 @@ def _read_frame(path: Path, frame: int) -> np.ndarray:
 
 def frame_count(path: str | Path) -> int:
     """The number of frames of a video, read from its header (no decoding)."""
-    import cv2
+    cv2 = _opencv()
 
     capture = cv2.VideoCapture(str(path))
     try:
@@ -122,7 +133,7 @@ def frame_count(path: str | Path) -> int:
 
 def read_video(path: str | Path) -> np.ndarray:
     """Every frame of a video as uint8 (frames, rows, cols) grey images."""
-    import cv2
+    cv2 = _opencv()
 
     capture = cv2.VideoCapture(str(path))
     frames = []

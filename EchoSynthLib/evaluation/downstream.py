@@ -8,7 +8,6 @@ test images (each image's Dice averaged over the seeds first).
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from EchoSynthLib.data.labels import ECHOSYNTH, ClassLayout, Structure
+from EchoSynthLib.data.outputs import scratch_folder
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.image_sets import ImageSet
 from EchoSynthLib.preprocessing.prepare import PreparedCase, PrepareSettings
@@ -146,7 +146,7 @@ def downstream(
     ]
     conditions["real, labels shuffled (control)"] = _prepared(real_train, "train", shuffle_labels=True)
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="echosynth-downstream-") as scratch:
+    with scratch_folder("echosynth-downstream-") as scratch:
         for name, cases in conditions.items():
             per_seed = []
             for seed in settings.seeds:

@@ -172,8 +172,11 @@ def features_of(
             else cache / f"{space.key}-{space.identity}-{images.fingerprint()}-{view}.npy"
         )
         if path is not None and path.is_file():
-            found[view] = np.load(path, allow_pickle=False)
-            continue
+            try:
+                found[view] = np.load(path, allow_pickle=False)
+                continue
+            except (OSError, ValueError, EOFError):  # a damaged feature cache entry: computed again
+                path.unlink(missing_ok=True)
         found[view] = np.asarray(space.embed(array), dtype=np.float64)
         if path is not None:
             write_atomically(path, lambda tmp, values=found[view]: _save(tmp, values))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from EchoSynthLib import __version__
-from EchoSynthLib.data.atomic import staged_directory
+from EchoSynthLib.data.outputs import input_paths, owned_folder
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation import distribution, figures, image_metrics
 from EchoSynthLib.evaluation.features import DEFAULT_ENCODER, FeatureSpace, features_of
@@ -39,6 +39,9 @@ STAGES = (
     "downstream",
     "figures and report",
 )
+
+
+REPORT_COMMAND, FILTER_COMMAND = "evaluate", "evaluate --filter"  # who wrote a report / filtered folder
 
 
 @dataclass
@@ -288,7 +291,8 @@ def evaluate(
     done("downstream")
 
     begin("figures and report")
-    with staged_directory(options.out) as staging:
+    sources = input_paths(options.real, options.train, options.synthetic, options.labels, options.paired_with)
+    with owned_folder(options.out, REPORT_COMMAND, sources) as staging:
         made = [figures.sample_grid({"real": real, "synthetic": synthetic}, staging / "samples.png")]
         if synthetic.labels is not None:
             made.append(
@@ -323,12 +327,15 @@ def evaluate(
         (staging / "report.json").write_text(json.dumps(report, indent=1))
         (staging / "report.html").write_text(html_report(report, staging))
     if options.filter_out is not None:
-        write_filtered(synthetic, check.flagged, options.filter_out)
+        write_filtered(synthetic, check.flagged, options.filter_out, [*sources, options.out])
     return report
 
 
-def write_filtered(images: ImageSet, flagged: np.ndarray, out: Path) -> list[Path]:
-    """Copy the images below the memorisation threshold (with their label files) to ``out`` (whole)."""
+def write_filtered(
+    images: ImageSet, flagged: np.ndarray, out: Path, inputs: Sequence[Path] = ()
+) -> list[Path]:
+    """Copy the images below the memorisation threshold (with their label files) to ``out`` (whole; never
+    one of ``inputs``)."""
     import shutil
 
     from EchoSynthLib.data.io import with_data_files
@@ -336,7 +343,7 @@ def write_filtered(images: ImageSet, flagged: np.ndarray, out: Path) -> list[Pat
     if not images.files:
         raise InputError("--filter needs a folder of synthetic images (a cache split cannot be filtered)")
     written = []
-    with staged_directory(out) as staging:
+    with owned_folder(out, FILTER_COMMAND, inputs) as staging:
         for path, bad in zip(images.files, flagged, strict=True):
             if not bad:
                 for source in with_data_files(path):

@@ -35,6 +35,7 @@ class SynthesisOptions(GeneratorSettings):
     augment: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the generator settings' own checks (strength, sampler, steps, ...)
         if self.n < 1 or self.augment < 0:
             raise InputError(f"n must be at least 1 and augment at least 0, got {self.n} and {self.augment}")
 

@@ -18,6 +18,7 @@ Importing this module does not import torch (the model manager reads package hea
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,10 @@ def save_package(
         raise InputError(f"a package needs components named like identifiers, got {list(parts)}")
     task = _task(kind)
     folder = Path(folder)
+    if folder.is_dir() and any(folder.iterdir()) and not is_package_folder(folder):
+        raise InputError(f"{folder}: is a folder that holds no model package; refusing to replace it")
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: exists and is not a folder")
     with staged_directory(folder) as staging:
         listed = []
         for name, part in parts.items():
@@ -211,8 +216,10 @@ def load_weights(
 
 
 def upgrade_package(folder: str | Path) -> Path:
-    """Convert a format-1 package in place to format 2 (its weights become the ``model`` component);
-    the folder is replaced whole. A format-2 package is left as it is."""
+    """Convert a format-1 package in place to format 2: every ``*.safetensors`` file becomes the component
+    of its name (``model``, and e.g. ``discriminator`` or ``autoencoder``), every other file in the folder
+    (the card, a user's notes) is kept as it is, and only ``config.json`` is rewritten; the folder is
+    replaced whole. A format-2 package is left as it is."""
     folder = Path(folder)
     config = _read_config(folder)
     if config.get("format_version") == FORMAT_VERSION:
@@ -227,9 +234,12 @@ def upgrade_package(folder: str | Path) -> Path:
     settings = {k: v for k, v in config.items() if k not in ("format_version", "kind", PROVENANCE)}
     provenance = config.get(PROVENANCE) if isinstance(config.get(PROVENANCE), dict) else {}
     with staged_directory(folder) as staging:
-        for name in (WEIGHTS, CARD):
-            (staging / name).write_bytes((folder / name).read_bytes())
-        listed = [{"name": DEFAULT_COMPONENT, "file": WEIGHTS, "sha256": sha256_of(staging / WEIGHTS)}]
+        for item in folder.iterdir():
+            if item.name != CONFIG:
+                copy = shutil.copytree if item.is_dir() else shutil.copy2
+                copy(item, staging / item.name)
+        weights = sorted(p for p in staging.glob("*.safetensors") if p.stem.isidentifier())
+        listed = [{"name": p.stem, "file": p.name, "sha256": sha256_of(p)} for p in weights]
         document = _document(kind, _task(kind), listed, settings, provenance)
         (staging / CONFIG).write_text(json.dumps(document, indent=1))
     return folder

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from EchoSynthLib.checks import check_outputs, check_seed
-from EchoSynthLib.data.atomic import staged_files
+from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.io import file_kind, full_suffix, read_label_map, stem_of, write_image, write_label_map
 from EchoSynthLib.data.labels import LabelSchema
+from EchoSynthLib.data.outputs import WHOLE, check_place, new_files
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.sampling.generators import Generator
@@ -95,6 +95,28 @@ def planned_names(inputs: Sequence[Path], n: int, augment: int) -> dict[Path, li
     return plan
 
 
+def _shard_names(
+    plan: dict[Path, list[tuple[str, list[str]]]],
+    inputs: Sequence[Path],
+    n: int,
+    augment: int,
+    part: tuple[int, int],
+) -> list[str]:
+    """The file names a run (or its shard ``part``: images lo..hi of the run's numbering) writes."""
+    lo, hi = part
+    names = []
+    for position, path in enumerate(inputs):
+        for index, (name, files) in enumerate(plan[path]):
+            base = (position * (1 + augment) + index) * n
+            first, stop = max(lo - base, 0), min(hi - base, n)
+            if first >= stop:
+                continue
+            if index > 0 and first == 0:
+                names.append(f"{name}{full_suffix(path)}")
+            names += files[first:stop]
+    return names
+
+
 def synthesize_files(
     generator: Generator,
     inputs: Sequence[Path],
@@ -122,17 +144,19 @@ def synthesize_files(
     check_seed(seed, len(inputs) * (1 + augment) * n)
     plan = planned_names(inputs, n, augment)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: exists and is not a folder")
-    finals = [out_dir / f for entries in plan.values() for _, files in entries for f in files]
-    check_outputs(finals, inputs)
     lo, hi = shard_range(len(inputs) * (1 + augment) * n, shard)
+    names = _shard_names(plan, inputs, n, augment, (lo, hi))
+    check_place(out_dir, inputs, whole=False)
+    taken = [name for name in names if (out_dir / name).exists()]
+    if taken:  # before any work: nothing is replaced
+        raise InputError(f"{out_dir / taken[0]}: exists; choose another --out folder or remove it")
     maps = read_checked_maps(generator, inputs, schema)
     if augment:
         from EchoSynthLib.augmentation import augment_label_map, variant_seed
     outputs: list[SynthesisOutput] = []
     done, total = 0, max(hi - lo, 1)
-    with staged_files(out_dir) as staged:
+    part = WHOLE if shard == (0, 1) else f"shard-{shard[0]}-of-{shard[1]}"
+    with new_files(out_dir, names, inputs, part) as staged:
         for position, (path, labels) in enumerate(zip(inputs, maps, strict=True)):
             for index, (name, files) in enumerate(plan[path]):
                 base = (position * (1 + augment) + index) * n  # the run-wide number of this map's image 0

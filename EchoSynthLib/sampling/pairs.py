@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from EchoSynthLib.checks import check_seed
-from EchoSynthLib.data.atomic import staged_files
 from EchoSynthLib.data.io import write_image, write_label_map
+from EchoSynthLib.data.outputs import new_files
 from EchoSynthLib.errors import InputError
 
 CHUNK = 16  # pairs made (and held in memory) at a time
@@ -58,14 +58,9 @@ def generate_pair_files(
     check_seed(seed, n)
     model.check_sampling(model.sampler_for(sampler), steps, 1.0)  # before anything is written
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: exists and is not a folder")
     names = pair_names(n)
-    taken = [out_dir / name for pair in names for name in pair if (out_dir / name).exists()]
-    if taken:
-        raise InputError(f"{taken[0]}: exists; choose another --out folder")
     written: list[tuple[Path, Path]] = []
-    with staged_files(out_dir) as staged:
+    with new_files(out_dir, [name for pair in names for name in pair]) as staged:
         for start in range(0, n, CHUNK):
             count = min(CHUNK, n - start)
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from EchoSynthLib.checks import check_outputs, check_seed
-from EchoSynthLib.data.atomic import staged_files
+from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.io import (
     full_suffix,
     read_image,
@@ -29,6 +28,7 @@ from EchoSynthLib.data.io import (
     write_label_map,
 )
 from EchoSynthLib.data.labels import ECHOSYNTH, LabelSchema, Structure
+from EchoSynthLib.data.outputs import check_place, new_files
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
@@ -91,6 +91,20 @@ class TranslationSource:
     group: str = ""  # sources of one group (the frames of a video) share one seed; "": a group of its own
 
 
+# A label map has a handful of small whole values (0 background .. 4 sector in every schema here); an
+# echo image, even a dark or thresholded one, has many grey levels.
+LABEL_LIKE_VALUES = 8
+
+
+def require_echo_image(image: Volume) -> None:
+    """InputError for an image that is a label map (a few small whole values) rather than echo."""
+    values = np.unique(image.array)
+    whole = np.issubdtype(values.dtype, np.integer) or bool(np.all(values == np.round(values)))
+    if whole and values.size <= LABEL_LIKE_VALUES and values.max(initial=0) <= LABEL_LIKE_VALUES:
+        shown = ", ".join(str(int(v)) for v in values)
+        raise InputError(f"holds only the values {shown}: a label map, not an echo image (see --labels)")
+
+
 def file_sources(
     images: Sequence[Path], labels: Sequence[Path] | None = None, schema: LabelSchema = ECHOSYNTH
 ) -> list[TranslationSource]:
@@ -101,6 +115,7 @@ def file_sources(
 
     def load(index: int) -> tuple[Volume, Volume | None]:
         image = read_image(images[index])
+        require_echo_image(image)
         if labels is None:
             return image, None
         given = read_label_map(labels[index], schema)
@@ -120,16 +135,27 @@ def file_sources(
 
 
 def echonet_sources(
-    root: str | Path, split: str | None = None, every_frame: bool = False
+    root: str | Path,
+    split: str | None = None,
+    every_frame: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> list[TranslationSource]:
     """The traced ED and ES frames of every EchoNet-Dynamic video under ``root`` (of one FileList
     split, if given), each with its LV cavity tracing as the user's label map; with ``every_frame``, every
     frame of those videos (``VIDEO_fNNNN``; the traced ones keep their tracing, the others need the
     segmenter), the frames of a video sharing one seed so that only the anatomy changes from frame to
-    frame."""
+    frame. Cases the dataset lists but cannot give (a missing video, too few tracings) are said through
+    ``warn``, grouped by reason, as ``prepare`` reports them."""
     from EchoSynthLib.datasets.echonet import frame_count, read_video, scan
 
-    refs = [r for r in scan(root).cases if split is None or r.split == split]
+    found = scan(root)
+    if warn is not None:
+        reasons: dict[str, list[str]] = {}
+        for skipped in found.skipped:
+            reasons.setdefault(skipped.reason, []).append(skipped.source)
+        for reason, sources in reasons.items():
+            warn(f"skipped {len(sources)}: {reason} (e.g. {sources[0]})")
+    refs = [r for r in found.cases if split is None or r.split == split]
     if not refs:
         where = f" in split '{split}'" if split else ""
         raise InputError(f"{root}: no traced EchoNet-Dynamic frame{where}")
@@ -198,18 +224,16 @@ def translate_files(
     seeds = [seed + groups[s.group or f"#{i}"] for i, s in enumerate(sources)]
     check_seed(seed, len(groups))
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: exists and is not a folder")
     names = [(f"{s.stem}_translated{s.suffix}", f"{s.stem}_translated_labels.seg.nrrd") for s in sources]
     seen: dict[str, str] = {}
     for source, (image_name, _) in zip(sources, names, strict=True):
         if image_name in seen:
             raise InputError(f"{seen[image_name]} and {source.origin} would both write {image_name}")
         seen[image_name] = source.origin
-    finals = [out_dir / n for pair in names for n in pair] + [out_dir / REPORT]
-    check_outputs(finals, inputs)
-    existing = [f for f in finals if f.exists()]
-    if existing:
+    finals = [n for pair in names for n in pair] + [REPORT]
+    check_place(out_dir, inputs, whole=False)
+    existing = [out_dir / f for f in finals if (out_dir / f).exists()]
+    if existing:  # before any work: nothing is replaced
         raise InputError(f"{existing[0]}: exists; choose another --out or remove it")
     prepared = []
     change = _FrameChange()
@@ -230,7 +254,7 @@ def translate_files(
             message = str(error)
             raise InputError(message if source.origin in message else f"{source.origin}: {message}") from None
     outputs: list[TranslationOutput] = []
-    with staged_files(out_dir) as staged:
+    with new_files(out_dir, finals, inputs) as staged:
         for index, (source, (image, maps, labels_map, structures), (image_name, labels_name)) in enumerate(
             zip(sources, prepared, names, strict=True)
         ):

@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
-from EchoSynthLib.data.atomic import staged_directory
 from EchoSynthLib.data.io import write_image, write_label_map
+from EchoSynthLib.data.outputs import owned_folder
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.simulation.bmode import simulate_bmode
 
 IMAGE_NAME, LABEL_NAME = "{}_image.nii.gz", "{}_labels.nii.gz"
+PHANTOM_DATASET_COMMAND = "phantom-dataset"  # who wrote (and may replace) the folder
 
 
 def write_phantom_dataset(
@@ -34,7 +35,7 @@ def write_phantom_dataset(
     if "3D" in views and len(views) > 1:
         raise InputError("a phantom dataset is either 2D views or 3D volumes, not both")
     out = Path(out)
-    with staged_directory(out) as staging:
+    with owned_folder(out, PHANTOM_DATASET_COMMAND) as staging:
         for seed in seeds:
             for view in views:
                 grid = PhantomGrid.for_view(view, size=size)
@@ -45,5 +46,5 @@ def write_phantom_dataset(
                     write_label_map(phantom.labels, staging / names[1].format(name))
                     if progress is not None:
                         progress(name)
-        written = sorted(p.name for p in staging.iterdir())
+        written = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
     return [out / name for name in written]

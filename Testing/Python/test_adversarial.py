@@ -93,6 +93,7 @@ def test_each_players_losses_fall_while_the_other_is_held(tiny_cache, tmp_path, 
         assert name != "g_adversarial" or values[2] < values[1] < values[0], (name, values)
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_training_resumes_exactly_with_two_optimizers_r1_and_the_package_round_trips(
     tiny_cache, trained, tmp_path
 ):
@@ -232,13 +233,14 @@ def test_a_source_guided_model_translates_from_the_image_itself(tiny_cache, phan
 
 
 def test_random_looks_hold_the_stand_in_and_camus_own_look_and_differ_per_image():
-    from EchoSynthLib.augmentation.scanner_look import LOOK_RANGES, STAND_IN, random_looks
+    from EchoSynthLib.augmentation.scanner_look import LOOK_RANGES, STAND_IN, ScannerLook, random_looks
 
     generator = torch.Generator().manual_seed(0)
     images = torch.rand((2, 1, 24, 24), generator=generator) * 2 - 1
     inside = images > -0.9
 
-    def at(**look: float) -> torch.Tensor:
+    def at(**look: float) -> torch.Tensor:  # settings not named: as CAMUS's own scanner (the defaults)
+        look = {"lateral_blur": ScannerLook.lateral_blur, "resample": ScannerLook.resample, **look}
         return torch.tensor([(look[n] - low) / (high - low) for n, (low, high) in LOOK_RANGES.items()])
 
     stand_in = at(
@@ -292,6 +294,30 @@ def test_the_stand_in_scanner_look_widens_speckle_and_keeps_black_outside():
         return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
 
     assert neighbour_correlation(looked) > neighbour_correlation(images) + 0.3  # coarser speckle
+
+
+def test_lateral_blur_and_a_coarser_grid_widen_speckle_across_the_beams_and_keep_the_grid():
+    """``lateral_blur`` smooths across the beams (along rows) more than along them; ``resample`` 0.5 is a
+    scanner grid of half the model's (EchoNet's 112 of 224): the image keeps its size but loses the detail
+    that the coarser grid cannot hold."""
+    from EchoSynthLib.augmentation.scanner_look import ScannerLook
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand((1, 1, 48, 48), generator=generator) * 2 - 1
+    inside = torch.ones_like(images, dtype=torch.bool)
+    plain = dict(blur=0.0, gamma=1.0, gain=1.0, offset=0.0)
+
+    def correlation(x: torch.Tensor, dim: int) -> float:
+        inner = x[0, 0, 8:-8, 8:-8]
+        a, b = inner.narrow(dim, 0, inner.shape[dim] - 1), inner.narrow(dim, 1, inner.shape[dim] - 1)
+        return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+    lateral = ScannerLook(**plain, lateral_blur=1.5)(images, inside)
+    assert correlation(lateral, 1) > correlation(lateral, 0) + 0.3  # across the beams more than along
+    coarse = ScannerLook(**plain, resample=0.5)(images, inside)
+    assert coarse.shape == images.shape
+    assert correlation(coarse, 0) > 0.3 and correlation(coarse, 1) > 0.3 and abs(correlation(images, 0)) < 0.1
+    torch.testing.assert_close(ScannerLook(**plain)(images, inside), images)  # CAMUS's own look: unchanged
 
 
 def test_the_unseen_look_lies_outside_the_training_family_and_darkens_with_depth():

@@ -28,6 +28,7 @@ TINY = AutoencoderConfig(
 RUN = RunSettings(max_steps=4, workers=0, log_every=1, val_every=4, checkpoint_every=2)
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_two_phases_exact_resume_and_a_package_of_two_components(tiny_cache, tmp_path):
     straight = AutoencoderTrainer(tiny_cache, tmp_path / "straight", TINY, "cpu", RUN)
     straight.fit()

@@ -90,10 +90,43 @@ def workspace(tmp_path_factory, tiny_cache, tiny_paired_model, tiny_adversarial)
     write_image(Volume(np.full((3, 8, 8), 9, np.uint8), (1.0, 1.0, 1.0)), w / "volume3d.nii.gz")
     _packages(w)
     _runs(w, tiny_cache)
+    _damaged_caches(w, tiny_cache)
+    (w / "list.json").write_text("[1, 2]")
+    for name, spacing in (("tiny_spacing", 1e-30), ("huge_spacing", 1e30)):  # a map's voxel size in mm
+        odd = sitk.GetImageFromArray(labels.array.astype(np.uint8))
+        odd.SetSpacing((spacing, spacing, 1.0))
+        sitk.WriteImage(odd, str(w / f"{name}.nrrd"))
+    (w / "earlier").mkdir()  # an earlier synthesize run's image
+    (w / "earlier" / "map_synth00.nii.gz").write_text("an earlier image")
     (w / "camus").mkdir()  # a dataset root for prepare
     np.savez(w / "camus" / "camus224_train.npz", images=np.zeros((1, 8, 8), np.uint8),
              labels=np.zeros((1, 8, 8), np.uint8), ids=np.array(["patient0001_4CH_ED"]))  # fmt: skip
     return w
+
+
+def _damaged_caches(w: Path, cache: Path) -> None:
+    """Copies of the tiny cache with the first file of each split damaged, and a CAMUS-224 root whose
+    archive is cut short: what training and evaluation only tripped over late (issue 30)."""
+    import shutil
+
+    for name in ("cache_object", "cache_nan", "cache_cut"):
+        shutil.copytree(cache, w / name)
+        for split in ("train", "val"):
+            first = sorted((w / name / split).glob("*.npz"))[0]
+            with np.load(first) as data:
+                image, labels = data["image"], data["labels"]
+            if name == "cache_object":
+                np.savez(first, image=np.array([None, 1], dtype=object), labels=labels)
+            elif name == "cache_nan":
+                image = image.copy()
+                image.flat[0] = np.nan
+                np.savez(first, image=image, labels=labels)
+            else:
+                _truncate(first, first)
+    (w / "camus_cut").mkdir()
+    np.savez(w / "camus_cut" / "camus224_train.npz", images=np.zeros((4, 16, 16), np.uint8),
+             labels=np.zeros((4, 16, 16), np.uint8), ids=np.array([f"patient000{i}_4CH_ED" for i in range(4)]))  # fmt: skip
+    _truncate(w / "camus_cut" / "camus224_train.npz", w / "camus_cut" / "camus224_train.npz")
 
 
 def _packages(w: Path) -> None:
@@ -123,6 +156,45 @@ def _runs(w: Path, cache: Path) -> None:
 
 
 TRAIN = ["train", "sdm", "--data", "{cache}", *TINY_SET]
+EVALUATE = ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic"]
+SIMULATOR = ["synthesize", "--model", "simulator", "--labels"]
+# Issue 30: an output that is, holds or lies inside an input, or that another command (or the user) put
+# there, is refused before any work; nothing is replaced (the snapshot check below).
+OUTPUT_CASES = [
+    ("evaluate-out-is-real-cache", "evaluate --out CACHE (the real images)", [*EVALUATE, "--out", "{cache}"], "is an input"),
+    ("evaluate-out-is-labels", "evaluate --labels L --out L", [*EVALUATE, "--labels", "{w}/d1", "--out", "{w}/d1"], "is an input"),
+    ("evaluate-out-user-folder", "evaluate --out a folder holding a user's file", [*EVALUATE, "--out", "{w}/foreign"], "did not write"),
+    ("evaluate-out-file", "evaluate --out a file", [*EVALUATE, "--out", "{w}/a_file"], "not a folder"),
+    ("evaluate-filter-is-out", "evaluate --filter X --out X", [*EVALUATE, "--filter", "{w}/r", "--out", "{w}/r"], "--filter and --out"),
+    ("evaluate-out-holds-input", "evaluate --out a folder holding the synthetic set", [*EVALUATE, "--out", "{w}"], "holds the input"),
+    ("phantom-dataset-onto-file", "phantom-dataset --out a label file", ["phantom-dataset", "--n", "1", "--out", "{w}/map.nii.gz"], "not a folder"),
+    ("phantom-dataset-onto-dataset", "phantom-dataset --out a folder of .npz files", ["phantom-dataset", "--n", "1", "--out", "{w}/camus"], "did not write"),
+    ("prepare-onto-root", "prepare camus224 ROOT --out ROOT", ["prepare", "camus224", "{w}/camus", "--out", "{w}/camus"], "is an input"),
+    ("prepare-onto-user-folder", "prepare --out a folder holding a user's file", ["prepare", "camus224", "{w}/camus", "--out", "{w}/foreign"], "did not write"),
+    ("train-into-cache", "train --data C --out C", [*TRAIN, "--out", "{cache}"], "is an input"),
+    ("train-into-user-folder", "train --out a folder that is no run", [*TRAIN, "--out", "{w}/foreign"], "did not write"),
+    ("demo-onto-user-folder", "demo --out a folder holding a user's file", ["demo", "--no-report", "--out", "{w}/foreign"], "did not write"),
+    ("synthesize-into-labels-folder", "synthesize --labels D --out D", [*SIMULATOR, "{w}/d1", "--out", "{w}/d1"], "is an input"),
+    ("synthesize-over-earlier", "synthesize onto an earlier run's image", [*SIMULATOR, "{w}/map.nii.gz", "--out", "{w}/earlier"], "exists"),
+    ("simulate-over-file", "simulate --out an existing image", ["simulate", "{w}/map.nii.gz", "--out", "{w}/empty.nii.gz"], "exists"),
+    ("phantom-over-file", "phantom --out an existing label file", ["phantom", "--out", "{w}/map.seg.nrrd"], "exists"),
+    ("augment-into-input-folder", "augment D --out D", ["augment", "{w}/d1", "--out", "{w}/d1"], "is an input"),
+    ("simulate-spacing-tiny", "a map with 1e-30 mm voxels", ["simulate", "{w}/tiny_spacing.nrrd", "--out", "{w}/o.nii.gz"], "outside 0.0001..100000 mm"),
+    ("simulate-spacing-huge", "a map with 1e30 mm voxels", ["simulate", "{w}/huge_spacing.nrrd", "--out", "{w}/o.nii.gz"], "outside 0.0001..100000 mm"),
+    ("synthesize-spacing-tiny", "synthesize a map with 1e-30 mm voxels", [*SIMULATOR, "{w}/tiny_spacing.nrrd", "--out", "{w}/out"], "outside 0.0001..100000 mm"),
+    ("train-config-list", "--config holds a JSON list", [*TRAIN, "--config", "{w}/list.json", "--out", "{w}/run_new"], "JSON object"),
+    ("prepare-fractions-nan", "--fractions nan,0.5,0.5", ["prepare", "folder", "{w}/d1", "--out", "{w}/cc", "--fractions", "nan,0.5,0.5"], "finite"),
+    ("phantom-dataset-unwritable", "--out where nothing can be written: the message names it", ["phantom-dataset", "--n", "1", "--out", "/proc/echosynth_pd"], ": /proc/echosynth_pd"),
+    ("train-cache-object-array", "a cache file holds an object array", ["train", "sdm", "--data", "{w}/cache_object", *TINY_SET, "--out", "{w}/run_new"], "cache file missing or damaged"),
+    ("train-cache-nan", "a cache image holds NaN", ["train", "sdm", "--data", "{w}/cache_nan", *TINY_SET, "--out", "{w}/run_new"], "NaN or infinite"),
+    ("train-cache-truncated", "a cache file is cut short", ["train", "sdm", "--data", "{w}/cache_cut", *TINY_SET, "--out", "{w}/run_new"], "cache file missing or damaged"),
+    ("evaluate-real-truncated", "the real cache has a file cut short", ["evaluate", "--real", "{w}/cache_cut", "--synthetic", "{w}/synthetic", "--out", "{w}/report"], "cache file missing or damaged"),
+    ("prepare-truncated-npz", "a CAMUS-224 archive cut short", ["prepare", "camus224", "{w}/camus_cut", "--out", "{w}/cc"], "cannot be read as a .npz"),
+    ("translate-simulator", "translate --model simulator (it cannot keep the image's content)", ["translate", "--model", "simulator", "--images", "{w}/synthetic/x_image.nii.gz", "--segment", "--out", "{w}/out"], "cannot keep an image's content"),
+    ("translate-label-map-as-image", "a label map given as the echo image", ["translate", "--model", "{w}/adversarial", "--images", "{w}/map.nii.gz", "--labels", "{w}/map.nii.gz", "--out", "{w}/out"], "a label map, not an echo image"),
+    ("synthesize-slice-of-2d", "--slice with a 2D map (a 2D model)", ["synthesize", "--model", "{w}/adversarial", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--slice", "3"], "asked of a 2D map"),
+    ("translate-into-images-folder", "translate --images D --out D", [ "translate", "--model", "{w}/adversarial", "--images", "{w}/synthetic", "--segment", "--out", "{w}/synthetic", ], "is an input"),
+]  # fmt: skip
 # (id, what is wrong, command, words the one-line message must contain)
 CLI_CASES = [
     ("simulate-missing", "input file does not exist", ["simulate", "{w}/missing.nii.gz", "--out", "{w}/o.nii.gz"], "no such file"),
@@ -172,7 +244,7 @@ CLI_CASES = [
     ("synthesize-missing-folder", "--labels names a missing folder", ["synthesize", "--model", "simulator", "--labels", "{w}/nowhere", "--out", "{w}/out"], "no such file or folder"),
     ("augment-n-zero", "--n 0", ["augment", "{w}/map.nii.gz", "--out", "{w}/out", "--n", "0"], "at least 1"),
     ("augment-same-stem", "two inputs named x.nii.gz", ["augment", "{w}/d1/x.nii.gz", "{w}/d2/x.nii.gz", "--out", "{w}/out"], "same file name"),
-    ("prepare-inside-root", "--out inside the dataset folder", ["prepare", "camus224", "{w}/camus", "--out", "{w}/camus/cache"], "inside the dataset folder"),
+    ("prepare-inside-root", "--out inside the dataset folder", ["prepare", "camus224", "{w}/camus", "--out", "{w}/camus/cache"], "inside the input folder"),
     ("prepare-too-large", "--size 100000 (memory)", ["prepare", "camus224", "{w}/camus", "--out", "{w}/cache", "--size", "100000"], "GiB of memory"),
     ("prepare-missing-root", "the dataset folder does not exist", ["prepare", "camus224", "{w}/nowhere", "--out", "{w}/cache"], "nowhere"),
     ("train-batch-zero", "--set batch_size=0", [*TRAIN, "--out", "{w}/run", "--set", "batch_size=0"], "batch_size must be at least 1"),
@@ -192,7 +264,7 @@ CLI_CASES = [
     ("evaluate-real-not-a-cache", "--real names a folder that is no cache", ["evaluate", "--real", "{w}/d1", "--synthetic", "{w}/synthetic", "--out", "{w}/report"], "no EchoSynth cache here"),
     ("evaluate-unknown-split", "--real CACHE:valid (no such split)", ["evaluate", "--real", "{cache}:valid", "--synthetic", "{w}/synthetic", "--out", "{w}/report"], "unknown split 'valid'"),
     ("evaluate-no-images", "--synthetic folder without images", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/no_images", "--out", "{w}/report"], "no image files"),
-    ("evaluate-report-inside-set", "--out inside the synthetic folder", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic", "--out", "{w}/synthetic/report"], "inside the synthetic folder"),
+    ("evaluate-report-inside-set", "--out inside the synthetic folder", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic", "--out", "{w}/synthetic/report"], "inside the input folder"),
     ("evaluate-encoder-wrong-kind", "--encoder is a segmenter package", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic", "--encoder", "{w}/segmenter", "--out", "{w}/report"], "echoencoder2d"),
     ("evaluate-inception-pickle", "--inception-weights is not safetensors", ["evaluate", "--real", "{cache}", "--synthetic", "{w}/synthetic", "--encoder", "{w}/segmenter", "--inception-weights", "{w}/run_pickle/checkpoint/optimizer.pt", "--out", "{w}/report"], "must be a safetensors file"),
     ("generate-simulator", "generate with the simulator (no paired model)", ["generate", "--model", "simulator", "--out", "{w}/cases"], "needs a paired-generation model"),
@@ -217,6 +289,8 @@ CLI_CASES = [
 
 def _api_cases():
     from EchoSynthLib.anatomy import phantom_label_map
+    from EchoSynthLib.jobs.spec import JobSpec
+    from EchoSynthLib.models.sdm.pipeline import Synthesizer
     from EchoSynthLib.simulation import SimulatorSettings, simulate_bmode
 
     nan_map = np.zeros((32, 32), np.float32)
@@ -230,8 +304,13 @@ def _api_cases():
         ("api-volume-direction-zero", "Volume with an all-zero direction", lambda: Volume(np.zeros((1, 4, 4)), direction=(0,) * 9), "invertible"),
         ("api-settings-gain-inf", "SimulatorSettings(gain_db=inf)", lambda: SimulatorSettings(gain_db=float("inf")), "finite"),
         ("api-phantom-seed-negative", "phantom_label_map seed -1", lambda: phantom_label_map("4CH", "ED", seed=-1), "seed must be"),
+        ("api-synthesizer-latent-name", "Synthesizer.load of a latent model's name", lambda: Synthesizer.load("latent-camus128"), "expected 'sdm2d'"),
+        ("api-volume-spacing-tiny", "Volume with 1e-30 mm voxels", lambda: Volume(np.zeros((1, 4, 4)), spacing=(1e-30, 1e-30, 1.0)), "outside 0.0001..100000 mm"),
+        ("api-job-strength-5", "JobSpec(strength=5.0)", lambda: JobSpec(inputs=("a.nrrd",), strength=5.0), "strength"),
     ]  # fmt: skip
 
+
+CLI_CASES += OUTPUT_CASES
 
 API_IDS = [
     "api-simulate-nan-array",
@@ -242,6 +321,9 @@ API_IDS = [
     "api-volume-direction-zero",
     "api-settings-gain-inf",
     "api-phantom-seed-negative",
+    "api-synthesizer-latent-name",
+    "api-volume-spacing-tiny",
+    "api-job-strength-5",
 ]
 
 

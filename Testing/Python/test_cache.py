@@ -110,7 +110,7 @@ def test_refuses_to_replace_a_foreign_folder_and_reports_missing_caches(echo_fol
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(InputError, match="without an EchoSynth manifest"):
+    with pytest.raises(InputError, match="did not write; refusing to replace it"):
         _build(echo_folder, foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
     with pytest.raises(InputError, match="no EchoSynth cache"):

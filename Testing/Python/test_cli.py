@@ -166,7 +166,7 @@ def test_demo_runs_the_2d_maps_through_a_trained_model_when_one_is_installed(tin
     out_dir = tmp_path / "demo"
     code, out, _ = _run(["demo", "--out", out_dir, "--no-report", "--model", run / "model"], capsys)
     assert code == 0 and "trained model" in out
-    made = sorted(p.name for p in (out_dir / "model").iterdir())
+    made = sorted(p.name for p in (out_dir / "model").iterdir() if not p.name.startswith("."))
     images = [f"{stem}_image.nii.gz" for stem in ("a2c_ed", "a2c_es", "a4c_ed", "a4c_es")]
     assert made == [*images, "montage.png"]
     image = read_image(out_dir / "model" / "a4c_ed_image.nii.gz")
@@ -192,7 +192,7 @@ def test_phantom_dataset_writes_pairs_that_prepare_reads(tmp_path, capsys):
     out = tmp_path / "set"
     code, _, _ = _run(["phantom-dataset", "--view", "3D", "--n", "2", "--size", "24", "--out", out], capsys)
     assert code == 0
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # not the folder's mark
     assert names[:2] == ["h0_3d_ed_image.nii.gz", "h0_3d_ed_labels.nii.gz"] and len(names) == 8
     assert read_image(out / names[0]).same_geometry(read_label_map(out / names[1]))
     code, _, _ = _run(["prepare", "folder", out, "--out", tmp_path / "cache", "--size", "24x24x24"], capsys)

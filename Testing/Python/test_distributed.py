@@ -79,6 +79,7 @@ def single(tiny_cache, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_two_processes_train_like_one(tiny_cache, single, tmp_path):
     run = tmp_path / "ddp"
     process = _torchrun(tiny_cache, run)
@@ -92,6 +93,7 @@ def test_two_processes_train_like_one(tiny_cache, single, tmp_path):
     _assert_same_weights(run, single)
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_a_killed_process_and_a_rerun_resume_the_run(tiny_cache, single, tmp_path):
     run = tmp_path / "ddp"
     process = _torchrun(tiny_cache, run)
@@ -114,6 +116,7 @@ def test_a_killed_process_and_a_rerun_resume_the_run(tiny_cache, single, tmp_pat
     _assert_same_weights(run, single)
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_sharded_synthesis_writes_the_files_of_one_run(tmp_path, monkeypatch, capsys):
     from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
     from EchoSynthLib.data.io import write_label_map
@@ -139,6 +142,7 @@ def test_sharded_synthesis_writes_the_files_of_one_run(tmp_path, monkeypatch, ca
     assert "0 <= K < N" in capsys.readouterr().err
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_the_adversarial_family_trains_under_torchrun_like_one_process(tiny_cache, tmp_path):
     """Two networks, two optimizers, the R1 penalty (a gradient of the discriminator's output through
     DDP) and the EMA: two processes give the one-process result."""

@@ -35,6 +35,7 @@ def test_views_are_crops_inside_the_sector_and_seeded():
             assert 16 <= rows.mean() <= 31 and cols.mean() <= 14  # centred on the sector block
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_the_encoder_trains_resumes_exports_and_embeds(tiny_cache, tmp_path):
     straight = EncoderTrainer(tiny_cache, tmp_path / "straight", TINY, "cpu", RUN)
     straight.fit()

@@ -149,7 +149,7 @@ def test_bad_evaluation_input_is_named_and_writes_nothing(eval_cache, encoder, s
     cases = [
         (["--synthetic", str(empty)], "no image files"),
         (["--synthetic", str(tmp_path / "missing")], "no such folder"),
-        (["--synthetic", str(simulated), "--out", str(simulated / "report")], "inside the synthetic folder"),
+        (["--synthetic", str(simulated), "--out", str(simulated / "report")], "inside the input folder"),
     ]
     unlabelled = tmp_path / "unlabelled"
     unlabelled.mkdir()

@@ -83,6 +83,7 @@ def _step(run: Path) -> int:
         return 0
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_training_killed_at_random_points_resumes_to_the_same_model(tiny_cache, tmp_path):
     reference = tmp_path / "reference"
     assert main(["train", "sdm", "--data", str(tiny_cache), "--out", str(reference), *SETTINGS]) == 0

@@ -50,6 +50,11 @@ def test_job_spec_round_trip_and_refusals(tmp_path):
     assert JobSpec.read(spec.write(tmp_path).parent) == spec
     with pytest.raises(InputError, match="at least one input"):
         JobSpec(inputs=())
+    # the generator settings' checks hold for a job too (before: accepted, and only the worker failed)
+    with pytest.raises(InputError, match="strength"):
+        JobSpec(inputs=("a.nrrd",), strength=5.0)
+    with pytest.raises(InputError, match="bogus"):
+        JobSpec(inputs=("a.nrrd",), sampler="bogus")
     document = json.loads((tmp_path / "job.json").read_text())
     (tmp_path / "job.json").write_text(json.dumps(document | {"format_version": 7}))
     with pytest.raises(InputError, match="job format version 7"):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_DENOISER, package_with_settings
+from conftest import TINY_DENOISER, assert_within_one_grey_level, package_with_settings
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import read_image, read_label_map, read_segmentation
@@ -67,6 +67,7 @@ def test_a_tiny_autoencoder_reconstructs_phantom_images_and_labels(coders):
         assert final[f"val_dice_{structure}"] > 0.6, final
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_training_resumes_exactly_and_the_package_round_trips(tiny_cache, coders, conditioned, tmp_path):
     resumed_run = tmp_path / "resumed"
     config = DENOISER.with_overrides({"autoencoder": str(coders["image"])})
@@ -115,6 +116,7 @@ def test_a_conditioned_sample_has_the_maps_exact_geometry_in_2d(conditioned, pha
     assert generator.generate(prepared, 1, seed=0)[0].same_geometry(moved)
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_a_controlnet_conditioned_model_learns_to_use_its_map(tiny_cache, coders, tmp_path, phantom_2d):
     """``conditioning=controlnet``: MONAI's ControlNet beside a plain U-Net. Its outputs start at zero (the
     map changes nothing); after a few steps the prediction depends on the map, the package round-trips and
@@ -131,7 +133,9 @@ def test_a_controlnet_conditioned_model_learns_to_use_its_map(tiny_cache, coders
     with torch.no_grad():
         assert torch.equal(untrained(x, t, seg), untrained(x, t, torch.zeros_like(seg)))
         change = model.denoiser(x, t, seg) - model.denoiser(x, t, torch.zeros_like(seg))
-    assert change.abs().max() > 1e-4
+    # Exactly zero while the zero-initialised control outputs are zero; how far 4 steps move it depends on
+    # the CPU's float kernels (9.7e-5 with AVX2 kernels, above 1e-4 with AVX-512), so any clear change counts.
+    assert change.abs().max() > 1e-6
     image = model.synthesize(phantom_2d.labels, n=1, steps=2, sampler="ddim")[0]
     assert image.same_geometry(phantom_2d.labels)
     with pytest.raises(InputError, match="conditioning must be one of spade, controlnet"):
@@ -326,6 +330,7 @@ def test_a_rectified_flow_model_trains_and_samples_with_its_own_sampler(
         open_generator(GeneratorSettings(folder, steps=3, sampler="ddim"))
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_a_run_started_before_an_autoencoder_setting_was_added_resumes(tiny_cache, conditioned, tmp_path):
     """The run's config.json holds the autoencoder's settings as they were; a setting added to the
     autoencoder later (with its default) must not make the run refuse to resume."""
@@ -383,6 +388,7 @@ def from_simulator(conditioned, tmp_path_factory):
     return package_with_settings(conditioned.run / "model", folder, start_strength=0.3)
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_a_conditioned_model_can_start_from_the_simulators_image(
     conditioned, from_simulator, phantom_2d, tmp_path, capsys, monkeypatch
 ):
@@ -411,7 +417,7 @@ def test_a_conditioned_model_can_start_from_the_simulators_image(
     again = model.synthesize(labels, n=2, steps=10, seed=5, strength=0.3, sampler="ddim", batch_size=1)
     for k in range(2):
         assert start[k].same_geometry(labels)
-        np.testing.assert_array_equal(start[k].array, again[k].array)  # seeded, independent of batching
+        assert_within_one_grey_level(start[k].array, again[k].array)  # seeded, independent of batching
         assert not np.array_equal(start[k].array, noise[k].array)
     # A package's own start strength is the default; strength 1 still starts from noise.
     default = LatentModel.load(from_simulator, "cpu")
@@ -453,6 +459,7 @@ def test_a_conditioned_model_can_start_from_the_simulators_image(
         DENOISER.with_overrides({"conditioned": False, "start_strength": 0.5})
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_sampling_runs_the_networks_in_bf16_where_the_model_says_so(conditioned, phantom_2d):
     """On a GPU a model with ``mixed_precision`` samples under bf16 autocast (the samplers' arithmetic stays
     float32); on the CPU it samples in float32. Forced here on the CPU, where autocast works the same way:

@@ -3,6 +3,7 @@ computed again for another map or under gradients."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from EchoSynthLib.diffusion.spade_terms import reused_map_terms
@@ -43,6 +44,7 @@ def _counted(network: torch.nn.Module) -> list[int]:
     return calls
 
 
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_the_terms_are_computed_once_per_map_and_the_output_is_exact():
     network = _network()
     calls = _counted(network)

@@ -137,9 +137,11 @@ def test_echonet_traced_frames_translate_with_their_tracings(tiny_adversarial, t
 
     root = write_dataset(
         tmp_path / "echonet",
-        videos=["VidA", "VidB"],
-        filelist=[filelist_row("VidA", "TRAIN"), filelist_row("VidB", "TEST")],
+        videos=["VidA", "VidB"],  # VidC is listed and traced, but its video is missing
+        filelist=[filelist_row("VidA", "TRAIN"), filelist_row("VidB", "TEST"), filelist_row("VidC", "TRAIN")],
         tracings=[
+            ("VidC", 2, rectangle(40.5, 60.5, 30.5, 70.5)),
+            ("VidC", 7, rectangle(30.5, 70.5, 20.5, 80.5)),
             ("VidA", 2, rectangle(40.5, 60.5, 30.5, 70.5)),
             ("VidA", 7, rectangle(30.5, 70.5, 20.5, 80.5)),
             ("VidB", 1, rectangle(40.5, 60.5, 30.5, 70.5)),
@@ -159,6 +161,8 @@ def test_echonet_traced_frames_translate_with_their_tracings(tiny_adversarial, t
         str(tmp_path / "out"),
     ]
     assert main(args) == 0, capsys.readouterr().err
+    # said, not dropped without a word (issue 30)
+    assert "warning: skipped 1: video file missing (listed in FileList.csv)" in capsys.readouterr().err
     report = json.loads((tmp_path / "out" / "translation.json").read_text())
     assert [e["image"] for e in report["images"]] == [
         "VidA_ED_translated.nii.gz",

@@ -90,9 +90,12 @@ class AdversarialModel:
         device: str | torch.device = "auto",
         warn: Callable[[str], None] | None = None,
     ) -> AdversarialModel:
-        """Load an ``adversarial2d`` package (anything else is an InputError naming what it is)."""
+        """Load an ``adversarial2d`` package (a folder, or the name of an installed one; anything else is an
+        InputError naming what it is)."""
         from EchoSynthLib.models.adversarial.trainer import build_process
+        from EchoSynthLib.models.registry import resolve_model
 
+        folder = resolve_model(folder)
         config = AdversarialConfig.from_dict(read_package_config(folder, ADVERSARIAL.kind))
         resolved = pick_device(device, warn)
         generator = load_weights(folder, Generator(config)).eval().to(resolved)

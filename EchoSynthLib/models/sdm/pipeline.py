@@ -60,8 +60,12 @@ class Synthesizer:
         device: str | torch.device = "auto",
         warn: Callable[[str], None] | None = None,
     ) -> Synthesizer:
-        """Load a model package; anything but an EchoSynth ``sdm2d`` package is an InputError. A GPU asked
-        for where there is none falls back to the CPU with ``warn`` (see ``pick_device``)."""
+        """Load a model package (a folder, or the name of an installed one); anything but an EchoSynth
+        ``sdm2d`` package is an InputError naming what it is. A GPU asked for where there is none falls back
+        to the CPU with ``warn`` (see ``pick_device``)."""
+        from EchoSynthLib.models.registry import resolve_model
+
+        folder = resolve_model(folder)
         settings = read_package_config(folder, KIND)
         config = SDMConfig.from_dict(settings)
         model = load_weights(folder, build_sdm(config)).eval()
