@@ -113,3 +113,21 @@ def check_memory(needed: float, what: str) -> None:
         raise InputError(
             f"{what} needs about {needed / 2**30:.1f} GiB of memory; {available / 2**30:.1f} GiB is available"
         )
+
+
+def check_disk(folder: str | os.PathLike, needed: float, what: str) -> None:
+    """InputError naming the figures when ``needed`` bytes exceed the free space where ``folder`` is (or
+    would be created)."""
+    import shutil
+
+    place = Path(folder).absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        free = shutil.disk_usage(place).free
+    except OSError:  # cannot tell: do not refuse
+        return
+    if needed > free:
+        raise InputError(
+            f"{what} needs about {needed / 2**30:.1f} GiB of disk in {folder}; {free / 2**30:.1f} GiB is free"
+        )

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from EchoSynthLib.augmentation.labelmaps import LabelMapAugmentation, augment_label_map, variant_seed
-from EchoSynthLib.checks import check_seed
+from EchoSynthLib.checks import check_disk, check_memory, check_seed
 from EchoSynthLib.data.io import (
     file_kind,
     find_label_files,
@@ -25,6 +25,9 @@ from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 
 PathLike = str | os.PathLike
+
+
+PLANNED_NAME_BYTES = 400  # one planned output path (a Path and its place in the lists) in memory
 
 
 def output_path(path: PathLike, index: int, out_dir: PathLike, n: int) -> Path:
@@ -70,6 +73,11 @@ def augment_files(
     check_seed(seed)
     schema = schema_named(schema) if isinstance(schema, str) else schema
     files = find_label_files(inputs)
+    # Before planning a name per output (a huge --n once grew to 8.5 GB doing only that): the names'
+    # memory, and the disk the variants will take (each about its input's size).
+    count = n * len(files)
+    check_memory(count * PLANNED_NAME_BYTES, f"{count} augmented label maps")
+    check_disk(out_dir, n * sum(p.stat().st_size for p in files), f"{count} augmented label maps")
     outputs = {path: [output_path(path, i, out_dir, n) for i in range(n)] for path in files}
     planned = [p for paths in outputs.values() for p in paths]
     if len(set(planned)) != len(planned):

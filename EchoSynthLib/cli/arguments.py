@@ -140,3 +140,14 @@ def advance_to(bar, fraction: float, total: int) -> None:
     done = min(total, int(fraction * total + 1e-6))
     if done > bar.n:
         bar.update(done - bar.n)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: CPU threads for the command's compute (default: ECHOSYNTH_THREADS, OMP_NUM_THREADS,
+    else one core left free; see ``EchoSynthLib.cpu_threads``)."""
+    parser.add_argument(
+        "--threads",
+        type=count_argument(1),
+        default=None,
+        help="CPU threads to compute on (default: $ECHOSYNTH_THREADS, else all cores but one)",
+    )

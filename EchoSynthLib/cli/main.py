@@ -19,6 +19,7 @@ from EchoSynthLib.cli import (
     translate_commands,
 )
 from EchoSynthLib.cli.arguments import OneLineParser
+from EchoSynthLib.cpu_threads import prepare_environment, use_threads
 from EchoSynthLib.errors import run_main
 
 
@@ -43,11 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    prepare_environment()  # before torch is imported (OpenMP reads its wait policy when it starts)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, or a usage error already printed as one line
         return int(stop.code or 0)
-    return run_main(lambda: args.run(args), lambda message: _report(args.command, message))
+
+    def run() -> None:
+        if hasattr(args, "threads"):  # a command that computes: the thread policy (cpu_threads)
+            use_threads(args.threads)
+        args.run(args)
+
+    return run_main(run, lambda message: _report(args.command, message))
 
 
 def _report(command: str, message: str) -> None:

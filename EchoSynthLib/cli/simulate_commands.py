@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from EchoSynthLib.cli.arguments import count_argument, number_argument, parse_settings, seed_argument
+from EchoSynthLib.cli.arguments import (
+    add_threads_argument,
+    count_argument,
+    number_argument,
+    parse_settings,
+    seed_argument,
+)
 from EchoSynthLib.errors import InputError
 
 
@@ -100,6 +106,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         default="",
         help="also run the 2D maps through this trained generator (a name or a folder), into OUT/NAME/",
     )
+    add_threads_argument(demo)
     demo.set_defaults(run=_run_demo)
 
 

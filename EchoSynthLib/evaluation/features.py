@@ -93,6 +93,9 @@ def segmenter_space(model: str | Path, device: str = "auto") -> FeatureSpace:
     return FeatureSpace("segmenter", f"segmenter '{folder.name}' bottleneck", _identity(folder), embed)
 
 
+INCEPTION_KEY = "Mixed_7c.branch_pool.conv.weight"  # the last block of torchvision's Inception-v3
+
+
 def inception_space(weights: str | Path | None, device: str = "auto") -> FeatureSpace | str:
     """ImageNet Inception-v3 pool features from a local safetensors file, or the reason it is not computed."""
     if weights is None:
@@ -100,6 +103,15 @@ def inception_space(weights: str | Path | None, device: str = "auto") -> Feature
     path = Path(weights)
     if not path.is_file() or not path.name.endswith(".safetensors"):
         raise InputError(f"{path}: --inception-weights must be a safetensors file (pickles are never loaded)")
+    from safetensors import safe_open
+
+    try:  # the file itself first (an empty file, a renamed pickle), whether or not torchvision is here
+        with safe_open(str(path), framework="pt") as weights_file:
+            names = set(weights_file.keys())
+    except Exception as error:  # safetensors raises its own error types for a file that is not one
+        raise InputError(f"{path}: not a safetensors file ({type(error).__name__})") from None
+    if INCEPTION_KEY not in names:
+        raise InputError(f"{path}: not Inception-v3 weights (no '{INCEPTION_KEY}' tensor)")
     try:
         from torchvision.models import inception_v3
     except ImportError:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from EchoSynthLib.cpu_threads import prepare_environment, use_threads
 from EchoSynthLib.errors import EXIT_ERROR, run_main
 from EchoSynthLib.jobs.spec import GENERATE, OUTPUT_DIR, TRANSLATE, InputResult, JobSpec, write_result
 
@@ -130,9 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1:
         _print_event({"event": "error", "message": "usage: python -m EchoSynthLib.jobs.worker JOB_FOLDER"})
         return EXIT_ERROR
-    return run_main(
-        lambda: run_job(args[0], _print_event), lambda m: _print_event({"event": "error", "message": m})
-    )
+    prepare_environment()  # before torch is imported (OpenMP reads its wait policy when it starts)
+
+    def run() -> None:
+        use_threads()  # one core left for Slicer's GUI unless ECHOSYNTH_THREADS says otherwise
+        run_job(args[0], _print_event)
+
+    return run_main(run, lambda m: _print_event({"event": "error", "message": m}))
 
 
 if __name__ == "__main__":

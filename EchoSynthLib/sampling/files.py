@@ -19,10 +19,11 @@ from EchoSynthLib.data.labels import LabelSchema
 from EchoSynthLib.data.outputs import WHOLE, check_place, new_files
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.sampling.generators import Generator
+from EchoSynthLib.sampling.generators import Generator, generate_for_maps
 
-# Images generated (and held in memory) at a time, per label map.
-CHUNK = 8
+# Images generated (and held in memory) at a time: one batch across as many maps as it holds (a model
+# draws them in one network call per step), or a part of one map's images.
+CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,19 @@ def read_checked_maps(generator: Generator, inputs: Sequence[Path], schema: Labe
             message = str(error)
             raise InputError(message if str(path) in message else f"{path}: {message}") from None
     return maps
+
+
+@dataclass
+class _Segment:
+    """Images first .. stop - 1 of one map (an input's, or an augmented anatomy's) in a run."""
+
+    key: tuple[int, int]  # (input position, anatomy index)
+    name: str
+    files: list[str]
+    labels: Volume
+    base: int  # the run-wide number of the map's image 0
+    first: int
+    stop: int
 
 
 def _chunks(first: int, stop: int, size: int) -> Iterator[tuple[int, int]]:
@@ -153,9 +167,28 @@ def synthesize_files(
     maps = read_checked_maps(generator, inputs, schema)
     if augment:
         from EchoSynthLib.augmentation import augment_label_map, variant_seed
-    outputs: list[SynthesisOutput] = []
     done, total = 0, max(hi - lo, 1)
     part = WHOLE if shard == (0, 1) else f"shard-{shard[0]}-of-{shard[1]}"
+    images: dict[tuple[int, int], list[Path]] = {}  # (input, anatomy) -> its images, in run order
+    labels_written: dict[tuple[int, int], Path] = {}
+    group: list[_Segment] = []
+
+    def draw_group() -> None:
+        """The group's images in batches across its maps (at most CHUNK images held), written at once."""
+        nonlocal done
+        count = sum(s.stop - s.first for s in group)
+        advance = _reporter(progress, done, count, total, group[-1].name)
+        first = group[0].base + group[0].first  # the group's images are contiguous in the run
+        drawn = generate_for_maps(
+            generator, [s.labels for s in group], [s.stop - s.first for s in group], seed + first, advance
+        )
+        for segment, made in zip(group, drawn, strict=True):
+            for k, image in enumerate(made):
+                written = write_image(image, staged.path(segment.files[segment.first + k]))
+                images.setdefault(segment.key, []).append(staged.final(written))
+        done += count
+        group.clear()
+
     with new_files(out_dir, names, inputs, part) as staged:
         for position, (path, labels) in enumerate(zip(inputs, maps, strict=True)):
             for index, (name, files) in enumerate(plan[path]):
@@ -163,21 +196,21 @@ def synthesize_files(
                 first, stop = max(lo - base, 0), min(hi - base, n)
                 if first >= stop:
                     continue  # another shard's map
-                written_labels = None
                 label_map = labels
                 if index > 0:
                     label_map = augment_label_map(labels, variant_seed(seed, index - 1))
                     if first == 0:
                         written = write_label_map(label_map, staged.path(f"{name}{full_suffix(path)}"))
-                        written_labels = staged.final(written)
-                images: list[Path] = []
+                        labels_written[(position, index)] = staged.final(written)
+                images[(position, index)] = []
                 for start, count in _chunks(first, stop, CHUNK):
-                    advance = _reporter(progress, done, count, total, name)
-                    for k, image in enumerate(
-                        generator.generate(label_map, count, seed + base + start, advance)
-                    ):
-                        written = write_image(image, staged.path(files[start + k]))
-                        images.append(staged.final(written))
-                    done += count
-                outputs.append(SynthesisOutput(path, name, tuple(images), written_labels))
-    return outputs
+                    if sum(s.stop - s.first for s in group) + count > CHUNK:
+                        draw_group()
+                    key = (position, index)
+                    group.append(_Segment(key, name, files, label_map, base, start, start + count))
+        if group:
+            draw_group()
+    return [
+        SynthesisOutput(inputs[key[0]], plan[inputs[key[0]]][key[1]][0], tuple(made), labels_written.get(key))
+        for key, made in images.items()
+    ]

@@ -7,12 +7,13 @@
 
 ``open_generator(settings)`` picks one; ``prepare(labels)`` cuts and checks a map before anything is
 written, ``generate(labels, n, seed)`` makes ``n`` images on the prepared map's grid (image k uses
-seed + k).
+seed + k); ``generate_for_maps`` makes the images of several maps, in one batch across maps where the
+generator can (``generate_many``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -76,6 +77,31 @@ class SimulatorGenerator:
             if progress is not None:
                 progress((index + 1) / n)
         return images
+
+
+def generate_for_maps(
+    generator: Generator,
+    maps: Sequence[Volume],
+    counts: Sequence[int],
+    seed: int,
+    progress: Progress | None = None,
+) -> list[list[Volume]]:
+    """``counts[m]`` images of each prepared map; image c of map m uses seed + counts[:m] + c (a run's
+    numbering). A generator with ``generate_many`` draws them in batches across maps (a network call for
+    several maps, not one per map); the others map by map, with the same seeds."""
+    many = getattr(generator, "generate_many", None)
+    if many is not None:
+        return many(maps, counts, seed, progress)
+    total, done, images = max(sum(counts), 1), 0, []
+    for labels, count in zip(maps, counts, strict=True):
+
+        def advance(fraction: float, done: int = done, count: int = count) -> None:
+            if progress is not None:
+                progress((done + fraction * count) / total)
+
+        images.append(generator.generate(labels, count, seed + done, advance))
+        done += count
+    return images
 
 
 @dataclass

@@ -91,6 +91,8 @@ def workspace(tmp_path_factory, tiny_cache, tiny_paired_model, tiny_adversarial)
     _packages(w)
     _runs(w, tiny_cache)
     _damaged_caches(w, tiny_cache)
+    (w / "empty.safetensors").write_bytes(b"")
+    (w / "pickle.safetensors").write_bytes(pickle.dumps({"w": [1.0, 2.0]}))
     (w / "list.json").write_text("[1, 2]")
     for name, spacing in (("tiny_spacing", 1e-30), ("huge_spacing", 1e30)):  # a map's voxel size in mm
         odd = sitk.GetImageFromArray(labels.array.astype(np.uint8))
@@ -193,6 +195,9 @@ OUTPUT_CASES = [
     ("translate-simulator", "translate --model simulator (it cannot keep the image's content)", ["translate", "--model", "simulator", "--images", "{w}/synthetic/x_image.nii.gz", "--segment", "--out", "{w}/out"], "cannot keep an image's content"),
     ("translate-label-map-as-image", "a label map given as the echo image", ["translate", "--model", "{w}/adversarial", "--images", "{w}/map.nii.gz", "--labels", "{w}/map.nii.gz", "--out", "{w}/out"], "a label map, not an echo image"),
     ("synthesize-slice-of-2d", "--slice with a 2D map (a 2D model)", ["synthesize", "--model", "{w}/adversarial", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--slice", "3"], "asked of a 2D map"),
+    ("evaluate-inception-empty", "--inception-weights is an empty .safetensors file", [*EVALUATE, "--inception-weights", "{w}/empty.safetensors", "--out", "{w}/report"], "not a safetensors file"),
+    ("evaluate-inception-renamed-pickle", "--inception-weights is a pickle renamed .safetensors", [*EVALUATE, "--inception-weights", "{w}/pickle.safetensors", "--out", "{w}/report"], "not a safetensors file"),
+    ("augment-n-huge", "augment --n 100000000000 (refused at once, before planning a name per output)", ["augment", "{w}/map.nii.gz", "--out", "{w}/out", "--n", "100000000000"], "needs about"),
     ("translate-into-images-folder", "translate --images D --out D", [ "translate", "--model", "{w}/adversarial", "--images", "{w}/synthetic", "--segment", "--out", "{w}/synthetic", ], "is an input"),
 ]  # fmt: skip
 # (id, what is wrong, command, words the one-line message must contain)

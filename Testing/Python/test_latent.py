@@ -485,3 +485,39 @@ def test_sampling_runs_the_networks_in_bf16_where_the_model_says_so(conditioned,
         assert a.same_geometry(b)
         difference = np.abs(a.array.astype(float) - b.array.astype(float))
         assert 0 < difference.mean() < 1.0, difference.mean()  # of 255 grey levels; measured 0.1
+
+
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
+def test_synthesize_batches_images_across_maps_with_each_images_own_seed(
+    from_simulator, tmp_path, capsys, monkeypatch
+):
+    """``synthesize`` over several maps draws one batch across maps (a network call per step for all of
+    them, not one per map; issue 30), and each image is the one its map would get alone with its seed
+    (the run's numbering), within one grey level."""
+    import EchoSynthLib.models.latent.pipeline as pipeline
+    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+    from EchoSynthLib.data.io import read_image, write_label_map
+
+    maps = []
+    for index, view in enumerate(("4CH", "2CH", "4CH")):
+        labels = phantom_label_map(view, "ED", seed=index, grid=PhantomGrid.for_view(view, size=40)).labels
+        maps.append(labels)
+        write_label_map(labels, tmp_path / "maps" / f"m{index}.nii.gz")
+    batches, draw = [], pipeline.draw
+
+    def counting_draw(*args, **kwargs):
+        batches.append(args[3])  # count
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "draw", counting_draw)
+    command = ["synthesize", "--model", str(from_simulator), "--labels", str(tmp_path / "maps"), "--n", "2"]
+    command += ["--seed", "7", "--steps", "4", "--out", str(tmp_path / "out")]
+    assert main(command) == 0, capsys.readouterr().err
+    assert batches == [6]  # 3 maps x 2 images in one batch
+    model = LatentModel.load(from_simulator, "cpu")
+    for index, labels in enumerate(maps):
+        alone = model.synthesize(labels, n=2, steps=4, seed=7 + 2 * index)
+        for k in range(2):
+            drawn = read_image(tmp_path / "out" / f"m{index}_synth{k:02d}.nii.gz")
+            assert drawn.same_geometry(labels)
+            assert_within_one_grey_level(drawn.array, alone[k].array)

@@ -3,11 +3,12 @@ the Slicer panel): 2D models take a plane of a 3D map, 3D models the whole map."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.models.latent.pipeline import LatentModel
-from EchoSynthLib.sampling.generators import GeneratorSettings, ModelGenerator
+from EchoSynthLib.sampling.generators import GeneratorSettings, ModelGenerator, Progress
 
 
 @dataclass
@@ -39,3 +40,20 @@ class LatentGenerator(ModelGenerator):
     def prepare(self, labels: Volume) -> Volume:
         """The map the model works on (see ``LatentModel.prepare``), checked."""
         return self.model.prepare(labels, self.plane, self.slice_index)
+
+    def generate_many(
+        self, maps: Sequence[Volume], counts: Sequence[int], seed: int, progress: Progress | None = None
+    ) -> list[list[Volume]]:
+        """The images of several prepared maps in batches across maps (``sampling.generators.
+        generate_for_maps``; ``LatentModel.synthesize_maps``)."""
+        start = {} if self.strength is None else {"strength": self.strength}
+        return self.model.synthesize_maps(
+            maps,
+            counts,
+            steps=self.steps,
+            sampler=self.sampler,
+            seed=seed,
+            guidance_scale=self.guidance_scale,
+            progress=None if progress is None else (lambda done, total: progress(done / total)),
+            **start,
+        )
