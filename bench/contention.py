@@ -13,6 +13,9 @@ whole command, model loading included). ``--variants`` says what runs:
     .venv/bin/python bench/contention.py --models latent-camus128 adversarial-camus64 sdm-camus64
     .venv/bin/python bench/contention.py --variants baseline=/tmp/before default threads=2
 
+The training run next to it is the baseline checkout's when one is given (a PyTorch process that knows
+nothing of the thread policy), else this checkout's on 2 threads.
+
 Stop other work on the machine first (a training relay: ``kill -STOP``); the script starts its own load.
 """
 
@@ -27,9 +30,11 @@ import time
 from pathlib import Path
 
 
-def _trainer(root: Path) -> list[str]:
+def _trainer(root: Path, tree: str | None) -> tuple[list[str], dict[str, str]]:
     """A real training run next to the user's job: ``echosynth train sdm`` on 2 threads over a small phantom
-    cache (made here), long enough to outlast every measurement; killed when done."""
+    cache (made here), long enough to outlast every measurement; killed when done. With ``tree`` (a
+    baseline checkout) it is that checkout's: a PyTorch process with torch's own threads (one per core) and
+    OpenMP's default wait, as a training run that knows nothing of EchoSynth's policy."""
     from EchoSynthLib.cache.store import build_cache
     from EchoSynthLib.datasets import scan_dataset
     from EchoSynthLib.preprocessing.prepare import PrepareSettings
@@ -38,8 +43,11 @@ def _trainer(root: Path) -> list[str]:
     write_phantom_dataset(root / "phantoms", range(4), size=64)
     build_cache(scan_dataset("folder", root / "phantoms"), root / "cache", PrepareSettings(size=(64, 64)))
     command = [sys.executable, "-m", "EchoSynthLib.cli.main", "train", "sdm", "--data", str(root / "cache")]
-    command += ["--out", str(root / "run"), "--threads", "2", "--device", "cpu"]
-    return [*command, "--set", "max_steps=1000000"]
+    command += ["--out", str(root / "run"), "--device", "cpu", "--set", "max_steps=1000000"]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    if tree is None:
+        return [*command, "--threads", "2"], env
+    return command, {**env, "PYTHONPATH": str(Path(tree).resolve())}
 
 
 def _maps(folder: Path, count: int) -> Path:
@@ -106,7 +114,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="echosynth-contention-") as scratch:
         root = Path(scratch)
         maps = _maps(root / "maps", args.maps)
-        training = _trainer(root / "training")
+        baselines = [v.partition("=")[2] for v in args.variants if v.startswith("baseline=")]
+        training, training_env = _trainer(root / "training", baselines[0] if baselines else None)
         runs = iter(range(10**6))
 
         def out() -> Path:
@@ -118,7 +127,9 @@ def main() -> None:
                 alone = _timed([_command(model, maps, out(), variant)])[0]
                 sequential = alone + _timed([_command(model, maps, out(), variant)])[0]
                 together = max(_timed([_command(model, maps, out(), variant) for _ in range(2)]))
-                trainer = subprocess.Popen(training, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                trainer = subprocess.Popen(
+                    training, env=training_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
                 try:
                     time.sleep(15)  # past its start: the training steps are running
                     loaded = _timed([_command(model, maps, out(), variant)])[0]
