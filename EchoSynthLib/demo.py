@@ -24,6 +24,7 @@ DEMO_CASES = (
 )
 # One heart per view, shared by its ED and ES frames.
 DEMO_COMMAND = "demo"  # who wrote (and may replace) the demo folder and its model subfolders
+DEMO_FILES = ("manifest.json", "montage.png")  # a demo folder written before folders carried a mark
 _VIEW_SEED_OFFSET = {"4CH": 0, "2CH": 1, "3D": 2}
 
 
@@ -35,7 +36,7 @@ def run_demo(
     out_dir = Path(out_dir)
     settings = SimulatorSettings()
     panels, manifest = [], {"seed": seed, "simulator": settings.__dict__, "cases": []}
-    with owned_folder(out_dir, DEMO_COMMAND) as staging:
+    with owned_folder(out_dir, DEMO_COMMAND, also_owned=DEMO_FILES) as staging:
         for view, phase, stem, image_suffix, label_suffix in DEMO_CASES:
             phantom = phantom_label_map(view, phase, seed=seed + _VIEW_SEED_OFFSET[view])
             image = simulate_bmode(phantom.labels, seed=seed, settings=settings)

@@ -71,6 +71,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from EchoSynthLib.evaluation.report import (
         FILTER_COMMAND,
         REPORT_COMMAND,
+        REPORT_FILES,
         STAGES,
         EvaluationOptions,
         evaluate,
@@ -82,7 +83,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         args.real, args.train, args.synthetic, args.labels, args.paired_with, args.inception_weights
     )
     sources += input_paths(*(p for p in (args.segmenter, args.encoder) if p and Path(p).is_dir()))
-    check_folder_output(args.out, REPORT_COMMAND, sources)  # before any work: nothing of a user's is replaced
+    # before any work: nothing of a user's is replaced
+    check_folder_output(args.out, REPORT_COMMAND, sources, also_owned=REPORT_FILES)
     if args.filter is not None:
         check_folder_output(args.filter, FILTER_COMMAND, sources)
         out, kept = Path(args.out).resolve(), Path(args.filter).resolve()

@@ -233,9 +233,10 @@ def _run_demo(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from EchoSynthLib.data.outputs import check_folder_output
-    from EchoSynthLib.demo import DEMO_CASES, DEMO_COMMAND, run_demo
+    from EchoSynthLib.demo import DEMO_CASES, DEMO_COMMAND, DEMO_FILES, run_demo
 
-    check_folder_output(args.out, DEMO_COMMAND)  # before any work: a user's folder is never replaced
+    # before any work: a user's folder is never replaced
+    check_folder_output(args.out, DEMO_COMMAND, also_owned=DEMO_FILES)
     with tqdm(total=len(DEMO_CASES), desc="demo", unit="case") as bar:
 
         def advance(case: str) -> None:

@@ -162,14 +162,15 @@ def check_folder_output(
     out: str | os.PathLike,
     command: str,
     inputs: Iterable[str | os.PathLike | None] = (),
-    also_owned: str | None = None,
+    also_owned: str | tuple[str, ...] | None = None,
 ) -> None:
     """InputError if ``owned_folder`` would refuse ``out`` (call it before long work, to fail at once)."""
     out = Path(out)
     check_place(out, inputs, whole=True)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; remove it or choose another output path")
-    mine = read_mark(out) == command or (also_owned is not None and (out / also_owned).exists())
+    earlier = (also_owned,) if isinstance(also_owned, str) else also_owned or ()
+    mine = read_mark(out) == command or (bool(earlier) and all((out / name).exists() for name in earlier))
     if out.is_dir() and any(out.iterdir()) and not mine:
         raise InputError(
             f"{out}: is a folder that 'echosynth {command}' did not write; refusing to replace it "
@@ -182,12 +183,13 @@ def owned_folder(
     out: str | os.PathLike,
     command: str,
     inputs: Iterable[str | os.PathLike | None] = (),
-    also_owned: str | None = None,
+    also_owned: str | tuple[str, ...] | None = None,
 ) -> Iterator[Path]:
     """Yield a staging folder that replaces ``out`` whole when the block succeeds (nothing changes if it
     fails). Refused (InputError) when ``out`` is a file, is or holds or lies inside an input, is written
     by another run now, or is a non-empty folder without this command's mark (``also_owned``: a file
-    whose presence marks the command's output from before marks existed, e.g. a cache's manifest)."""
+    (or files) whose presence marks the command's output from before marks existed, e.g. a cache's
+    manifest)."""
     out = Path(out)
     check_folder_output(out, command, inputs, also_owned)
     created = _created_parents(out.parent)

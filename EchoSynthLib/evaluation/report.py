@@ -42,6 +42,7 @@ STAGES = (
 
 
 REPORT_COMMAND, FILTER_COMMAND = "evaluate", "evaluate --filter"  # who wrote a report / filtered folder
+REPORT_FILES = ("report.json", "report.html")  # a report folder written before folders carried a mark
 
 
 @dataclass
@@ -292,7 +293,7 @@ def evaluate(
 
     begin("figures and report")
     sources = input_paths(options.real, options.train, options.synthetic, options.labels, options.paired_with)
-    with owned_folder(options.out, REPORT_COMMAND, sources) as staging:
+    with owned_folder(options.out, REPORT_COMMAND, sources, also_owned=REPORT_FILES) as staging:
         made = [figures.sample_grid({"real": real, "synthetic": synthetic}, staging / "samples.png")]
         if synthetic.labels is not None:
             made.append(

@@ -159,3 +159,24 @@ def test_an_error_line_is_never_glued_to_a_progress_bar_and_bars_count_whole_ite
     _report("synthesize", "the network failed")
     err = capsys.readouterr().err
     assert err.endswith("\nechosynth synthesize: error: the network failed\n")
+
+
+def test_an_output_from_before_folders_carried_a_mark_is_still_the_commands(tmp_path):
+    """A demo folder or an evaluate report written by an earlier version (no mark) is replaced by the same
+    command, recognised by all of its own files; a folder holding only one of them is a user's."""
+    from EchoSynthLib.data.outputs import check_folder_output
+    from EchoSynthLib.demo import DEMO_COMMAND, DEMO_FILES
+    from EchoSynthLib.evaluation.report import REPORT_COMMAND, REPORT_FILES
+
+    for command, files in ((DEMO_COMMAND, DEMO_FILES), (REPORT_COMMAND, REPORT_FILES)):
+        folder = tmp_path / command
+        folder.mkdir()
+        (folder / files[0]).write_text("{}")
+        with pytest.raises(InputError, match="did not write"):
+            check_folder_output(folder, command, also_owned=files)
+        for name in files:
+            (folder / name).write_text("{}")
+        check_folder_output(folder, command, also_owned=files)
+        with owned_folder(folder, command, also_owned=files) as staging:
+            (staging / "new.txt").write_text("new")
+        assert sorted(p.name for p in folder.iterdir()) == [MARK, "new.txt"]
