@@ -148,14 +148,19 @@ def _remove_if_empty(folders: Sequence[Path]) -> None:
             folder.rmdir()
 
 
-def read_mark(folder: str | os.PathLike) -> str | None:
-    """The command that wrote ``folder`` whole (from its mark), or None."""
+def _written_by(path: Path) -> str | None:
+    """The command named by the ``written_by`` of a JSON file (a folder's mark, a report), or None."""
     try:
-        document = json.loads((Path(folder) / MARK).read_text())
+        document = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     command = document.get("written_by") if isinstance(document, dict) else None
     return command if isinstance(command, str) else None
+
+
+def read_mark(folder: str | os.PathLike) -> str | None:
+    """The command that wrote ``folder`` whole (from its mark), or None."""
+    return _written_by(Path(folder) / MARK)
 
 
 def check_folder_output(
@@ -249,23 +254,13 @@ def new_files(
             _remove_if_empty(created)
 
 
-def _report_writer(path: Path) -> str | None:
-    """The command named in an existing JSON report's ``written_by``, or None."""
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    writer = document.get("written_by") if isinstance(document, dict) else None
-    return writer if isinstance(writer, str) else None
-
-
 def check_report_output(
     path: str | os.PathLike, command: str, inputs: Iterable[str | os.PathLike | None] = ()
 ) -> None:
     """InputError unless ``path`` is free for a JSON report of ``command``: new, or that command's own
     earlier report (its ``written_by`` says so); never an input or inside one."""
     path = Path(path)
-    if path.exists() and _report_writer(path) == command and path.is_file():
+    if path.exists() and _written_by(path) == command and path.is_file():
         check_place(path, inputs, whole=False)
         return
     check_new_file(path, inputs)

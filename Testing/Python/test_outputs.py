@@ -180,3 +180,23 @@ def test_an_output_from_before_folders_carried_a_mark_is_still_the_commands(tmp_
         with owned_folder(folder, command, also_owned=files) as staging:
             (staging / "new.txt").write_text("new")
         assert sorted(p.name for p in folder.iterdir()) == [MARK, "new.txt"]
+
+
+def test_a_report_file_replaces_only_its_own_earlier_report(tmp_path):
+    """``validate --out report.json``: written atomically with its writer named, replaced by the same
+    command's rerun, never a user's file of that name nor an input."""
+    from EchoSynthLib.data.outputs import write_report
+
+    path = tmp_path / "report.json"
+    write_report(path, "validate", {"dice": 0.5})
+    assert json.loads(path.read_text()) == {"written_by": "validate", "dice": 0.5}
+    write_report(path, "validate", {"dice": 0.7})  # its own: replaced
+    assert json.loads(path.read_text())["dice"] == 0.7
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"dice": 1}')
+    with pytest.raises(InputError, match="exists"):
+        write_report(mine, "validate", {"dice": 0.7})
+    with pytest.raises(InputError, match="is an input"):
+        write_report(path, "validate", {"dice": 0.7}, inputs=[path])
+    assert mine.read_text() == '{"dice": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.json", "report.json"]  # no lock left
