@@ -136,8 +136,10 @@ def settings_from(args: argparse.Namespace) -> dict[str, object]:
 
 def advance_to(bar, fraction: float, total: int) -> None:
     """Move a progress bar that counts whole items (images, maps) to the items done by ``fraction`` of the
-    work: never a fractional count such as 55.50000000000001/200."""
+    work: never a fractional count such as 55.50000000000001/200; the work's share done (sampler steps
+    included) shows as a postfix."""
     done = min(total, int(fraction * total + 1e-6))
+    bar.set_postfix_str(f"{min(fraction, 1.0):.1%} of the work", refresh=False)
     if done > bar.n:
         bar.update(done - bar.n)
 

@@ -153,7 +153,7 @@ def test_an_error_line_is_never_glued_to_a_progress_bar_and_bars_count_whole_ite
 
     bar = tqdm(total=200, desc="synthesize")
     advance_to(bar, 0.2775, 200)
-    assert bar.n == 55 and isinstance(bar.n, int)
+    assert bar.n == 55 and isinstance(bar.n, int) and bar.postfix == "27.8% of the work"
     advance_to(bar, 0.1, 200)  # never backwards
     assert bar.n == 55
     _report("synthesize", "the network failed")
