@@ -601,3 +601,43 @@ def test_a_run_from_an_installed_model_records_its_name_and_takes_it_to_the_cach
     assert record["package"] == "adversarial-camus64" and record["trained_steps"] == 3850
     assert record["networks"] == ["model", f"{DISCRIMINATOR} (its head afresh)"]
     assert json.loads((tmp_path / "run" / "init.json").read_text())["package"] == "adversarial-camus64"
+
+
+@pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
+def test_synthesize_batches_across_maps_with_each_images_own_seed(
+    tiny_adversarial, tmp_path, capsys, monkeypatch
+):
+    """``synthesize`` over several maps calls the generator on one batch across maps (issue 30), from the
+    simulator's image below strength 1 too, and each image is the one its map would get alone with its
+    seed (the run's numbering), within one grey level."""
+    from conftest import assert_within_one_grey_level
+
+    import EchoSynthLib.models.adversarial.pipeline as pipeline
+    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+    from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
+
+    package = package_with_settings(
+        tiny_adversarial.run / "model", tmp_path / "from-simulator", start_strength=0.5
+    )
+    maps = []
+    for index, view in enumerate(("4CH", "2CH", "4CH")):
+        labels = phantom_label_map(view, "ES", seed=index, grid=PhantomGrid.for_view(view, size=40)).labels
+        maps.append(labels)
+        write_label_map(labels, tmp_path / "maps" / f"m{index}.nii.gz")
+    batches, draw = [], pipeline.draw
+
+    def counting_draw(generator, process, config, seg, *args, **kwargs):
+        batches.append(seg.shape[0])
+        return draw(generator, process, config, seg, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "draw", counting_draw)
+    command = ["synthesize", "--model", str(package), "--labels", str(tmp_path / "maps"), "--n", "2"]
+    assert main([*command, "--seed", "3", "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    assert batches == [6]  # 3 maps x 2 images in one batch
+    model = AdversarialModel.load(package, "cpu")
+    for index, labels in enumerate(maps):
+        alone = model.synthesize(labels, n=2, seed=3 + 2 * index)
+        for k in range(2):
+            drawn = read_image(tmp_path / "out" / f"m{index}_synth{k:02d}.nii.gz")
+            assert drawn.same_geometry(labels)
+            assert_within_one_grey_level(drawn.array, alone[k].array)

@@ -11,7 +11,7 @@ simulator-guided model or a start from the simulator, the simulator's image). Be
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,41 +123,72 @@ class AdversarialModel:
         ``source``: the image to translate (on the map's grid): the guide of a model guided by its source
         image (which needs one), the start of the chain below strength 1 (module docstring); ``strength``:
         None for the package's default."""
+        return self.synthesize_maps(
+            [labels], [n], seed, batch_size, progress, plane, slice_index, [source], strength
+        )[0]
+
+    def synthesize_maps(
+        self,
+        maps: Sequence[Volume | np.ndarray],
+        counts: Sequence[int],
+        seed: int = 0,
+        batch_size: int = 16,
+        progress: Steps | None = None,
+        plane: str = "ij",
+        slice_index: int | None = None,
+        sources: Sequence[Volume | None] | None = None,
+        strength: float | None = None,
+    ) -> list[list[Volume]]:
+        """``counts[m]`` images of each map in batches that run across maps (a generator call per step for
+        a batch, not per map); image c of map m is image j = counts[:m] + c of the run and uses seed + j,
+        as ``synthesize`` of each map alone with its own seed. ``sources``: per map, as ``synthesize``."""
         from EchoSynthLib.models.adversarial.guides import on_grid, simulated
         from EchoSynthLib.preprocessing.prepare import image_on_grid
 
-        if n < 1 or batch_size < 1:
-            raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
-        check_seed(seed, n)
+        sources = list(sources) if sources is not None else [None] * len(maps)
+        if len(counts) != len(maps) or len(sources) != len(maps) or min(counts, default=1) < 1:
+            raise InputError(f"one count (at least 1) and one source per map, got {list(counts)}")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        total = sum(counts)
+        check_seed(seed, total)
         strength = self.start_strength(strength)
         guide = self.config.guide
-        if guide == SOURCE_GUIDE and source is None:
+        if guide == SOURCE_GUIDE and any(source is None for source in sources):
             raise InputError(
                 f"{self.source}: a model guided by the source image translates images (echosynth translate)"
             )
-        target = self.prepare(labels, plane, slice_index)
         size = self.config.image_size
-        one_hot, grid = model_conditioning(target, self.config.classes, (size, size))
-        require_source_on(target, source)
-        if source is not None:
-            on_model = torch.from_numpy(image_on_grid(source, grid).reshape(1, 1, size, size))
-        simulator = guide == SIMULATOR_GUIDE or (strength < 1.0 and source is None)
-        model_map = on_grid(one_hot, self.config.classes, grid) if simulator else None
-        images: list[Volume] = []
-        for start, count, advance in step_batches(n, batch_size, progress):
-            seg = torch.from_numpy(one_hot[np.newaxis]).float().expand(count, -1, -1, -1).to(self.device)
-            simulated_images = (
-                torch.stack([simulated(model_map, seed + start + k) for k in range(count)])
-                if simulator
-                else None
-            )
-            given = None if source is None else on_model.expand(count, -1, -1, -1)
+        targets, conditions, given, model_maps = [], [], [], []
+        for labels, source in zip(maps, sources, strict=True):
+            target = self.prepare(labels, plane, slice_index)
+            one_hot, grid = model_conditioning(target, self.config.classes, (size, size))
+            require_source_on(target, source)
+            simulator = guide == SIMULATOR_GUIDE or (strength < 1.0 and source is None)
+            targets.append(target)
+            conditions.append((torch.from_numpy(one_hot).float(), grid))
+            on_model = None if source is None else image_on_grid(source, grid).reshape(1, size, size)
+            given.append(None if on_model is None else torch.from_numpy(on_model))
+            model_maps.append(on_grid(one_hot, self.config.classes, grid) if simulator else None)
+        owner = [m for m, count in enumerate(counts) for _ in range(count)]  # the map of run image j
+        images: list[list[Volume]] = [[] for _ in maps]
+        for start, count, advance in step_batches(total, batch_size, progress):
+            run = range(start, start + count)
+            seg = torch.stack([conditions[owner[j]][0] for j in run]).to(self.device)
+            simulated_images = [
+                None if model_maps[owner[j]] is None else simulated(model_maps[owner[j]], seed + j)
+                for j in run
+            ]
+            starts = [
+                simulated_images[i] if given[owner[j]] is None else given[owner[j]] for i, j in enumerate(run)
+            ]
             if guide == SOURCE_GUIDE:
-                guides = given
+                guides = torch.stack([given[owner[j]] for j in run])
             elif guide == SIMULATOR_GUIDE:
-                guides = simulated_images
+                guides = torch.stack(simulated_images)
             else:
                 guides = seg.new_zeros((count, 0, size, size))
+            init = None if any(x is None for x in starts) else torch.stack(starts)
             output = draw(
                 self.generator,
                 self.process,
@@ -166,10 +197,12 @@ class AdversarialModel:
                 guides.to(self.device),
                 seed + start,
                 advance,
-                init=simulated_images if given is None else given,
+                init=init,
                 strength=strength,
             )
-            images.extend(image_back_onto(target, x[0].cpu().numpy(), grid) for x in output)
+            for j, x in zip(run, output, strict=True):
+                m = owner[j]
+                images[m].append(image_back_onto(targets[m], x[0].cpu().numpy(), conditions[m][1]))
         return images
 
     def start_strength(self, strength: float | None) -> float:
@@ -203,8 +236,14 @@ class AdversarialGenerator(ModelGenerator):
 
     def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
         """``n`` images of a prepared map."""
+        return self.generate_many([labels], [n], seed, progress)[0]
+
+    def generate_many(
+        self, maps: Sequence[Volume], counts: Sequence[int], seed: int, progress: Progress | None = None
+    ) -> list[list[Volume]]:
+        """The images of several prepared maps in batches across maps (``synthesize_maps``)."""
         report = None if progress is None else (lambda done, total: progress(done / total))
-        return self.model.synthesize(labels, n=n, seed=seed, progress=report, strength=self.strength)
+        return self.model.synthesize_maps(maps, counts, seed, progress=report, strength=self.strength)
 
     def translate(self, image: Volume, labels: Volume, seed: int) -> Volume:
         """The translation of ``image`` (2D) with its prepared label map: guided by the image itself for a
