@@ -1,5 +1,5 @@
-"""Checks of user-given values, each with an InputError that names the value: seeds, counts, numbers,
-output paths against inputs, and the memory a job will need.
+"""Checks of user-given values, each with an InputError that names the value: seeds, counts, numbers, and
+the memory and disk a job will need (output paths: ``data.outputs``).
 
 One rule for seeds everywhere (CLI and API, simulator and models): an integer in 0 .. 2**32 - 1, and
 image k of a run uses seed + k, so the last seed must fit too.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 from EchoSynthLib.errors import InputError
@@ -62,33 +61,6 @@ def check_number(
     if above is not None and value <= above:
         raise InputError(f"{name} must be greater than {above:g}, got {value:g}")
     return value
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of an existing file, else None."""
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_dev, status.st_ino
-
-
-def check_outputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]) -> None:
-    """InputError if an output path is one of the inputs (same path, or the same file by another name).
-    Each input is looked at once and each output once, however many there are."""
-    sources = [Path(p) for p in inputs]
-    resolved = {p.resolve() for p in sources}
-    identities = {i for i in map(_identity, sources) if i is not None}
-    for output in map(Path, outputs):
-        if output.resolve() in resolved or (identities and _identity(output) in identities):
-            raise InputError(f"{output}: is an input of this command; choose another output path")
-
-
-def check_outside(folder: str | os.PathLike, root: str | os.PathLike, what: str) -> None:
-    """InputError if ``folder`` is ``root`` or inside it (outputs must not be written into a dataset)."""
-    folder, root = Path(folder).resolve(), Path(root).resolve()
-    if folder == root or folder.is_relative_to(root):
-        raise InputError(f"{folder}: is inside {what} {root}; write it somewhere else")
 
 
 def available_memory() -> int:

@@ -20,7 +20,7 @@ from EchoSynthLib.data.io import (
     write_label_map,
 )
 from EchoSynthLib.data.labels import ECHOSYNTH, LabelSchema, require_heart, schema_named
-from EchoSynthLib.data.outputs import check_place, new_files
+from EchoSynthLib.data.outputs import check_new_files, new_files
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 
@@ -82,10 +82,7 @@ def augment_files(
     planned = [p for paths in outputs.values() for p in paths]
     if len(set(planned)) != len(planned):
         raise InputError("two inputs have the same file name; their outputs would overwrite each other")
-    check_place(out_dir, files, whole=False)
-    taken = [p for p in planned if p.exists()]
-    if taken:  # before any work: nothing is replaced
-        raise InputError(f"{taken[0]}: exists; choose another --out folder or remove it")
+    check_new_files(out_dir, [p.name for p in planned], files)  # before any work: nothing is replaced
     maps = {path: _read_checked(path, schema) for path in files}
     settings = settings or LabelMapAugmentation()
     with new_files(out_dir, [p.name for p in planned], files) as staged:

@@ -145,7 +145,7 @@ def _run_simulate(args: argparse.Namespace) -> None:
     from EchoSynthLib.checks import check_seed
     from EchoSynthLib.data.io import file_kind, read_label_map, write_image
     from EchoSynthLib.data.labels import schema_named
-    from EchoSynthLib.data.outputs import check_new_file, new_files
+    from EchoSynthLib.data.outputs import check_new_files, new_files
     from EchoSynthLib.simulation import SimulatorSettings, simulate_bmode
 
     if file_kind(args.out) != "image":
@@ -160,12 +160,11 @@ def _run_simulate(args: argparse.Namespace) -> None:
     }
     settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
     seeds = range(args.seed, args.seed + args.n)
-    outputs = [_output_path(args.out, seed, args.n) for seed in seeds]
-    for output in outputs:  # before any work: an image is never replaced, nor an input
-        check_new_file(output, [args.labels])
+    names = [_output_path(args.out, seed, args.n).name for seed in seeds]
+    check_new_files(args.out.parent, names, [args.labels])  # before any work: nothing is replaced
     labels = read_label_map(args.labels, schema_named(args.schema))
     # Each image is written to the staging folder as soon as it is made; all appear together at the end.
-    with new_files(args.out.parent, [p.name for p in outputs], [args.labels]) as staged:
+    with new_files(args.out.parent, names, [args.labels]) as staged:
         for seed in tqdm(seeds, desc="simulate", unit="image", disable=args.n == 1):
             image = simulate_bmode(labels, seed, settings)
             write_image(image, staged.path(_output_path(args.out, seed, args.n).name))

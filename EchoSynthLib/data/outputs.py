@@ -211,6 +211,20 @@ def owned_folder(
         raise
 
 
+def check_new_files(
+    out_dir: str | os.PathLike, names: Iterable[str] = (), inputs: Iterable[str | os.PathLike | None] = ()
+) -> None:
+    """InputError if ``new_files`` would refuse (call it before long work, to fail at once): ``out_dir`` a
+    file, or an input or inside one; one of ``names`` an input or already there."""
+    out_dir = Path(out_dir)
+    inputs = list(inputs)
+    check_place(out_dir, inputs, whole=False)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder; remove it or choose another output path")
+    for name in names:
+        check_new_file(out_dir / name, inputs)
+
+
 @contextmanager
 def new_files(
     out_dir: str | os.PathLike,
@@ -223,13 +237,8 @@ def new_files(
     one of ``names`` (the files the command will write: nothing is ever replaced). ``part``: the shard
     this run writes (runs of other shards may write at once). A staging folder left by a killed run of
     the same part is removed; ``out_dir`` is removed again if this run created it and wrote nothing."""
-    out_dir = Path(out_dir)
-    check_place(out_dir, inputs, whole=False)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: exists and is not a folder; remove it or choose another output path")
-    for name in names:
-        if (out_dir / name).exists() or (out_dir / name).is_symlink():
-            raise InputError(f"{out_dir / name}: exists; choose another --out folder or remove it")
+    out_dir, names = Path(out_dir), list(names)
+    check_new_files(out_dir, names, inputs)
     created = _created_parents(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     committed = False
@@ -240,8 +249,7 @@ def new_files(
                 if leftover.is_dir():
                     shutil.rmtree(leftover, ignore_errors=True)
             for name in names:  # checked again under the lock: another run may have finished meanwhile
-                if (out_dir / name).exists():
-                    raise InputError(f"{out_dir / name}: exists; choose another --out folder or remove it")
+                check_new_file(out_dir / name)
             staged = StagedFiles(out_dir, prefix)
             try:
                 yield staged

@@ -16,7 +16,7 @@ from pathlib import Path
 from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.io import file_kind, full_suffix, read_label_map, stem_of, write_image, write_label_map
 from EchoSynthLib.data.labels import LabelSchema
-from EchoSynthLib.data.outputs import WHOLE, check_place, new_files
+from EchoSynthLib.data.outputs import WHOLE, check_new_files, new_files
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.sampling.generators import Generator, generate_for_maps
@@ -109,6 +109,25 @@ def planned_names(inputs: Sequence[Path], n: int, augment: int) -> dict[Path, li
     return plan
 
 
+def _shard_maps(
+    plan: dict[Path, list[tuple[str, list[str]]]],
+    inputs: Sequence[Path],
+    n: int,
+    augment: int,
+    part: tuple[int, int],
+) -> Iterator[tuple[int, int, str, list[str], int, int, int]]:
+    """(input position, anatomy index, map name, image files, base, first, stop) of each map with images
+    in ``part`` (lo, hi) of the run's numbering: its images first .. stop - 1, base the run-wide number of
+    its image 0 (image k uses seed + base + k)."""
+    lo, hi = part
+    for position, path in enumerate(inputs):
+        for index, (name, files) in enumerate(plan[path]):
+            base = (position * (1 + augment) + index) * n
+            first, stop = max(lo - base, 0), min(hi - base, n)
+            if first < stop:  # else: another shard's map
+                yield position, index, name, files, base, first, stop
+
+
 def _shard_names(
     plan: dict[Path, list[tuple[str, list[str]]]],
     inputs: Sequence[Path],
@@ -116,18 +135,12 @@ def _shard_names(
     augment: int,
     part: tuple[int, int],
 ) -> list[str]:
-    """The file names a run (or its shard ``part``: images lo..hi of the run's numbering) writes."""
-    lo, hi = part
+    """The file names a run (or its shard ``part``) writes: images, and new anatomies' label files."""
     names = []
-    for position, path in enumerate(inputs):
-        for index, (name, files) in enumerate(plan[path]):
-            base = (position * (1 + augment) + index) * n
-            first, stop = max(lo - base, 0), min(hi - base, n)
-            if first >= stop:
-                continue
-            if index > 0 and first == 0:
-                names.append(f"{name}{full_suffix(path)}")
-            names += files[first:stop]
+    for position, index, name, files, _, first, stop in _shard_maps(plan, inputs, n, augment, part):
+        if index > 0 and first == 0:
+            names.append(f"{name}{full_suffix(inputs[position])}")
+        names += files[first:stop]
     return names
 
 
@@ -160,10 +173,7 @@ def synthesize_files(
     out_dir = Path(out_dir)
     lo, hi = shard_range(len(inputs) * (1 + augment) * n, shard)
     names = _shard_names(plan, inputs, n, augment, (lo, hi))
-    check_place(out_dir, inputs, whole=False)
-    taken = [name for name in names if (out_dir / name).exists()]
-    if taken:  # before any work: nothing is replaced
-        raise InputError(f"{out_dir / taken[0]}: exists; choose another --out folder or remove it")
+    check_new_files(out_dir, names, inputs)  # before any work: nothing is replaced
     maps = read_checked_maps(generator, inputs, schema)
     if augment:
         from EchoSynthLib.augmentation import augment_label_map, variant_seed
@@ -185,29 +195,24 @@ def synthesize_files(
         for segment, made in zip(group, drawn, strict=True):
             for k, image in enumerate(made):
                 written = write_image(image, staged.path(segment.files[segment.first + k]))
-                images.setdefault(segment.key, []).append(staged.final(written))
+                images[segment.key].append(staged.final(written))
         done += count
         group.clear()
 
+    shard_maps = _shard_maps(plan, inputs, n, augment, (lo, hi))
     with new_files(out_dir, names, inputs, part) as staged:
-        for position, (path, labels) in enumerate(zip(inputs, maps, strict=True)):
-            for index, (name, files) in enumerate(plan[path]):
-                base = (position * (1 + augment) + index) * n  # the run-wide number of this map's image 0
-                first, stop = max(lo - base, 0), min(hi - base, n)
-                if first >= stop:
-                    continue  # another shard's map
-                label_map = labels
-                if index > 0:
-                    label_map = augment_label_map(labels, variant_seed(seed, index - 1))
-                    if first == 0:
-                        written = write_label_map(label_map, staged.path(f"{name}{full_suffix(path)}"))
-                        labels_written[(position, index)] = staged.final(written)
-                images[(position, index)] = []
-                for start, count in _chunks(first, stop, CHUNK):
-                    if sum(s.stop - s.first for s in group) + count > CHUNK:
-                        draw_group()
-                    key = (position, index)
-                    group.append(_Segment(key, name, files, label_map, base, start, start + count))
+        for position, index, name, files, base, first, stop in shard_maps:
+            key, label_map = (position, index), maps[position]
+            if index > 0:
+                label_map = augment_label_map(label_map, variant_seed(seed, index - 1))
+                if first == 0:
+                    path = staged.path(f"{name}{full_suffix(inputs[position])}")
+                    labels_written[key] = staged.final(write_label_map(label_map, path))
+            images[key] = []
+            for start, count in _chunks(first, stop, CHUNK):
+                if sum(s.stop - s.first for s in group) + count > CHUNK:
+                    draw_group()
+                group.append(_Segment(key, name, files, label_map, base, start, start + count))
         if group:
             draw_group()
     return [

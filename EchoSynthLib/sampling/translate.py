@@ -28,7 +28,7 @@ from EchoSynthLib.data.io import (
     write_label_map,
 )
 from EchoSynthLib.data.labels import ECHOSYNTH, LabelSchema, Structure
-from EchoSynthLib.data.outputs import check_place, new_files
+from EchoSynthLib.data.outputs import check_new_files, new_files
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
@@ -231,10 +231,7 @@ def translate_files(
             raise InputError(f"{seen[image_name]} and {source.origin} would both write {image_name}")
         seen[image_name] = source.origin
     finals = [n for pair in names for n in pair] + [REPORT]
-    check_place(out_dir, inputs, whole=False)
-    existing = [out_dir / f for f in finals if (out_dir / f).exists()]
-    if existing:  # before any work: nothing is replaced
-        raise InputError(f"{existing[0]}: exists; choose another --out or remove it")
+    check_new_files(out_dir, finals, inputs)  # before any work: nothing is replaced
     prepared = []
     change = _FrameChange()
     for source in sources:

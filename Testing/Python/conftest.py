@@ -42,6 +42,16 @@ def assert_within_one_grey_level(a, b) -> None:
     )
 
 
+def write_phantom_maps(folder, views, phase: str = "ED", size: int = 40):
+    """Phantom label maps of ``views`` (heart seed: the position), written as ``folder/m<i>.nii.gz``."""
+    maps = []
+    for index, view in enumerate(views):
+        grid = PhantomGrid.for_view(view, size=size)
+        maps.append(phantom_label_map(view, phase, seed=index, grid=grid).labels)
+        write_label_map(maps[-1], folder / f"m{index}.nii.gz")
+    return maps
+
+
 def package_with_settings(package, folder, **settings):
     """A copy of the model package ``package`` in ``folder`` with ``settings`` changed in its config (as a
     shipped package may carry a sampling default such as ``start_strength``); the copy's path."""

@@ -610,20 +610,15 @@ def test_synthesize_batches_across_maps_with_each_images_own_seed(
     """``synthesize`` over several maps calls the generator on one batch across maps (issue 30), from the
     simulator's image below strength 1 too, and each image is the one its map would get alone with its
     seed (the run's numbering), within one grey level."""
-    from conftest import assert_within_one_grey_level
+    from conftest import assert_within_one_grey_level, write_phantom_maps
 
     import EchoSynthLib.models.adversarial.pipeline as pipeline
-    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
     from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
 
     package = package_with_settings(
         tiny_adversarial.run / "model", tmp_path / "from-simulator", start_strength=0.5
     )
-    maps = []
-    for index, view in enumerate(("4CH", "2CH", "4CH")):
-        labels = phantom_label_map(view, "ES", seed=index, grid=PhantomGrid.for_view(view, size=40)).labels
-        maps.append(labels)
-        write_label_map(labels, tmp_path / "maps" / f"m{index}.nii.gz")
+    maps = write_phantom_maps(tmp_path / "maps", ("4CH", "2CH", "4CH"), phase="ES")
     batches, draw = [], pipeline.draw
 
     def counting_draw(generator, process, config, seg, *args, **kwargs):

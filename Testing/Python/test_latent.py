@@ -494,15 +494,11 @@ def test_synthesize_batches_images_across_maps_with_each_images_own_seed(
     """``synthesize`` over several maps draws one batch across maps (a network call per step for all of
     them, not one per map; issue 30), and each image is the one its map would get alone with its seed
     (the run's numbering), within one grey level."""
-    import EchoSynthLib.models.latent.pipeline as pipeline
-    from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
-    from EchoSynthLib.data.io import read_image, write_label_map
+    from conftest import write_phantom_maps
 
-    maps = []
-    for index, view in enumerate(("4CH", "2CH", "4CH")):
-        labels = phantom_label_map(view, "ED", seed=index, grid=PhantomGrid.for_view(view, size=40)).labels
-        maps.append(labels)
-        write_label_map(labels, tmp_path / "maps" / f"m{index}.nii.gz")
+    import EchoSynthLib.models.latent.pipeline as pipeline
+
+    maps = write_phantom_maps(tmp_path / "maps", ("4CH", "2CH", "4CH"))
     batches, draw = [], pipeline.draw
 
     def counting_draw(*args, **kwargs):

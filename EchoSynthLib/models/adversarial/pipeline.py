@@ -31,7 +31,13 @@ from EchoSynthLib.models.adversarial.process import FewStepProcess
 from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.models.families import ADVERSARIAL
 from EchoSynthLib.models.package import load_weights, read_package_config
-from EchoSynthLib.sampling.generators import GeneratorSettings, ModelGenerator, Progress, step_batches
+from EchoSynthLib.sampling.generators import (
+    GeneratorSettings,
+    ModelGenerator,
+    Progress,
+    image_owners,
+    step_batches,
+)
 from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, require_source_on, with_sector
 
 Steps = Callable[[int, int], None]
@@ -145,13 +151,10 @@ class AdversarialModel:
         from EchoSynthLib.models.adversarial.guides import on_grid, simulated
         from EchoSynthLib.preprocessing.prepare import image_on_grid
 
-        sources = list(sources) if sources is not None else [None] * len(maps)
-        if len(counts) != len(maps) or len(sources) != len(maps) or min(counts, default=1) < 1:
-            raise InputError(f"one count (at least 1) and one source per map, got {list(counts)}")
+        owner, sources = image_owners(maps, counts, sources)  # owner[j]: the map of run image j
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        total = sum(counts)
-        check_seed(seed, total)
+        check_seed(seed, len(owner))
         strength = self.start_strength(strength)
         guide = self.config.guide
         if guide == SOURCE_GUIDE and any(source is None for source in sources):
@@ -170,9 +173,8 @@ class AdversarialModel:
             on_model = None if source is None else image_on_grid(source, grid).reshape(1, size, size)
             given.append(None if on_model is None else torch.from_numpy(on_model))
             model_maps.append(on_grid(one_hot, self.config.classes, grid) if simulator else None)
-        owner = [m for m, count in enumerate(counts) for _ in range(count)]  # the map of run image j
         images: list[list[Volume]] = [[] for _ in maps]
-        for start, count, advance in step_batches(total, batch_size, progress):
+        for start, count, advance in step_batches(len(owner), batch_size, progress):
             run = range(start, start + count)
             seg = torch.stack([conditions[owner[j]][0] for j in run]).to(self.device)
             simulated_images = [

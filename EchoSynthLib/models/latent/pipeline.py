@@ -46,7 +46,7 @@ from EchoSynthLib.models.latent.cleanup import clean_labels
 from EchoSynthLib.models.latent.config import LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
 from EchoSynthLib.models.package import load_weights, read_package_header
-from EchoSynthLib.sampling.generators import step_batches
+from EchoSynthLib.sampling.generators import image_owners, step_batches
 from EchoSynthLib.sampling.grids import (
     image_back_onto,
     model_conditioning,
@@ -302,15 +302,12 @@ class LatentModel:
         batch, not per map); image c of map m is image j = counts[:m] + c of the run and uses seed + j,
         as ``synthesize`` of each map alone would with its own seed. ``sources``: per map, an image to
         start from (a translation) or None."""
+        owner, sources = image_owners(maps, counts, sources)  # owner[j]: the map of run image j
         targets = [self.prepare(labels, plane, slice_index) for labels in maps]
-        sources = list(sources) if sources is not None else [None] * len(targets)
-        if len(counts) != len(targets) or len(sources) != len(targets) or min(counts, default=1) < 1:
-            raise InputError(f"one count (at least 1) and one source per map, got {list(counts)}")
         for target, source in zip(targets, sources, strict=True):
             require_source_on(target, source)
         shape = self.config.image_shape
         conditions = [model_conditioning(target, self.config.classes, shape) for target in targets]
-        owner = [m for m, count in enumerate(counts) for _ in range(count)]  # the map of run image j
 
         def seg(first: int, count: int) -> torch.Tensor:
             return torch.from_numpy(np.stack([conditions[owner[j]][0] for j in range(first, first + count)]))
