@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): translate the 200 CAMUS validation images from a look (stand-in / unseen) with MODEL and evaluate them
-# against real validation images, paired with their truth. Usage: bench/eval_translator.sh MODEL TAG LOOK (LOOK: stand-in or unseen; needs data/camus224-128)
+# against real validation images, paired with their truth. Usage: bench/eval_translator.sh MODEL TAG LOOK (LOOK: stand-in, unseen, family or held-out; needs data/camus224-128)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=$1 TAG=$2 LOOK=$3

@@ -5,9 +5,12 @@ not a real second scanner.
 
 Writes ``OUT/images/CASE.nii.gz`` (uint8) and ``OUT/labels/CASE.nii.gz`` (canonical labels), staged.
 ``--look unseen`` gives them a look outside the family a source-guided model trains on
-(``scanner_look.UNSEEN``). ``--look none`` writes the real images as they are: the truth a translation of
-the stand-in is compared with (``echosynth evaluate --paired-with``), or, from a smaller cache, the real
-images on a model's grid (the distance a model of that grid cannot go below).
+(``scanner_look.UNSEEN``); ``--look family`` a random chain of the training kinds of degradation
+(``augmentation.degradations.TRAINING``, seeded by the case's position) and ``--look held-out`` the same with
+every held-out kind (``HELD_OUT``, never drawn in training) applied on top: a kind never seen.
+``--look none`` writes the real images as they are: the truth a translation of the stand-in is compared
+with (``echosynth evaluate --paired-with``), or, from a smaller
+cache, the real images on a model's grid (the distance a model of that grid cannot go below).
 
     python bench/stand_in_scanner.py --data data/camus224-128 --split val --out out/bench-translate/standin
     python bench/stand_in_scanner.py --data data/camus224-128 --split val --look none \
@@ -21,6 +24,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+CHAIN_SEEDS = 10_000  # case i's chain of degradations is drawn from seed CHAIN_SEEDS + i
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -32,15 +37,17 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N cases")
     parser.add_argument(
         "--look",
-        choices=["stand-in", "unseen", "none"],
+        choices=["stand-in", "unseen", "family", "held-out", "none"],
         default="stand-in",
-        help="unseen: a look outside the training family (scanner_look.UNSEEN); none: the real images",
+        help="unseen: a look outside the training family (scanner_look.UNSEEN); family / held-out: a seeded"
+        " chain of the training degradations, without / with the held-out kinds; none: the real images",
     )
     args = parser.parse_args()
 
     import numpy as np
     import torch
 
+    from EchoSynthLib.augmentation.degradations import HELD_OUT, TRAINING, degrade
     from EchoSynthLib.augmentation.scanner_look import STAND_IN, UNSEEN
     from EchoSynthLib.cache.store import CacheIndex
     from EchoSynthLib.data.atomic import staged_directory
@@ -53,7 +60,7 @@ def main() -> None:
     layout = cache.manifest.layout
     entries = cache.cases(args.split)[: args.limit]
     with staged_directory(args.out) as staging:
-        for entry in entries:
+        for position, entry in enumerate(entries):
             image, labels = cache.load(entry)
             grid = Grid.from_dict(entry["metadata"]["grid"])
             canonical = layout.to_canonical(labels).astype(np.uint8)
@@ -64,6 +71,9 @@ def main() -> None:
             look = {"stand-in": STAND_IN, "unseen": UNSEEN}.get(args.look)  # none: the real image
             if look is not None:
                 looked = look(looked, inside)
+            elif args.look in ("family", "held-out"):
+                always = HELD_OUT if args.look == "held-out" else ()
+                looked = degrade(looked, inside, [CHAIN_SEEDS + position], TRAINING, always)
             grey = np.rint((looked.numpy().reshape(1, *canonical.shape[-2:]) + 1.0) * 127.5).astype(np.uint8)
             geometry = (grid.spacing, grid.origin, grid.direction)
             write_image(Volume(grey, *geometry), staging / "images" / f"{entry['case_id']}.nii.gz")

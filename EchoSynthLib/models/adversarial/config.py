@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from EchoSynthLib.augmentation.degradations import check_kinds
 from EchoSynthLib.checks import SEED_MAX
 from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.errors import InputError
@@ -76,11 +77,15 @@ class AdversarialConfig(SettingsMixin):
     ema_decay: float = 0.999
     batch_size: int = 16  # the global batch of a step, over every process under torchrun
     flip_prob: float = 0.5
+    # A source-guided model's training looks: empty, the five-number look family (earlier models:
+    # ``scanner_look.LOOK_RANGES``); else the kinds of ``augmentation.degradations`` each source is drawn
+    # through (a random chain per image; ``degradations.TRAINING``: every kind but the held-out ones).
+    degradations: tuple[str, ...] = ()
     mixed_precision: bool = True  # bf16 autocast on GPU (the R1 penalty stays in float32)
     seed: int = 0
     classes: ClassLayout = field(default_factory=lambda: ClassLayout("classes", {}))  # from the cache
 
-    MAY_BE_EMPTY: ClassVar[frozenset[str]] = frozenset({"timesteps"})
+    MAY_BE_EMPTY: ClassVar[frozenset[str]] = frozenset({"timesteps", "degradations"})
     LIMITS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
         "image_size": (8, None),
         "channels": (1, None),
@@ -118,6 +123,7 @@ class AdversarialConfig(SettingsMixin):
             raise InputError(
                 f"timesteps must give one timestep per step ({self.steps}), got {self.timesteps}"
             )
+        check_kinds(self.degradations)
         if self.variance not in VARIANCES:
             raise InputError(f"variance must be one of {', '.join(VARIANCES)}, got '{self.variance}'")
         if self.beta_max <= self.beta_min:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
+from EchoSynthLib.augmentation.degradations import degrade
 from EchoSynthLib.augmentation.scanner_look import LOOK_RANGES, STAND_IN, random_looks
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
@@ -203,9 +204,10 @@ class AdversarialTrainer(StepTrainer):
         splits = ["train"] + (["val"] if self.val_set is not None else [])
         return {split: split_guides(self.cache, split, self.run) for split in splits}
 
-    def _image_guides(self, batch: dict, split: str, looks: torch.Tensor | None = None) -> torch.Tensor:
+    def _image_guides(self, batch: dict, split: str, draws: dict | None = None) -> torch.Tensor:
         """(B, G, H, W): the batch's image guides (G = 0 for a labels-only model; the source guide is each
-        image in a random look placed by ``looks`` (training), else in the stand-in scanner's look)."""
+        image in a random look of the ``draws`` (training: through a chain of the config's degradations, or
+        placed in the look family), else in the stand-in scanner's look)."""
         image = batch["image"]
         if self.config.guide == "labels":
             return image.new_zeros((image.shape[0], 0, *image.shape[2:])).to(self.device)
@@ -213,7 +215,11 @@ class AdversarialTrainer(StepTrainer):
             background = self.config.classes.structures.index(Structure.BACKGROUND)
             inside = (batch["labels"][:, background : background + 1] < 0.5).to(self.device)  # sector, heart
             image = image.to(self.device).float()
-            return STAND_IN(image, inside) if looks is None else random_looks(image, inside, looks)
+            if draws is None:
+                return STAND_IN(image, inside)
+            if self.config.degradations:
+                return degrade(image, inside, draws["look_seed"].tolist(), self.config.degradations)
+            return random_looks(image, inside, draws["look"])
         table = self.guides[split]
         return torch.stack([table[c] for c in batch["case_id"]]).to(self.device)
 
@@ -231,6 +237,7 @@ class AdversarialTrainer(StepTrainer):
             "posterior_noise": torch.randn(shape, generator=generator),
             "z": torch.randn((count, config.noise_channels, *shape[2:]), generator=generator),
             "look": torch.rand((count, len(LOOK_RANGES)), generator=generator),  # a source guide's look
+            "look_seed": torch.randint(0, 2**62, (count,), generator=generator),  # its chain of degradations
         }
         if train:
             draws = {k: self.rank.part(v) for k, v in draws.items()}
@@ -244,7 +251,7 @@ class AdversarialTrainer(StepTrainer):
         tensors = [
             batch["image"].to(self.device).float(),
             batch["labels"].to(self.device).float(),
-            self._image_guides(batch, split, draws["look"] if training else None),
+            self._image_guides(batch, split, draws if training else None),
         ]
         flip = draws["flip"].view(-1, 1, 1, 1)
         return tuple(torch.where(flip, x.flip(-1), x) for x in tensors)
