@@ -43,14 +43,16 @@ PLUGINS_ENV = "ECHOSYNTH_FAMILIES"
 
 @dataclass(frozen=True)
 class Family:
-    """A model family: its name (``echosynth train NAME``), package kind, task, module, and the sampling
-    options (``sampling.options``) its generator uses."""
+    """A model family: its name (``echosynth train NAME``), package kind, task, module, the sampling
+    options (``sampling.options``) its generator uses, and its settings class (``"module:Class"``, a
+    ``models.settings.SettingsMixin``; empty for a family that checks its own settings on load)."""
 
     name: str
     kind: str
     task: str
     module: str
     sampling: tuple[str, ...] = ()
+    settings: str = ""
 
     def load(self) -> ModuleType:
         """The family's module (imports torch and its networks)."""
@@ -78,14 +80,38 @@ SDM = register(
         LABELS_TO_IMAGE,
         "EchoSynthLib.models.sdm",
         ("steps", "sampler", "guidance_scale", "plane", "slice_index", "strength"),
+        "EchoSynthLib.models.sdm.config:SDMConfig",
     )
 )
-SEGMENTER = register(Family("segmenter", "segmenter2d", IMAGE_TO_LABELS, "EchoSynthLib.models.segmenter"))
-ENCODER = register(Family("features", "echoencoder2d", IMAGE_TO_FEATURES, "EchoSynthLib.models.features"))
+SEGMENTER = register(
+    Family(
+        "segmenter",
+        "segmenter2d",
+        IMAGE_TO_LABELS,
+        "EchoSynthLib.models.segmenter",
+        settings="EchoSynthLib.models.segmenter.network:SegmenterConfig",
+    )
+)
+ENCODER = register(
+    Family(
+        "features",
+        "echoencoder2d",
+        IMAGE_TO_FEATURES,
+        "EchoSynthLib.models.features",
+        settings="EchoSynthLib.models.features.config:EncoderConfig",
+    )
+)
 AUTOENCODER = register(
-    Family("autoencoder", "autoencoder", IMAGE_TO_LATENTS, "EchoSynthLib.models.autoencoder")
+    Family(
+        "autoencoder",
+        "autoencoder",
+        IMAGE_TO_LATENTS,
+        "EchoSynthLib.models.autoencoder",
+        settings="EchoSynthLib.models.autoencoder.config:AutoencoderConfig",
+    )
 )
 # The latent diffusion models: one folder, one config and trainer, two tasks (so two families).
+LATENT_SETTINGS = "EchoSynthLib.models.latent.config:LatentConfig"
 LATENT = register(
     Family(
         "latent",
@@ -93,6 +119,7 @@ LATENT = register(
         LABELS_TO_IMAGE,
         "EchoSynthLib.models.latent",
         ("steps", "sampler", "guidance_scale", "plane", "slice_index", "strength"),
+        LATENT_SETTINGS,
     )
 )
 LATENT_PAIRS = register(
@@ -102,6 +129,7 @@ LATENT_PAIRS = register(
         NOTHING_TO_PAIRS,
         "EchoSynthLib.models.latent.pairs",
         ("steps", "sampler"),
+        LATENT_SETTINGS,
     )
 )
 # The few-step adversarial diffusion model (Tiago et al. / SynDiff): T fixed steps, so no sampler options;
@@ -113,6 +141,7 @@ ADVERSARIAL = register(
         LABELS_TO_IMAGE,
         "EchoSynthLib.models.adversarial",
         ("plane", "slice_index", "strength"),
+        "EchoSynthLib.models.adversarial.config:AdversarialConfig",
     )
 )
 SDM_KIND, SEGMENTER_KIND, ENCODER_KIND = SDM.kind, SEGMENTER.kind, ENCODER.kind
@@ -145,6 +174,24 @@ def family_named(name: str) -> Family:
 def family_of_kind(kind: str) -> Family | None:
     """The family whose packages have ``kind``, or None for a kind this EchoSynth does not know."""
     return next((f for f in families() if f.kind == kind), None)
+
+
+def check_package_settings(kind: str, settings: dict, where: str) -> None:
+    """Refuse, in one line naming ``where``, package settings that the family of ``kind`` would refuse when
+    the model is loaded (so that ``models add`` and installs catch them, not the first run)."""
+    from EchoSynthLib.models.settings import RUN_SETTING_NAMES
+
+    family = family_of_kind(kind)
+    if family is None or not family.settings:
+        return
+    module, _, name = family.settings.partition(":")
+    settings_class = getattr(importlib.import_module(module), name)
+    # Packages may carry their version and (written before run settings had their own file) run settings.
+    model = {k: v for k, v in settings.items() if k not in RUN_SETTING_NAMES and k != "version"}
+    try:
+        settings_class.from_dict(model)
+    except InputError as error:
+        raise InputError(f"{where}: settings a '{kind}' model cannot have ({error})") from None
 
 
 def task_of(kind: str) -> str | None:

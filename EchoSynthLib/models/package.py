@@ -7,9 +7,11 @@ would hold ``vae.safetensors`` and ``unet.safetensors``).
     {"format_version": 2, "kind": "sdm2d", "task": "label map -> image",
      "components": [{"name": "model", "file": "model.safetensors", "sha256": "..."}],
      "settings": {...network and process settings...}, "classes": {"1": "lv_cavity", ...},
-     "grid": {"image_size": 64}, "provenance": {...training data, steps, licence...}}
+     "settings_sha256": "...", "grid": {"image_size": 64}, "provenance": {...training data, steps...}}
 
-Weights are safetensors, never pickles, and each component's SHA-256 is checked before it is loaded. A
+Weights are safetensors, never pickles, and each component's SHA-256 is checked before it is loaded. The
+settings (the classes the weights were trained with among them) carry a SHA-256 of their own: an edited
+class table (two structures swapped still parse as a valid layout) or setting is refused. A
 format-1 package (``model.safetensors`` and the settings at the top level of ``config.json``) is refused
 with the command that converts it (``echosynth models upgrade FOLDER``, cheap: the weights are kept).
 Importing this module does not import torch (the model manager reads package headers without it).
@@ -34,6 +36,7 @@ CONFIG = "config.json"
 CARD = "MODEL_CARD.md"
 PROVENANCE = "provenance"
 DEFAULT_COMPONENT = "model"
+SETTINGS_SHA256 = "settings_sha256"
 WEIGHTS = f"{DEFAULT_COMPONENT}.safetensors"  # the one-network families' component (and format 1's file)
 
 
@@ -86,6 +89,14 @@ def save_package(
     return folder
 
 
+def settings_sha256(settings: Mapping[str, Any]) -> str:
+    """The SHA-256 of settings as canonical JSON (sorted keys, no spaces; tuples as lists)."""
+    import hashlib
+
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _document(
     kind: str, task: str, components: list[dict], settings: dict[str, Any], provenance: dict[str, Any]
 ) -> dict[str, Any]:
@@ -96,6 +107,7 @@ def _document(
         "task": task,
         "components": components,
         "settings": settings,
+        SETTINGS_SHA256: settings_sha256(settings),
         "classes": settings.get("classes", {}),
         "grid": grid,
         PROVENANCE: provenance,
@@ -162,6 +174,13 @@ def read_package_header(folder: str | Path) -> dict[str, Any]:
         raise InputError(f"{folder}: not an EchoSynth model package (missing {', '.join(missing)})")
     if not isinstance(config.get("settings"), dict):
         raise InputError(f"{folder / CONFIG}: no 'settings'")
+    recorded = config.get(SETTINGS_SHA256)  # packages saved before it was recorded have none
+    edited = recorded is not None and recorded != settings_sha256(config["settings"])
+    if edited or config.get("classes", {}) != config["settings"].get("classes", {}):
+        raise InputError(
+            f"{folder / CONFIG}: the settings (or classes) differ from those the weights were saved with; "
+            "the file was edited or damaged: reinstall the model"
+        )
     return config
 
 

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 import EchoSynthLib
 from EchoSynthLib.data.atomic import restore_retired, sha256_of, staged_directory
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.families import check_package_settings
 from EchoSynthLib.models.package import (
     CARD,
     CONFIG,
@@ -424,6 +425,10 @@ def _validate(root: Path, label: str, kind: str | None, version: str | None) -> 
     if version is not None and found != version:
         what = f"version '{found}'" if found else "no version"
         raise InputError(f"{label}: holds {what} of the model, but the manifest says '{version}'")
+    try:
+        check_package_settings(header["kind"], header["settings"], str(root / CONFIG))
+    except InputError as error:
+        raise InputError(str(error).replace(str(root), label)) from None
 
 
 def _install(

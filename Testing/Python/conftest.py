@@ -55,14 +55,23 @@ def write_phantom_maps(folder, views, phase: str = "ED", size: int = 40):
 def package_with_settings(package, folder, **settings):
     """A copy of the model package ``package`` in ``folder`` with ``settings`` changed in its config (as a
     shipped package may carry a sampling default such as ``start_strength``); the copy's path."""
-    import json
     import shutil
 
-    from EchoSynthLib.models.package import CONFIG
-
     shutil.copytree(package, folder)
+    return edit_package_settings(folder, lambda document: document.update(settings))
+
+
+def edit_package_settings(folder, edit):
+    """Change a package's settings in place (``edit`` gets the settings dict) and re-seal them, as a
+    package saved with those settings would be; the folder."""
+    import json
+
+    from EchoSynthLib.models.package import CONFIG, SETTINGS_SHA256, settings_sha256
+
     document = json.loads((folder / CONFIG).read_text())
-    document["settings"].update(settings)
+    edit(document["settings"])
+    document["classes"] = document["settings"].get("classes", {})
+    document[SETTINGS_SHA256] = settings_sha256(document["settings"])
     (folder / CONFIG).write_text(json.dumps(document))
     return folder
 

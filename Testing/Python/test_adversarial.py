@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import ADVERSARIAL_RUN, TINY_ADVERSARIAL, package_with_settings
+from conftest import ADVERSARIAL_RUN, TINY_ADVERSARIAL, edit_package_settings, package_with_settings
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import read_image, read_label_map, write_image, write_label_map
@@ -517,9 +517,7 @@ def test_a_run_started_from_an_sdm_is_that_sdm_at_its_first_step(tiny_cache, pha
     # An SDM of another grid starts a run on this cache's grid with the same (convolutional) network.
     other = tmp_path / "sdm64"
     shutil.copytree(sdm_folder, other)
-    document = json.loads((other / "config.json").read_text())
-    document["settings"]["image_size"] = 64
-    (other / "config.json").write_text(json.dumps(document))
+    edit_package_settings(other, lambda settings: settings.update(image_size=64))
     settings = RunSettings(**ADVERSARIAL_RUN | {"init": str(other)})
     regridded = AdversarialTrainer(tiny_cache, tmp_path / "run2", guided, "cpu", settings)
     assert regridded.config.image_size == 32 and regridded.config.timesteps == config.timesteps

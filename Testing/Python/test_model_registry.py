@@ -16,7 +16,7 @@ import torch
 from EchoSynthLib.cli import main as cli_main
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models import registry
-from EchoSynthLib.models.package import WEIGHTS, save_package
+from EchoSynthLib.models.package import CONFIG, WEIGHTS, save_package
 from EchoSynthLib.models.registry import (
     KnownModel,
     clear_cache,
@@ -44,7 +44,7 @@ def places(tmp_path, monkeypatch):
 
 
 def _package(folder: Path, kind: str = "sdm2d", version: str | None = None, licence: str = "") -> Path:
-    config = {"size": 8, **({"version": version} if version else {})}
+    config = {"version": version} if version else {}
     provenance = {"training_data": {"dataset": "folder", "licence": licence}} if licence else {}
     return save_package(folder, kind, config, {"weight": torch.arange(4.0)}, "# tiny model\n", provenance)
 
@@ -366,6 +366,22 @@ def test_install_from_folder_checks_the_package(places, tmp_path):
         install_from_folder(_package(tmp_path / "ok"), name="taken")
     assert (cache / "taken" / "mine.txt").read_text() == "keep me"
     assert _entries(cache) == ["taken"]
+
+
+def test_a_package_whose_settings_its_family_refuses_is_not_installed(cli, places, tmp_path):
+    """``models add --name NAME`` of a package its family could not load (here an SDM with an empty channel
+    list, re-sealed so that only the settings are wrong) is refused at once, nothing installed."""
+    cache, _ = places
+    bad = save_package(
+        tmp_path / "bad", "sdm2d", {"channels": [], "version": "1.0"}, {"w": torch.zeros(2)}, "# c\n"
+    )
+    code, _, err = cli("models", "add", bad, "--name", "sdm-camus64")
+    assert code == 2 and err.count("\n") == 1
+    assert f"{bad / CONFIG}: settings a 'sdm2d' model cannot have (setting channels must be" in err
+    assert _entries(cache) == []
+    with pytest.raises(InputError, match="settings a 'sdm2d' model cannot have"):
+        install_from_archive(_zip(tmp_path / "bad.zip", bad), _known(tmp_path / "bad.zip"))
+    assert _entries(cache) == []
 
 
 def test_clear_cache_removes_only_packages(places, tmp_path):

@@ -33,7 +33,7 @@ def _two_networks():
 @pytest.fixture
 def package(tmp_path):
     vae, unet = _two_networks()
-    settings = {"image_size": 32, "classes": {"1": "lv_cavity"}, "version": "2.0"}
+    settings = {"image_size": 32, "classes": {"1": "lv_cavity", "2": "myocardium"}, "version": "2.0"}
     components = {"vae": vae.state_dict(), "unet": unet.state_dict()}
     return save_package(
         tmp_path / "pkg", "sdm2d", settings, None, "# card\n", {"steps": 3}, components=components
@@ -44,7 +44,7 @@ def test_round_trip_is_bit_exact_for_every_component(package):
     header = read_package_header(package)
     assert header["format_version"] == FORMAT_VERSION == 2 and header["task"] == "label map -> image"
     assert [c["name"] for c in header["components"]] == ["vae", "unet"]
-    assert header["classes"] == {"1": "lv_cavity"} and header["grid"] == {"image_size": 32}
+    assert header["classes"] == {"1": "lv_cavity", "2": "myocardium"} and header["grid"] == {"image_size": 32}
     assert read_package_config(package, "sdm2d")["version"] == "2.0"
     vae, unet = _two_networks()
     for name, network in (("vae", vae), ("unet", unet)):
@@ -84,6 +84,19 @@ def test_damaged_packages_are_refused_with_what_is_wrong(package, tmp_path):
     wrong_task = copy("task", edit_config(lambda c: c.update(task="image -> features")))
     with pytest.raises(InputError, match="task 'image -> features' is not what a 'sdm2d' model does"):
         read_package_header(wrong_task)
+
+    # The class table the weights were trained with: two structures swapped still parse as a layout.
+    def swap(config):
+        for table in (config["classes"], config["settings"]["classes"]):
+            table["1"], table["2"] = table["2"], table["1"]
+
+    for name, edit in (
+        ("swapped", swap),
+        ("one-table", lambda c: c["classes"].update({"1": "left_atrium"})),
+        ("setting", lambda c: c["settings"].update(image_size=64)),
+    ):
+        with pytest.raises(InputError, match="differ from those the weights were saved with"):
+            read_package_header(copy(name, edit_config(edit)))
     no_card = copy("card", lambda f: (f / CARD).unlink())
     with pytest.raises(InputError, match=r"missing MODEL_CARD\.md"):
         read_package_header(no_card)

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import assert_within_one_grey_level, package_with_settings
+from conftest import assert_within_one_grey_level, edit_package_settings, package_with_settings
 
 from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
 from EchoSynthLib.cli.main import main
@@ -117,9 +117,7 @@ def test_a_package_that_still_carries_run_settings_loads(trained, tmp_path):
     """Packages written before run settings had their own file listed them with the model's."""
     old = tmp_path / "old"
     shutil.copytree(trained.run / "model", old)
-    document = json.loads((old / CONFIG).read_text())
-    document["settings"] |= {"max_steps": 24, "workers": 0, "sample_steps": 2}
-    (old / CONFIG).write_text(json.dumps(document))
+    edit_package_settings(old, lambda settings: settings.update(max_steps=24, workers=0, sample_steps=2))
     assert Synthesizer.load(old, device="cpu").config == Synthesizer.load(trained.run / "model", "cpu").config
 
 
@@ -329,7 +327,7 @@ def test_foreign_or_damaged_model_folders_are_refused(trained, tmp_path):
     for name, damage, message in (
         ("kind", lambda c: c | {"kind": "segmenter2d", "task": "image -> label map"}, "expected 'sdm2d'"),
         ("version", lambda c: c | {"format_version": 99}, "format version"),
-        ("shape", lambda c: c | {"settings": c["settings"] | {"channels": [64, 64, 64]}}, "do not fit"),
+        ("shape", lambda c: c | {"settings": c["settings"] | {"channels": [64, 64, 64]}}, "were saved with"),
     ):
         copy = tmp_path / name
         copy.mkdir()
@@ -339,6 +337,9 @@ def test_foreign_or_damaged_model_folders_are_refused(trained, tmp_path):
         (copy / CONFIG).write_text(json.dumps(damage(config)))
         with pytest.raises(InputError, match=message):
             Synthesizer.load(copy)
+    resealed = edit_package_settings(tmp_path / "shape", lambda settings: settings.update(channels=[64] * 3))
+    with pytest.raises(InputError, match="do not fit"):  # settings sealed as saved, weights of another net
+        Synthesizer.load(resealed)
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     for file in package.iterdir():
