@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test lint bench release clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/loader_speed.py
 	$(BIN)/python bench/slicer_synthesis_speed.py
 	$(BIN)/python bench/sdm_speed.py --sizes 64 128 --batches 1 16 --steps 10 25 50 100 1000 --budget 60
+
+# Models as release assets (dist/models/*.zip + manifest, also into Resources/Models/manifest.json) and the
+# extension source tree without weights (dist/SlicerEchoSynth): README, "Cutting a release".
+release: $(STAMP)
+	$(BIN)/python -m EchoSynthLib.release --out dist
 
 clean-venv:
 	rm -rf $(VENV)

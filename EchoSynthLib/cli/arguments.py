@@ -144,12 +144,24 @@ def advance_to(bar, fraction: float, total: int) -> None:
         bar.update(done - bar.n)
 
 
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    """``--threads N``: CPU threads for the command's compute (default: ECHOSYNTH_THREADS, OMP_NUM_THREADS,
-    else one core left free; see ``EchoSynthLib.cpu_threads``)."""
+def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that computes: ``--threads N``, CPU threads for its compute (default:
+    ECHOSYNTH_THREADS, OMP_NUM_THREADS, else one core left free; ``EchoSynthLib.cpu_threads``), and
+    ``--accept-licence``: a model it names that is listed but not installed is downloaded without asking
+    (``EchoSynthLib.models.downloads``)."""
     parser.add_argument(
         "--threads",
         type=count_argument(1),
         default=None,
         help="CPU threads to compute on (default: $ECHOSYNTH_THREADS, else all cores but one)",
+    )
+    add_licence_argument(parser)
+
+
+def add_licence_argument(parser: argparse.ArgumentParser) -> None:
+    """``--accept-licence``: accept the licence of a model downloaded on first use, without a prompt."""
+    parser.add_argument(
+        "--accept-licence",
+        action="store_true",
+        help="download a listed model that is not installed without asking (its licence accepted)",
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from EchoSynthLib.cli.arguments import add_threads_argument, count_argument, seed_argument
+from EchoSynthLib.cli.arguments import add_compute_arguments, count_argument, seed_argument
 from EchoSynthLib.errors import InputError
 
 
@@ -59,7 +59,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="also copy the images below the memorisation threshold (with their label maps) to OUT",
     )
     evaluate.add_argument("--device", default="auto")
-    add_threads_argument(evaluate)
+    add_compute_arguments(evaluate)
     evaluate.set_defaults(run=_run_evaluate)
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from EchoSynthLib.cli.arguments import (
-    add_threads_argument,
+    add_compute_arguments,
     advance_to,
     count_argument,
     seed_argument,
@@ -40,7 +40,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="override one setting, e.g. --set max_steps=20000 --set batch_size=32 (repeatable)",
     )
     train.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
-    add_threads_argument(train)
+    add_compute_arguments(train)
     train.set_defaults(run=_run_train)
 
     synthesize = commands.add_parser(
@@ -74,7 +74,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="make only part K of N of the images (0-based; under torchrun: RANK/WORLD_SIZE); the N parts "
         "together write exactly the files of one run",
     )
-    add_threads_argument(synthesize)
+    add_compute_arguments(synthesize)
     synthesize.set_defaults(run=_run_synthesize)
 
     generate = commands.add_parser(
@@ -89,7 +89,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_sampling_arguments(generate, ("steps", "sampler"))
     generate.add_argument("--seed", type=seed_argument, default=0, help="case k uses seed + k")
     generate.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda:N")
-    add_threads_argument(generate)
+    add_compute_arguments(generate)
     generate.set_defaults(run=_run_generate)
 
     validate = commands.add_parser(
@@ -111,7 +111,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     validate.add_argument("--seed", type=seed_argument, default=0)
     validate.add_argument("--device", default="auto")
     validate.add_argument("--out", type=Path, help="also write the report as JSON here")
-    add_threads_argument(validate)
+    add_compute_arguments(validate)
     validate.set_defaults(run=_run_validate)
 
 

@@ -53,7 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run() -> None:
         if hasattr(args, "threads"):  # a command that computes: the thread policy (cpu_threads)
             use_threads(args.threads)
-        args.run(args)
+        if not hasattr(args, "accept_licence"):
+            args.run(args)
+            return
+        from EchoSynthLib.cli.downloading import first_use_downloads
+
+        with first_use_downloads(args.accept_licence):  # a model it names may be downloaded on first use
+            args.run(args)
 
     return run_main(run, lambda message: _report(args.command, message))
 

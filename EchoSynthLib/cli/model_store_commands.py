@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from EchoSynthLib.cli.arguments import add_licence_argument
+
 LICENCE_WIDTH = 60
 
 
@@ -30,24 +32,29 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--manifest", type=Path, help="model manifest (default: the bundled one)")
     listing.set_defaults(run=_run_list)
 
-    install = actions.add_parser(
-        "install",
+    download = actions.add_parser(
+        "download",
+        aliases=["install"],
         help="download a manifest model into the cache (or install it from a .zip offline)",
-        description="Download a model listed in the manifest, check its SHA-256 and install it in the "
-        "cache. Offline: give the .zip fetched elsewhere with --archive.",
+        description="Download a model listed in the manifest (its licence accepted first: asked on a "
+        "terminal, or --accept-licence), check its SHA-256 and install it in the cache. Offline: give the "
+        ".zip fetched elsewhere with --archive, or 'echosynth models add FILE.zip'.",
     )
-    install.add_argument("name", help="model name in the manifest")
-    install.add_argument("--version", help="model version (default: the newest listed)")
-    install.add_argument("--archive", type=Path, metavar="ZIP", help="install from this .zip, no download")
-    install.add_argument("--manifest", type=Path, help="model manifest (default: the bundled one)")
-    install.set_defaults(run=_run_install)
+    download.add_argument("name", help="model name in the manifest")
+    download.add_argument("--version", help="model version (default: the newest listed)")
+    download.add_argument("--archive", type=Path, metavar="ZIP", help="install from this .zip, no download")
+    download.add_argument("--manifest", type=Path, help="model manifest (default: the bundled one)")
+    add_licence_argument(download)
+    download.set_defaults(run=_run_download)
 
     add = actions.add_parser(
         "add",
-        help="copy a model package folder into the cache",
-        description="Check a model package folder and copy it into the cache (the folder is not changed).",
+        help="copy a model package folder (or a model .zip) into the cache",
+        description="Check a model package folder, or a model .zip fetched by hand (checked against the "
+        "manifest's SHA-256 when the manifest lists a file of its name), and install it in the cache (the "
+        "folder or file is not changed).",
     )
-    add.add_argument("folder", type=Path, help="model package folder")
+    add.add_argument("folder", type=Path, help="model package folder or .zip")
     add.add_argument("--name", help="name in the cache (default: the folder's name)")
     add.set_defaults(run=_run_add)
 
@@ -89,7 +96,7 @@ def _run_list(args: argparse.Namespace) -> None:
 
     installed = registry.installed_models()
     try:
-        known = registry.read_manifest(args.manifest or registry.DEFAULT_MANIFEST)
+        known = registry.read_manifest(args.manifest)
     except InputError as error:  # a broken manifest does not hide what is installed
         print(f"echosynth models: warning: {error}", file=sys.stderr)
         known = []
@@ -106,26 +113,21 @@ def _run_list(args: argparse.Namespace) -> None:
     print(f"bundled models: {registry.bundled_models_dir()}")
     print(f"cache: {registry.user_cache_dir()}")
     if missing:
-        print("install one with: echosynth models install NAME")
+        print("install one with: echosynth models download NAME")
 
 
-def _run_install(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
+def _run_download(args: argparse.Namespace) -> None:
+    from EchoSynthLib.cli.downloading import ask_on_terminal, byte_progress
     from EchoSynthLib.models import registry
+    from EchoSynthLib.models.downloads import download_model
 
-    model = registry.find_known_model(args.name, args.version, args.manifest or registry.DEFAULT_MANIFEST)
+    model = registry.find_known_model(args.name, args.version, args.manifest)
     if args.archive is not None:
         path = registry.install_from_archive(args.archive, model)
     else:
-        with tqdm(desc=model.name, unit="B", unit_scale=True, unit_divisor=1024) as bar:
-
-            def progress(done: int, total: int | None) -> None:
-                if total is not None and bar.total != total:
-                    bar.total = total
-                bar.update(done - bar.n)
-
-            path = registry.install_from_url(model, progress=progress)
+        path = download_model(
+            model, accept=args.accept_licence, ask=ask_on_terminal, progress=byte_progress(model)
+        )
     print(f"installed {model.name} {model.version} ({model.kind}) to {path}")
     print(f"license: {model.license}")
 
@@ -133,7 +135,12 @@ def _run_install(args: argparse.Namespace) -> None:
 def _run_add(args: argparse.Namespace) -> None:
     from EchoSynthLib.models import registry
 
-    path = registry.install_from_folder(args.folder, args.name)
+    if args.folder.is_file():
+        listed = [m for m in registry.read_manifest() if m.url.rsplit("/", 1)[-1] == args.folder.name]
+        known = listed[-1] if listed and args.name in (None, listed[-1].name) else None
+        path = registry.install_from_archive(args.folder, known, name=args.name)
+    else:
+        path = registry.install_from_folder(args.folder, args.name)
     model = registry.package_summary(path, "cache")
     print(f"added {model.name} {model.version} ({model.kind}) to {path}")
 

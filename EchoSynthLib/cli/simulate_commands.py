@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from EchoSynthLib.cli.arguments import (
-    add_threads_argument,
+    add_compute_arguments,
     count_argument,
     number_argument,
     parse_settings,
@@ -106,7 +106,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         default="",
         help="also run the 2D maps through this trained generator (a name or a folder), into OUT/NAME/",
     )
-    add_threads_argument(demo)
+    add_compute_arguments(demo)
     demo.set_defaults(run=_run_demo)
 
 

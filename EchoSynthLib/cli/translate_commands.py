@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from EchoSynthLib.cli.arguments import add_threads_argument, advance_to, seed_argument
+from EchoSynthLib.cli.arguments import add_compute_arguments, advance_to, seed_argument
 
 SEGMENTER = "segmenter-camus"
 
@@ -55,7 +55,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     translate.add_argument("--seed", type=seed_argument, default=0, help="image i uses seed + i")
     translate.add_argument("--schema", default="echosynth", help="label values of label images")
     translate.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda:N")
-    add_threads_argument(translate)
+    add_compute_arguments(translate)
     translate.set_defaults(run=_run_translate)
 
 

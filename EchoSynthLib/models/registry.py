@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 MANIFEST_FORMAT_VERSION = 1
 MODELS_DIR = Path(EchoSynthLib.__file__).parent.parent / "Resources" / "Models"
 DEFAULT_MANIFEST = MODELS_DIR / "manifest.json"
+MANIFEST_ENV = "ECHOSYNTH_MODEL_MANIFEST"  # another manifest (a mirror's, a lab's own)
 CACHE_ENV = "ECHOSYNTH_CACHE_DIR"
 BUNDLED_ENV = "ECHOSYNTH_BUNDLED_MODELS"
 FEATURE_CACHE_ENV = "ECHOSYNTH_FEATURE_CACHE"
@@ -78,6 +79,8 @@ class KnownModel:
     sha256: str
     license: str
     description: str = ""
+    task: str = ""
+    size: int = 0  # bytes of the .zip (0: not stated)
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,11 @@ def feature_cache_dir() -> Path:
     return models.with_name(models.name + "-features") if _env_path(CACHE_ENV) else models.parent / "features"
 
 
+def default_manifest() -> Path:
+    """The manifest of downloadable models: ``ECHOSYNTH_MODEL_MANIFEST``, else the one EchoSynth ships."""
+    return _env_path(MANIFEST_ENV) or DEFAULT_MANIFEST
+
+
 def _cache(cache_dir: str | os.PathLike | None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir is not None else user_cache_dir()
 
@@ -152,10 +160,11 @@ def _check_name(name: str) -> str:
 # --- the manifest ---------------------------------------------------------------------------------------
 
 
-def read_manifest(path: str | os.PathLike = DEFAULT_MANIFEST) -> list[KnownModel]:
-    """The models a manifest lists: ``{"format_version": 1, "models": [{name, version, kind, url, sha256,
-    license, description}, ...]}``. Any problem is an InputError naming the file."""
-    path = Path(path)
+def read_manifest(path: str | os.PathLike | None = None) -> list[KnownModel]:
+    """The models a manifest (default: ``default_manifest()``) lists: ``{"format_version": 1, "models":
+    [{name, version, kind, url, sha256, license, description, task, size}, ...]}``. Any problem is an
+    InputError naming the file."""
+    path = Path(path) if path is not None else default_manifest()
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -182,7 +191,7 @@ def read_manifest(path: str | os.PathLike = DEFAULT_MANIFEST) -> list[KnownModel
         missing = [field for field in _FIELDS if field not in entry]
         if missing:
             raise InputError(f"{where} lacks {', '.join(missing)}")
-        fields = {field: entry[field] for field in (*_FIELDS, "description") if field in entry}
+        fields = {field: entry[field] for field in (*_FIELDS, "description", "task") if field in entry}
         wrong = [field for field, value in fields.items() if not isinstance(value, str)]
         if wrong:
             raise InputError(f"{where}: {', '.join(wrong)} must be text")
@@ -200,15 +209,19 @@ def read_manifest(path: str | os.PathLike = DEFAULT_MANIFEST) -> list[KnownModel
         if key in seen:
             raise InputError(f"{where}: '{name}' version '{fields['version']}' is listed twice")
         seen.add(key)
-        models.append(KnownModel(**fields))
+        size = entry.get("size", 0)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InputError(f"{where} ('{name}'): size must be a whole number of bytes")
+        models.append(KnownModel(**fields, size=size))
     return models
 
 
 def find_known_model(
-    name: str, version: str | None = None, manifest: str | os.PathLike = DEFAULT_MANIFEST
+    name: str, version: str | None = None, manifest: str | os.PathLike | None = None
 ) -> KnownModel:
     """The manifest entry of ``name`` (``version``, or the one listed last: manifests list versions oldest
     first)."""
+    manifest = manifest or default_manifest()
     models = read_manifest(manifest)
     matches = [m for m in models if m.name == name]
     if not matches:
@@ -309,6 +322,28 @@ def _looks_like_path(text: str) -> bool:
     return any(s in text for s in separators) or text.startswith(("~", ".")) or not _NAME.fullmatch(text)
 
 
+# What a name that is listed in the manifest but not installed does (``set_first_use``): nothing by default
+# (the error says how to install it); the command line and Slicer download it after the licence is accepted
+# (``models.downloads``).
+FirstUse = Callable[[KnownModel, "str | os.PathLike | None"], Path]
+_first_use: FirstUse | None = None
+
+
+def set_first_use(handler: FirstUse | None) -> FirstUse | None:
+    """Set what ``resolve_model`` does with a listed model that is not installed; the previous handler."""
+    global _first_use
+    previous, _first_use = _first_use, handler
+    return previous
+
+
+def _listed(name: str, kind: str | None) -> KnownModel | None:
+    try:
+        known = [m for m in read_manifest() if m.name == name and kind in (None, m.kind)]
+    except InputError:  # a broken manifest: the name is simply unknown
+        return None
+    return known[-1] if known else None
+
+
 def resolve_model(
     name_or_path: str | os.PathLike,
     cache_dir: str | os.PathLike | None = None,
@@ -334,11 +369,14 @@ def resolve_model(
         if folder.is_dir():
             _check_kind(folder, read_package_header(folder), kind)
             return folder
+    listed = _listed(text, kind) if _first_use is not None else None
+    if listed is not None:
+        return _first_use(listed, cache_dir)
     models = installed_models(cache_dir, bundled_dir)
     available = ", ".join(dict.fromkeys(m.name for m in models if kind in (None, m.kind))) or "none"
     raise InputError(
         f"no model named '{text}' (installed: {available}). Install it with "
-        f"'echosynth models install {text}' (see 'echosynth models list'), or without network place its "
+        f"'echosynth models download {text}' (see 'echosynth models list'), or without network place its "
         f"package folder at {cache / text} ('echosynth models add FOLDER' copies it there)"
     )
 
@@ -479,8 +517,8 @@ def _install_archive(
 def _network_error(model: KnownModel, reason: object, cache: Path) -> InputError:
     return InputError(
         f"could not download '{model.name}' from {model.url} ({reason}). Without network access, fetch that "
-        f"file elsewhere and run 'echosynth models install {model.name} --archive ZIP', or unzip it and "
-        f"copy the package folder to {cache / model.name}"
+        f"file elsewhere and run 'echosynth models add ZIP' (or in Slicer: Install from file), or unzip it "
+        f"and copy the package folder to {cache / model.name}"
     )
 
 
@@ -495,6 +533,8 @@ def _download(model: KnownModel, out: BinaryIO, progress: Progress | None, cache
         raise InputError(f"{model.url}: only https://, http:// and file:// URLs are downloaded")
     try:
         response = urllib.request.urlopen(model.url, timeout=_TIMEOUT_S)
+    except urllib.error.HTTPError as error:  # the server answered: say what it said
+        raise _network_error(model, f"HTTP {error.code} {error.reason}", cache) from None
     except failures as error:
         raise _network_error(model, getattr(error, "reason", None) or error, cache) from None
     digest, done = hashlib.sha256(), 0

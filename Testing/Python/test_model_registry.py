@@ -109,7 +109,11 @@ def test_bundled_dir_and_shipped_manifest(tmp_path, monkeypatch):
     monkeypatch.delenv(registry.BUNDLED_ENV)
     assert registry.bundled_models_dir() == ROOT / "Resources" / "Models"
     assert registry.DEFAULT_MANIFEST == ROOT / "Resources" / "Models" / "manifest.json"
-    assert read_manifest() == []
+    shipped = {m.name for m in read_manifest()}  # every bundled model is also a release asset
+    assert shipped == {p.name for p in (ROOT / "Resources" / "Models").iterdir() if p.is_dir()}
+    monkeypatch.setenv(registry.MANIFEST_ENV, str(tmp_path / "mirror.json"))
+    with pytest.raises(InputError, match="mirror.json: no such model manifest"):
+        read_manifest()
 
 
 # --- manifest -------------------------------------------------------------------------------------------
@@ -225,7 +229,7 @@ def test_unknown_name_says_what_exists_and_how_to_install(places):
         resolve_model("nope")
     message = str(error.value)
     assert "no model named 'nope'" in message and "installed: alpha, beta" in message
-    assert "echosynth models install nope" in message and str(cache / "nope") in message
+    assert "echosynth models download nope" in message and str(cache / "nope") in message
 
 
 # --- installing -----------------------------------------------------------------------------------------
@@ -296,7 +300,7 @@ def test_network_error_says_how_to_install_offline(places, tmp_path):
     with pytest.raises(InputError) as error:
         install_from_url(_known(missing, sha="0" * 64))
     message = str(error.value)
-    assert missing.as_uri() in message and "--archive" in message and str(cache / "tiny") in message
+    assert missing.as_uri() in message and "echosynth models add ZIP" in message and str(cache / "tiny") in message
     assert _entries(cache) == []
 
 
@@ -432,14 +436,16 @@ def test_cli_path_list_add_install_clear(cli, places, source, tmp_path):
     assert lines[0].split() == ["NAME", "VERSION", "KIND", "WHERE", "LICENSE"]
     assert lines[1].split()[:4] == ["alpha", "2.0", "sdm2d", "bundled"] and "CC BY-NC-SA 4.0" in lines[1]
     assert lines[2].split()[:3] == ["tiny", "1.0", "sdm2d"] and "not installed" in lines[2]
-    assert "CC0 manifest" in lines[2] and "echosynth models install NAME" in out
+    assert "CC0 manifest" in lines[2] and "echosynth models download NAME" in out
 
     code, out, err = cli("models", "add", tmp_path / "src" / "nothing")
     assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("echosynth models: error:")
     code, out, _ = cli("models", "add", source, "--name", "mine")
     assert code == 0 and f"added mine 1.0 (sdm2d) to {cache / 'mine'}" in out
 
-    code, out, _ = cli("models", "install", "tiny", "--manifest", manifest)
+    code, out, err = cli("models", "install", "tiny", "--manifest", manifest)  # no terminal to ask on
+    assert code == 2 and "licence was not accepted (CC0 manifest)" in err and "--accept-licence" in err
+    code, out, _ = cli("models", "install", "tiny", "--manifest", manifest, "--accept-licence")
     assert code == 0 and f"installed tiny 1.0 (sdm2d) to {cache / 'tiny'}" in out and "CC0 manifest" in out
     code, out, _ = cli("models", "install", "tiny", "--archive", archive, "--manifest", manifest)
     assert code == 0 and "installed tiny" in out
