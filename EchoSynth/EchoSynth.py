@@ -9,6 +9,8 @@ loads it far enough to say which version EchoSynth needs (``MINIMUM_SLICER_VERSI
 """
 
 import logging
+import os
+import sys
 import time
 from typing import Annotated, Union
 
@@ -24,12 +26,38 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+try:  # Slicer's translation functions (the module template's); an old Slicer without them shows English
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:
+
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
+
+def _addSourceCheckoutToPath():
+    """Run from a source checkout ("Additional module paths" -> EchoSynth/), Slicer puts only this folder on
+    sys.path, and EchoSynthLib sits one folder up; an installed extension has it beside this file."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    checkout = os.path.dirname(here)
+    beside = os.path.isdir(os.path.join(here, "EchoSynthLib"))
+    found = os.path.isfile(os.path.join(checkout, "EchoSynthLib", "__init__.py"))
+    if not beside and found and checkout not in sys.path:
+        sys.path.append(checkout)
+
+
+_addSourceCheckoutToPath()
+
 SAMPLERS = ["dpm++sde", "dpm++", "ddim", "ddpm", "rflow"]
 # From a label map; new cases (image + labels) from nothing; or an echo volume given another scanner's look.
 MODES = ["synthesize", "generate", "translate"]
 DEVICES = ["auto", "cpu", "gpu"]
 PLANES = ["ij", "kj"]
 POLL_INTERVAL_MS = 100
+DOCUMENTATION_URL = "https://github.com/echosynth/SlicerEchoSynth#readme"
 # Slicer 5.10 is the first with Python 3.12 (EchoSynthLib needs Python >= 3.10); slicer.packaging (pip_ensure)
 # arrives in 5.11, and 5.10 installs through slicer.util.pip_install.
 MINIMUM_SLICER_VERSION = (5, 10)
@@ -41,10 +69,10 @@ def slicerVersionProblem(app):
     if version >= MINIMUM_SLICER_VERSION:
         return None
     needed = ".".join(str(v) for v in MINIMUM_SLICER_VERSION)
-    return (
-        f"EchoSynth needs 3D Slicer {needed} or later; this is Slicer {version[0]}.{version[1]}. "
-        f"Install Slicer {needed} or a newer release to use EchoSynth."
-    )
+    return _(
+        "EchoSynth needs 3D Slicer {needed} or later; this is Slicer {this}. "
+        "Install Slicer {needed} or a newer release to use EchoSynth."
+    ).format(needed=needed, this=f"{version[0]}.{version[1]}")
 
 
 class EchoSynth(ScriptedLoadableModule):
@@ -52,16 +80,18 @@ class EchoSynth(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "EchoSynth"
-        self.parent.categories = ["Ultrasound"]
+        self.parent.title = _("EchoSynth")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Ultrasound")]
         self.parent.dependencies = []
         self.parent.contributors = ["EchoSynth developers"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Turn label maps (LV cavity, myocardium, left atrium, sector) into synthetic echocardiography "
             "with the training-free simulator or a trained model. Outputs keep the input's geometry and go "
-            "into its study; a sequence input gives output sequences in the same browser."
-        )
-        self.parent.acknowledgementText = "Uses MONAI, PyTorch, SimpleITK and slicerio."
+            "into its study, under its parent transform; a sequence input gives output sequences in the same "
+            "browser. Models not installed yet are downloaded on first use, after you accept their licence. "
+            'See the <a href="{url}">documentation</a>.'
+        ).format(url=DOCUMENTATION_URL)
+        self.parent.acknowledgementText = _("Uses MONAI, PyTorch, SimpleITK and slicerio.")
         problem = slicerVersionProblem(slicer.app)
         if problem:
             logging.error(problem)
@@ -122,6 +152,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._run = None
         self._timer = None
+        self._connecting = False  # True while connectGui fills and sets the bound widgets
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -149,6 +180,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.browseModelButton.connect("clicked(bool)", self.onBrowseModel)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
         self.ui.addModelFolderButton.connect("clicked(bool)", self.onAddModelFolder)
+        self.ui.installFileButton.connect("clicked(bool)", self.onInstallFile)
         self.ui.openCacheButton.connect("clicked(bool)", self.onOpenCache)
         self.ui.clearCacheButton.connect("clicked(bool)", self.onClearCache)
         self.refreshGenerators()
@@ -163,10 +195,11 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
 
     def enter(self):
-        self.initializeParameterNode()
+        if self.logic is not None:  # None on an old Slicer: setup() only showed which version is needed
+            self.initializeParameterNode()
 
     def exit(self):
-        if self._parameterNode:
+        if self.logic is not None and self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanGenerate)
@@ -195,7 +228,17 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanGenerate)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            from EchoSynthScene.models import stored_spec
+
+            # Slicer's combo box connector clears and refills the Mode list on every connect (emitting
+            # currentIndexChanged -1, then 0) before it shows the node's mode: that is not the user choosing
+            # a mode, and must not overwrite the node's mode or model (a saved scene's).
+            self._connecting = True
+            try:
+                self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            finally:
+                self._connecting = False
+            self._parameterNode.generator = stored_spec(self._parameterNode.generator)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanGenerate)
             self._showMode()
             self._checkCanGenerate()
@@ -209,16 +252,33 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return task_of_mode(self._parameterNode.mode if self._parameterNode is not None else "synthesize")
 
     def onModeChanged(self, index):
-        """Another mode: its generators (the simulator or paired models); the first one is chosen."""
-        if self._parameterNode is None or index < 0:
+        """Another mode chosen (in the panel or by setting ``mode`` on the node): its generators; the model
+        stays when the new mode offers it, else the mode's first one is chosen."""
+        if self._parameterNode is None or index < 0 or self._connecting:
             return
         from EchoSynthScene.models import generator_choices
 
         # This slot may run before the parameter node's own binding has stored the new mode.
         self._parameterNode.mode = self.ui.modeSelector.itemText(index)
         choices = generator_choices(self._task())
-        self._parameterNode.generator = choices[0].spec if choices else ""
+        installed = [c for c in choices if c.download is None]
+        current = self._parameterNode.generator
+        if current not in {c.spec for c in installed} and not self._isFolderFor(current):
+            self._parameterNode.generator = installed[0].spec if installed else ""
         self._showMode()
+
+    def _isFolderFor(self, spec):
+        """True when ``spec`` is a model folder picked by hand that can do the mode's task."""
+        from EchoSynthLib.errors import InputError
+        from EchoSynthScene.models import checked_model_folder
+
+        if not spec or not os.path.isdir(spec):
+            return False
+        try:
+            checked_model_folder(spec, self._task())
+        except InputError:
+            return False
+        return True
 
     def _showMode(self):
         """The generator list of the mode, and the inputs the mode uses enabled."""
@@ -229,33 +289,109 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.translateVolumeSelector.enabled = self.ui.useSegmenterCheckBox.enabled = mode == "translate"
 
     def refreshGenerators(self):
-        """Fill the Generator list (the mode's: simulator and label-conditioned models, or paired models)
-        and the model manager's list."""
+        """Fill the Generator list (the mode's: simulator and label-conditioned models, or paired models;
+        installed, then listed for download) and the model manager's list."""
         from EchoSynthScene.models import generator_choices
 
+        self._choices = generator_choices(self._task())
         self.ui.generatorSelector.blockSignals(True)
         self.ui.generatorSelector.clear()
-        for choice in generator_choices(self._task()):
+        for choice in self._choices:
             self.ui.generatorSelector.addItem(choice.label, choice.spec)
         self.ui.generatorSelector.blockSignals(False)
         if self._parameterNode:
             self._selectGenerator(self._parameterNode.generator)
         self.refreshModelList()
+        if self._parameterNode is not None and self._parameterNode.mode == "generate" and not self._choices:
+            self.ui.statusLabel.text = _(
+                "No paired-generation model is installed or listed for download: train one with "
+                "'echosynth train latent --set paired=true' (README, 3D) and add it under Models."
+            )
 
     def _selectGenerator(self, spec):
         index = self.ui.generatorSelector.findData(spec)
         if index < 0 and not spec:
             return
         if index < 0:  # a model folder picked by hand
-            self.ui.generatorSelector.addItem(f"Folder: {spec}", spec)
+            self.ui.generatorSelector.addItem(_("Folder: {spec}").format(spec=spec), spec)
             index = self.ui.generatorSelector.count - 1
         self.ui.generatorSelector.blockSignals(True)
         self.ui.generatorSelector.currentIndex = index
         self.ui.generatorSelector.blockSignals(False)
 
     def onGeneratorChanged(self, index):
-        if self._parameterNode and index >= 0:
-            self._parameterNode.generator = self.ui.generatorSelector.itemData(index)
+        """A model chosen: a listed model that is not installed is downloaded first (licence, progress,
+        Cancel); if that does not happen, the earlier choice stays."""
+        if not self._parameterNode or index < 0:
+            return
+        spec = self.ui.generatorSelector.itemData(index)
+        choices = getattr(self, "_choices", [])
+        listed = next((c.download for c in choices if c.spec == spec and c.download), None)
+        if listed is not None and not self.downloadModel(listed):
+            self._selectGenerator(self._parameterNode.generator)
+            return
+        self._parameterNode.generator = spec
+        if listed is not None:
+            self.refreshGenerators()
+
+    def _modelsInstalled(self):
+        """Download what the run names that is listed but not installed (its model; in translate mode with
+        the segmenter, the segmenter too); False when one was not installed."""
+        from EchoSynthLib.errors import InputError
+        from EchoSynthLib.models.registry import installed_models, read_manifest
+        from EchoSynthScene.translation import SEGMENTER
+
+        names = [self._parameterNode.generator]
+        if self._parameterNode.mode == "translate" and self._parameterNode.useSegmenter:
+            names.append(SEGMENTER)
+        installed = {m.name for m in installed_models()}
+        try:
+            listed = {m.name: m for m in read_manifest()}
+        except InputError:
+            listed = {}
+        return all(self.downloadModel(listed[n]) for n in names if n in listed and n not in installed)
+
+    def downloadModel(self, model):
+        """Download a listed model after its licence is accepted, with a progress dialog and Cancel; True
+        when it was installed (the reason in the status line otherwise)."""
+        from EchoSynthLib.errors import InputError
+        from EchoSynthLib.models.downloads import DownloadCancelled, download_model, licence_prompt
+
+        def ask(known):
+            return slicer.util.confirmOkCancelDisplay(
+                licence_prompt(known), windowTitle=_("EchoSynth: model licence")
+            )
+
+        dialog = slicer.util.createProgressDialog(
+            parent=self.parent,
+            value=0,
+            maximum=1000,
+            labelText=_("Downloading {name}...").format(name=model.name),
+            windowTitle=_("EchoSynth: model download"),
+        )
+
+        def progress(done, total):
+            dialog.value = int(1000 * done / total) if total else 0
+            slicer.app.processEvents()
+            if dialog.wasCanceled:
+                raise DownloadCancelled(
+                    _("the download of '{name}' was cancelled; nothing was installed").format(name=model.name)
+                )
+
+        try:
+            path = download_model(model, ask=ask, progress=progress)
+        except DownloadCancelled as error:
+            self.ui.statusLabel.text = str(error)
+            return False
+        except InputError as error:
+            self.ui.statusLabel.text = _("Not installed: {error}").format(error=error)
+            if "licence was not accepted" not in str(error):
+                slicer.util.errorDisplay(str(error), windowTitle=_("EchoSynth: model download"))
+            return False
+        finally:
+            dialog.close()
+        self.ui.statusLabel.text = _("Installed {name} in {path}").format(name=model.name, path=path)
+        return True
 
     def onBrowseModel(self):
         folder = qt.QFileDialog.getExistingDirectory(self.parent, "EchoSynth model folder")
@@ -290,7 +426,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._run is not None:
             self.cancelRun("cancelled")
             return
-        if not self.installDependencies():
+        if not self.installDependencies() or not self._modelsInstalled():
             return
         with slicer.util.tryWithErrorDisplay("EchoSynth could not start.", waitCursor=True):
             self._run = self.logic.startSynthesis(self._parameterNode)
@@ -305,7 +441,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from EchoSynthScene.dependencies import DependencyError, ensure, needs_for
 
         try:
-            ensure(needs_for(self._parameterNode.generator, self._parameterNode.augment), ask=True)
+            ensure(needs_for(self._parameterNode.generator, self._parameterNode.augment), ask=None)
         except DependencyError as error:
             self.ui.statusLabel.text = f"Nothing was generated: {error}"
             if "declined" not in str(error):
@@ -383,13 +519,31 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         item = self.ui.modelsList.currentItem()
         name = item.data(qt.Qt.UserRole) if item else None
         if not name:
-            slicer.util.infoDisplay("Select a model marked 'download' in the list first.")
+            slicer.util.infoDisplay(_("Select a model marked 'download' in the list first."))
             return
-        with slicer.util.tryWithErrorDisplay("The model could not be downloaded.", waitCursor=True):
-            from EchoSynthLib.models.registry import find_known_model, install_from_url
+        from EchoSynthLib.errors import InputError
+        from EchoSynthLib.models.registry import find_known_model
 
-            path = install_from_url(find_known_model(name))
-            self.ui.statusLabel.text = f"Installed {name} in {path}"
+        try:
+            model = find_known_model(name)
+        except InputError as error:
+            slicer.util.errorDisplay(str(error))
+            return
+        if self.downloadModel(model):
+            self.refreshGenerators()
+
+    def onInstallFile(self):
+        """Offline: install a model .zip fetched elsewhere (checked against the manifest when it lists it)."""
+        path = qt.QFileDialog.getOpenFileName(
+            self.parent, _("Model file to install"), "", _("Model packages (*.zip)")
+        )
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay(_("The model could not be installed."), waitCursor=True):
+            from EchoSynthLib.models.registry import install_archive_file
+
+            installed = install_archive_file(path)
+            self.ui.statusLabel.text = _("Installed {path}").format(path=installed)
         self.refreshGenerators()
 
     def onAddModelFolder(self):
@@ -463,46 +617,99 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
             )
         return BackgroundSynthesis(parameters.inputNode, options, parameters.referenceVolume)
 
+    @staticmethod
+    def interactive(ask=None):
+        """Whether to show dialogs: ``ask``, or when None, only when Slicer has a main window (a headless
+        batch run, ``--no-main-window``, never waits on a dialog)."""
+        return slicer.util.mainWindow() is not None if ask is None else bool(ask)
+
+    def prepareRun(self, model, augment=0, ask=None, acceptLicence=False):
+        """Before a blocking run: this Slicer can run EchoSynth, the Python packages the run needs are
+        installed (asking first when interactive), and a model that is listed but not installed is
+        downloaded (its licence accepted by ``acceptLicence``, earlier, or in a dialog when interactive)."""
+        problem = slicerVersionProblem(slicer.app)
+        if problem:
+            raise RuntimeError(problem)
+        from EchoSynthScene import dependencies
+
+        interactive = self.interactive(ask)
+        dependencies.ensure(dependencies.needs_for(model, augment), ask=interactive)
+        self.downloadModel(model, acceptLicence=acceptLicence, ask=interactive)
+
+    def downloadModel(self, model, acceptLicence=False, ask=None):
+        """Install ``model`` if it is a manifest model that is not installed yet (nothing to do for the
+        simulator, an installed name or a folder); returns its folder, or None for the simulator."""
+        if not model or model == "simulator":
+            return None
+        from EchoSynthLib.models import registry
+        from EchoSynthLib.models.downloads import first_use_handler, licence_prompt
+
+        def dialog(known):
+            return slicer.util.confirmOkCancelDisplay(
+                licence_prompt(known), windowTitle=_("EchoSynth: model licence")
+            )
+
+        asking = dialog if self.interactive(ask) else None
+        handler = first_use_handler(accept=acceptLicence, ask=asking, progress=None)
+        previous = registry.set_first_use(handler)
+        try:
+            return registry.resolve_model(model)
+        finally:
+            registry.set_first_use(previous)
+
     def synthesize(
-        self, inputNode, model="simulator", n=1, referenceVolumeNode=None, progress=None, **options
+        self,
+        inputNode,
+        model="simulator",
+        n=1,
+        referenceVolumeNode=None,
+        progress=None,
+        ask=None,
+        acceptLicence=False,
+        **options,
     ):
         """Blocking: synthesize ``n`` images per label map and return the new nodes.
 
-        ``model``: 'simulator', an installed model's name, or a model folder. Other options: seed, steps,
-        sampler, guidance_scale, augment, plane, slice_index, device ('auto', 'cpu', 'gpu').
-        ``progress`` receives the worker's events (kind, message, fraction)."""
-        problem = slicerVersionProblem(slicer.app)
-        if problem:
-            raise RuntimeError(problem)
-        from EchoSynthScene import dependencies, synthesis
+        ``model``: 'simulator', an installed or listed model's name, or a model folder. Other options: seed,
+        steps, sampler, guidance_scale, augment, plane, slice_index, device ('auto', 'cpu', 'gpu').
+        ``progress`` receives the worker's events (kind, message, fraction). ``ask``: show dialogs (installs,
+        licences); None: only when Slicer has a main window. ``acceptLicence``: download a listed model
+        without asking."""
+        self.prepareRun(model, options.get("augment", 0), ask, acceptLicence)
+        from EchoSynthScene import synthesis
 
-        dependencies.ensure(dependencies.needs_for(model, options.get("augment", 0)), ask=True)
         return synthesis.synthesize(inputNode, referenceVolumeNode, progress, generator=model, n=n, **options)
 
-    def generateCases(self, model, n=1, progress=None, **options):
+    def generateCases(self, model, n=1, progress=None, ask=None, acceptLicence=False, **options):
         """Blocking: ``n`` new cases (echo volume + segmentation, in a new study) from a paired-generation
-        model (an installed name or a folder). Other options: seed, steps, sampler, device."""
-        problem = slicerVersionProblem(slicer.app)
-        if problem:
-            raise RuntimeError(problem)
-        from EchoSynthScene import dependencies, synthesis
+        model (an installed name or a folder). Other options: seed, steps, sampler, device; ``ask`` and
+        ``acceptLicence`` as for ``synthesize``."""
+        self.prepareRun(model, 0, ask, acceptLicence)
+        from EchoSynthScene import synthesis
 
-        dependencies.ensure(dependencies.needs_for(model, 0), ask=True)
         return synthesis.generate_cases(slicer.mrmlScene, progress, generator=model, n=n, **options)
 
     def translate(
-        self, volumeNode, segmentationNode=None, model=None, segment=False, progress=None, **options
+        self,
+        volumeNode,
+        segmentationNode=None,
+        model=None,
+        segment=False,
+        progress=None,
+        ask=None,
+        acceptLicence=False,
+        **options,
     ):
         """Blocking: translate an echo volume (every frame of a sequence) with a label-guided model (an
         installed name or a folder); its anatomy from ``segmentationNode`` and/or, with ``segment``, the
         CAMUS segmenter (which fills only the structures the segmentation lacks). Other options: seed,
-        device. Returns the new nodes (beside the volume, in its study)."""
-        problem = slicerVersionProblem(slicer.app)
-        if problem:
-            raise RuntimeError(problem)
-        from EchoSynthScene import dependencies, translation
+        device; ``ask`` and ``acceptLicence`` as for ``synthesize``. Returns the new nodes (beside the
+        volume, in its study)."""
+        self.prepareRun(model, 0, ask, acceptLicence)
+        from EchoSynthScene import translation
 
-        dependencies.ensure(dependencies.needs_for(model, 0), ask=True)
+        if segment:
+            self.downloadModel(translation.SEGMENTER, acceptLicence, ask)
         return translation.translate(
             volumeNode, segmentationNode, progress, segment=segment, generator=model, **options
         )

@@ -74,6 +74,7 @@ def model_entries(models_dir: Path, zips: Path, base_url: str) -> list[dict]:
                 "version": summary.version,
                 "kind": summary.kind,
                 "task": header["task"],
+                "translates_only": summary.translates_only,
                 "size": archive.stat().st_size,
                 "sha256": sha256_of(archive),
                 "license": summary.license or "not stated",

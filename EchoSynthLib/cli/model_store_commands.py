@@ -136,9 +136,7 @@ def _run_add(args: argparse.Namespace) -> None:
     from EchoSynthLib.models import registry
 
     if args.folder.is_file():
-        listed = [m for m in registry.read_manifest() if m.url.rsplit("/", 1)[-1] == args.folder.name]
-        known = listed[-1] if listed and args.name in (None, listed[-1].name) else None
-        path = registry.install_from_archive(args.folder, known, name=args.name)
+        path = registry.install_archive_file(args.folder, args.name)
     else:
         path = registry.install_from_folder(args.folder, args.name)
     model = registry.package_summary(path, "cache")

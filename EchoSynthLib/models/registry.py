@@ -81,6 +81,7 @@ class KnownModel:
     description: str = ""
     task: str = ""
     size: int = 0  # bytes of the .zip (0: not stated)
+    translates_only: bool = False  # a source-guided model: it needs a source image besides the map
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,10 @@ def read_manifest(path: str | os.PathLike | None = None) -> list[KnownModel]:
         size = entry.get("size", 0)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InputError(f"{where} ('{name}'): size must be a whole number of bytes")
-        models.append(KnownModel(**fields, size=size))
+        translates_only = entry.get("translates_only", False)
+        if not isinstance(translates_only, bool):
+            raise InputError(f"{where} ('{name}'): translates_only must be true or false")
+        models.append(KnownModel(**fields, size=size, translates_only=translates_only))
     return models
 
 
@@ -601,6 +605,20 @@ def install_from_archive(
         model.kind if model is not None else None,
         model.version if model is not None else None,
     )
+
+
+def install_archive_file(
+    zip_path: str | os.PathLike, name: str | None = None, cache_dir: str | os.PathLike | None = None
+) -> Path:
+    """Offline install of a model .zip fetched by hand: when the manifest lists a file of its name (a
+    release asset), its SHA-256, kind and version are checked against that entry."""
+    zip_path = Path(zip_path)
+    try:
+        listed = [m for m in read_manifest() if m.url.rsplit("/", 1)[-1] == zip_path.name]
+    except InputError:  # no usable manifest: an unlisted archive
+        listed = []
+    known = listed[-1] if listed and name in (None, listed[-1].name) else None
+    return install_from_archive(zip_path, known, cache_dir, name=name)
 
 
 def _refuse_outside_links(folder: Path) -> None:

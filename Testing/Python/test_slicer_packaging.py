@@ -11,7 +11,7 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 # Modules Slicer itself provides: cheap to import when the module loads.
-LIGHT_IMPORTS = {"slicer", "logging", "os", "qt", "ctk", "vtk", "typing", "time", "__future__"}
+LIGHT_IMPORTS = {"slicer", "logging", "os", "sys", "qt", "ctk", "vtk", "typing", "time", "__future__"}
 
 
 def _top_level_imports(path: Path) -> set[str]:
