@@ -441,7 +441,8 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from EchoSynthScene.dependencies import DependencyError, ensure, needs_for
 
         try:
-            ensure(needs_for(self._parameterNode.generator, self._parameterNode.augment), ask=None)
+            parameters = self._parameterNode
+            ensure(needs_for(parameters.generator, parameters.augment, sampler=parameters.sampler), ask=None)
         except DependencyError as error:
             self.ui.statusLabel.text = f"Nothing was generated: {error}"
             if "declined" not in str(error):
@@ -623,7 +624,7 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         batch run, ``--no-main-window``, never waits on a dialog)."""
         return slicer.util.mainWindow() is not None if ask is None else bool(ask)
 
-    def prepareRun(self, model, augment=0, ask=None, acceptLicence=False):
+    def prepareRun(self, model, augment=0, ask=None, acceptLicence=False, sampler=None):
         """Before a blocking run: this Slicer can run EchoSynth, the Python packages the run needs are
         installed (asking first when interactive), and a model that is listed but not installed is
         downloaded (its licence accepted by ``acceptLicence``, earlier, or in a dialog when interactive)."""
@@ -633,7 +634,7 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         from EchoSynthScene import dependencies
 
         interactive = self.interactive(ask)
-        dependencies.ensure(dependencies.needs_for(model, augment), ask=interactive)
+        dependencies.ensure(dependencies.needs_for(model, augment, sampler=sampler), ask=interactive)
         self.downloadModel(model, acceptLicence=acceptLicence, ask=interactive)
 
     def downloadModel(self, model, acceptLicence=False, ask=None):
@@ -675,7 +676,7 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         ``progress`` receives the worker's events (kind, message, fraction). ``ask``: show dialogs (installs,
         licences); None: only when Slicer has a main window. ``acceptLicence``: download a listed model
         without asking."""
-        self.prepareRun(model, options.get("augment", 0), ask, acceptLicence)
+        self.prepareRun(model, options.get("augment", 0), ask, acceptLicence, options.get("sampler"))
         from EchoSynthScene import synthesis
 
         return synthesis.synthesize(inputNode, referenceVolumeNode, progress, generator=model, n=n, **options)
@@ -684,7 +685,7 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         """Blocking: ``n`` new cases (echo volume + segmentation, in a new study) from a paired-generation
         model (an installed name or a folder). Other options: seed, steps, sampler, device; ``ask`` and
         ``acceptLicence`` as for ``synthesize``."""
-        self.prepareRun(model, 0, ask, acceptLicence)
+        self.prepareRun(model, 0, ask, acceptLicence, options.get("sampler"))
         from EchoSynthScene import synthesis
 
         return synthesis.generate_cases(slicer.mrmlScene, progress, generator=model, n=n, **options)
@@ -705,7 +706,7 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         CAMUS segmenter (which fills only the structures the segmentation lacks). Other options: seed,
         device; ``ask`` and ``acceptLicence`` as for ``synthesize``. Returns the new nodes (beside the
         volume, in its study)."""
-        self.prepareRun(model, 0, ask, acceptLicence)
+        self.prepareRun(model, 0, ask, acceptLicence, options.get("sampler"))
         from EchoSynthScene import translation
 
         if segment:

@@ -9,7 +9,14 @@ import vtk
 
 from EchoSynthLib.data.labels import ECHOSYNTH, LabelSchema, Structure, structure_for_segment_name
 from EchoSynthLib.data.volume import Volume
-from EchoSynthScene.geometry import fill_volume_node, volume_from_node
+from EchoSynthScene.geometry import (
+    fill_volume_node,
+    ijk_to_ras,
+    in_frame_of,
+    matrix_between,
+    set_ijk_to_ras,
+    volume_from_node,
+)
 from EchoSynthScene.nodes import scratch_nodes
 
 SEGMENTATION = "vtkMRMLSegmentationNode"
@@ -30,16 +37,32 @@ def segment_structures(segmentation_node) -> list[tuple[str, Structure]]:
     return [(i, structure_for_segment_name(segmentation.GetSegment(i).GetName())) for i in ids]
 
 
+def _reference_grid(node, reference):
+    """The reference volume whose grid a segmentation is exported onto (None for a labelmap volume, or a
+    reference without voxels: Slicer's export would use the segmentation's geometry, yet put the result
+    under the reference's transform)."""
+    usable = reference is not None and reference.GetImageData() is not None
+    return reference if usable and node.IsA(SEGMENTATION) else None
+
+
+def label_frame(node, reference=None):
+    """The node in whose local coordinates (under its parent transform) ``label_map_from_node(node,
+    reference)`` lies: the reference volume for a segmentation exported onto its grid, else ``node``."""
+    grid = _reference_grid(node, reference)
+    return node if grid is None else grid
+
+
 def label_map_from_node(node, reference=None, schema: LabelSchema = ECHOSYNTH) -> Volume:
     """The canonical label map of a segmentation (on ``reference``'s grid, else the segmentation's
-    reference geometry) or of a labelmap volume (values read with ``schema``). Inputs are not changed."""
+    reference geometry) or of a labelmap volume (values read with ``schema``), in the local coordinates of
+    ``label_frame(node, reference)``. Inputs are not changed."""
     if node is None:
         raise ValueError("no input: choose a segmentation or a labelmap volume")
     if node.IsA(LABELMAP):
         labels = volume_from_node(node)
         return labels.with_array(schema.to_canonical(labels.array))
     if node.IsA(SEGMENTATION):
-        return _from_segmentation(node, reference)
+        return _from_segmentation(node, _reference_grid(node, reference))
     raise ValueError(f"'{node.GetName()}' is a {node.GetClassName()}; expected a segmentation or labelmap")
 
 
@@ -56,16 +79,34 @@ def _from_segmentation(node, reference) -> Volume:
     )
     scene = node.GetScene()
     with scratch_nodes(scene):
+        moved = reference is not None and reference.GetTransformNodeID() != node.GetTransformNodeID()
+        grid = _grid_beside(reference, node) if moved else reference
         labelmap = scene.AddNewNodeByClass(LABELMAP, "EchoSynth export")
         logic = slicer.vtkSlicerSegmentationsModuleLogic
-        if not logic.ExportSegmentsToLabelmapNode(node, ids, labelmap, reference, extent):
+        if not logic.ExportSegmentsToLabelmapNode(node, ids, labelmap, grid, extent):
             raise ValueError(f"segmentation '{node.GetName()}' could not be exported to a label map")
         exported = volume_from_node(labelmap)
+    if moved:
+        exported = in_frame_of(exported, node, reference)  # back on the reference's own grid
     # The export numbers segments 1..N in the order given; map those to canonical values.
     lookup = np.zeros(len(structures) + 1, dtype=np.uint8)
     for index, (_, structure) in enumerate(structures, start=1):
         lookup[index] = structure.label
     return exported.with_array(lookup[exported.array])
+
+
+def _grid_beside(reference, node):
+    """A scratch stand-in for ``reference`` under ``node``'s parent transform: its grid (no voxels) moved
+    into ``node``'s local coordinates. The export then stays in one frame: Slicer's own export across two
+    parent transforms crops an oblique grid (seen with slicer-core, even with two identity transforms),
+    and here a warp between them is refused by name rather than followed."""
+    stand_in = node.GetScene().AddNewNodeByClass("vtkMRMLScalarVolumeNode", "EchoSynth reference")
+    image = vtk.vtkImageData()
+    image.SetExtent(reference.GetImageData().GetExtent())
+    stand_in.SetAndObserveImageData(image)
+    set_ijk_to_ras(stand_in, matrix_between(reference, node) @ ijk_to_ras(reference))
+    stand_in.SetAndObserveTransformNodeID(node.GetTransformNodeID())
+    return stand_in
 
 
 def add_segmentation_node(scene, labels: Volume, name: str):

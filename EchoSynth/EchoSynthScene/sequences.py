@@ -1,5 +1,6 @@
 """2D+t inputs: a node that is the proxy of a sequence browser stands for every frame of its sequence.
-Outputs of such an input become new sequences, synchronised in the same browser."""
+Outputs of such an input become new sequences, synchronised in the same browser. A frame's parent
+transform is the proxy's (the browser copies content, not node references, into the proxy)."""
 
 from __future__ import annotations
 
@@ -39,13 +40,18 @@ def sequence_of(node) -> SequenceInput | None:
 
 @contextmanager
 def frame_in_scene(sequence_input: SequenceInput, index: int) -> Iterator[object]:
-    """A temporary scene copy of frame ``index`` (exports need a node in the scene); removed afterwards.
-    The browser's current frame is not touched."""
+    """A temporary scene copy of frame ``index`` (exports need a node in the scene), under the proxy's
+    parent transform as the frame is when shown; removed afterwards. The browser's current frame is not
+    touched."""
     frame = sequence_input.sequence.GetNthDataNode(index)
-    scene = sequence_input.browser.GetScene()
+    browser = sequence_input.browser
+    proxy = browser.GetProxyNode(sequence_input.sequence)
+    scene = browser.GetScene()
     with scratch_nodes(scene):
         copy = scene.AddNewNodeByClass(frame.GetClassName(), f"EchoSynth frame {index}")
-        copy.CopyContent(frame, True)
+        copy.CopyContent(frame, True)  # content only: node references such as the transform stay out
+        if proxy is not None:
+            copy.SetAndObserveTransformNodeID(proxy.GetTransformNodeID())
         yield copy
 
 

@@ -23,7 +23,7 @@ from EchoSynthLib.data.io import read_image, read_label_map, write_label_map
 from EchoSynthLib.data.labels import require_heart
 from EchoSynthLib.jobs.process import JobEvent, JobProcess
 from EchoSynthLib.jobs.spec import GENERATE, JobSpec, SynthesisOptions, read_pairs, read_result
-from EchoSynthScene.labels import add_segmentation_node, is_label_input, label_map_from_node
+from EchoSynthScene.labels import add_segmentation_node, is_label_input, label_frame, label_map_from_node
 from EchoSynthScene.nodes import add_image_node, hierarchy_item, image_node, place_in_study, remove_nodes
 from EchoSynthScene.sequences import SequenceInput, add_output_sequence, frame_in_scene, sequence_of
 
@@ -39,6 +39,13 @@ class SceneJob:
     options: SynthesisOptions
     sequence: SequenceInput | None = None
     image_suffix: str = "echo"  # output images are named "<input> <image_suffix>"
+    frame: object | None = None  # the node whose grid the outputs take (None: input_node)
+
+    @property
+    def transform_id(self) -> str | None:
+        """Outputs go under this parent transform, the one of the node whose local coordinates they are
+        in (read when importing, so they follow a transform changed during the run)."""
+        return (self.input_node if self.frame is None else self.frame).GetTransformNodeID()
 
     @property
     def base_name(self) -> str:
@@ -91,7 +98,9 @@ def prepare_job(input_node, folder: str | Path, options: SynthesisOptions, refer
         frames.append(name)
     spec = JobSpec(inputs=tuple(frames), **asdict(options))
     spec.write(folder)
-    return SceneJob(folder, input_node, options, sequence)
+    # A segmentation exported onto a reference volume lies in the reference's coordinates: the outputs,
+    # on its grid, go under its parent transform (a labelmap input keeps its own grid and transform).
+    return SceneJob(folder, input_node, options, sequence, frame=label_frame(input_node, reference))
 
 
 def generation_problem(generator: str) -> str | None:
@@ -151,8 +160,9 @@ def _tracks(job: SceneJob) -> dict[str, list[tuple[str, Path]]]:
 
 
 def import_results(job: SceneJob) -> list:
-    """New nodes for a finished job (sequences for a sequence input), placed in the input's study.
-    Either every node is added or, on any error, none."""
+    """New nodes for a finished job (sequences for a sequence input), placed in the input's study and
+    under its parent transform (``SceneJob.transform_id``). Either every node is added or, on any error,
+    none."""
     scene = job.input_node.GetScene()
     added: list = []
     try:
@@ -167,12 +177,14 @@ def import_results(job: SceneJob) -> list:
                     else add_segmentation_node(scene, read_label_map(path), name)
                 )
                 added.append(node)
+                node.SetAndObserveTransformNodeID(job.transform_id)
                 place_in_study(node, job.input_node)
             else:
                 nodes = [image_node(read_image(path), name) for _, path in frames]
                 sequence, proxy = add_output_sequence(job.sequence, name, nodes)
                 added += [n for n in (sequence, proxy) if n is not None]
-                if proxy is not None:
+                if proxy is not None:  # the browser keeps a proxy's transform from frame to frame
+                    proxy.SetAndObserveTransformNodeID(job.transform_id)
                     place_in_study(proxy, job.input_node)
     except Exception:
         remove_nodes(added)
@@ -257,10 +269,19 @@ def generate_cases(scene, progress: Callable[[JobEvent], None] | None = None, **
     return wait_for(BackgroundGeneration(scene, SynthesisOptions.from_keywords(**options)), progress)
 
 
+def keep_gui_alive() -> Callable[[], None] | None:
+    """What a blocking call runs between polls of its worker: Slicer's event processing, so the application
+    does not show "Not Responding" during a long run from the console (as ``slicer.util.logProcessOutput``
+    does); None without a Slicer application (slicer-core alone, plain Python)."""
+    app = getattr(slicer, "app", None)
+    return getattr(app, "processEvents", None)
+
+
 def wait_for(run: BackgroundSynthesis, progress: Callable[[JobEvent], None] | None) -> list:
-    """Block until ``run`` ends (cancelling it on any error or interrupt); its new nodes."""
+    """Block until ``run`` ends (cancelling it on any error or interrupt), keeping the GUI alive; its new
+    nodes."""
     try:
-        run.worker.wait(on_event=progress)
+        run.worker.wait(on_event=progress, idle=keep_gui_alive())
     except BaseException:
         run.cancel()
         raise

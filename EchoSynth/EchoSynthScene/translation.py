@@ -4,7 +4,7 @@ A scalar volume (one 2D frame, or a 2D+t sequence: every frame) and, optionally,
 into a 'translate' job folder; the worker translates each frame with a label-guided model (anatomy from
 the segmentation and/or the CAMUS segmenter, which fills only the structures the segmentation lacks;
 ``EchoSynthLib.sampling.translate``); the result comes back as a new volume (or sequence, in the same
-browser) in the input volume's study, all of it or nothing.
+browser) in the input volume's study and under its parent transform, all of it or nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from EchoSynthLib.data.io import write_image, write_label_map
 from EchoSynthLib.jobs.process import JobEvent
 from EchoSynthLib.jobs.spec import TRANSLATE, JobSpec, SynthesisOptions
 from EchoSynthLib.sampling.generators import SIMULATOR
-from EchoSynthScene.geometry import volume_from_node
-from EchoSynthScene.labels import label_map_from_node
+from EchoSynthScene.geometry import in_frame_of, volume_from_node
+from EchoSynthScene.labels import label_frame, label_map_from_node
 from EchoSynthScene.sequences import frame_in_scene, sequence_of
 from EchoSynthScene.synthesis import INPUTS_DIR, BackgroundSynthesis, SceneJob, wait_for
 
@@ -52,9 +52,10 @@ def prepare_translation(
     segment: bool = False,
     segmenter: str = SEGMENTER,
 ) -> SceneJob:
-    """Write every frame of ``volume_node`` (and of its segmentation, on the frame's grid) and a
-    'translate' job into ``folder``. A segmentation that is a sequence in the same browser gives each frame
-    its own map; any other is used for every frame. Bad input is a ValueError naming it."""
+    """Write every frame of ``volume_node`` (and of its segmentation, on the frame's grid, across parent
+    transforms) and a 'translate' job into ``folder``. A segmentation that is a sequence in the same
+    browser gives each frame its own map; any other is used for every frame. Bad input is a ValueError
+    naming it."""
     if volume_node is None or not volume_node.IsA("vtkMRMLScalarVolumeNode"):
         what = (
             "nothing" if volume_node is None else f"'{volume_node.GetName()}' ({volume_node.GetClassName()})"
@@ -87,11 +88,15 @@ def prepare_translation(
         if segmentation_node is None:
             continue
         reference = volume_node if sequence is None else None
+        # The translation is the volume's, under its parent transform; a label map under another one is
+        # moved onto the volume in world (a warp between them is refused: a Volume has one linear grid).
         if per_frame:
             with frame_in_scene(label_sequence, index) as frame:
                 label_map = label_map_from_node(frame, reference)
+                label_map = in_frame_of(label_map, label_frame(frame, reference), volume_node)
         else:
             label_map = label_map_from_node(segmentation_node, reference)
+            label_map = in_frame_of(label_map, label_frame(segmentation_node, reference), volume_node)
         if not label_map.same_geometry(image):
             from EchoSynthLib.preprocessing.resample import Grid, resample
 

@@ -164,8 +164,11 @@ class JobProcess:
         on_event: Callable[[JobEvent], None] | None = None,
         interval: float = 0.05,
         timeout: float | None = None,
+        idle: Callable[[], None] | None = None,
     ) -> None:
-        """Block until the worker ends, passing each event to ``on_event``; JobFailed if it failed."""
+        """Block until the worker ends, passing each event to ``on_event`` and calling ``idle`` between
+        polls (Slicer: process the GUI's events, so a long blocking call does not freeze it); JobFailed if
+        it failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.running:
             for event in self.poll():
@@ -174,6 +177,8 @@ class JobProcess:
             if deadline is not None and time.monotonic() > deadline:
                 self.cancel()
                 raise JobFailed(f"the synthesis job ran past {timeout:.0f} s and was cancelled")
+            if idle is not None:
+                idle()
             time.sleep(interval)
         for event in self.poll():
             if on_event is not None:

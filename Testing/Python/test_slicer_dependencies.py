@@ -4,8 +4,9 @@ The fake ``slicer`` package has ``packaging`` as a submodule file that becomes a
 imported (Slicer's ``slicer/__init__.py`` does not import its submodules), a ``pip_ensure`` with the
 signature and testing-mode skip of ``Base/Python/slicer/packaging.py``, and a ``PyTorchUtils`` with
 ``installTorch(askConfirmation, forceComputationBackend, torchVersionRequirement, ...)`` as in
-fepegar/SlicerPyTorch. What is "installed" is a dict the fakes fill, read through the module's one
-metadata lookup. A simulator worker is also run with every package Slicer lacks made unimportable.
+fepegar/SlicerPyTorch. What is "installed" is a dict the fakes fill, and what each package declares
+another dict, read through the module's two metadata lookups (version, requires). A simulator worker is
+also run with every package Slicer lacks made unimportable.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from pathlib import Path
 import pytest
 
 from EchoSynthScene import dependencies
-from EchoSynthScene.dependencies import DependencyError, Needs, ensure, missing_for, needs_for
+from EchoSynthScene.dependencies import (
+    DependencyError,
+    Needs,
+    ensure,
+    install_message,
+    missing_for,
+    needs_for,
+)
 
 FAKE_PACKAGING = """
 import slicer
@@ -28,13 +36,16 @@ def pip_ensure(requirements, constraints=None, skip_packages=None, prompt_instal
                requester=None, skip_in_testing=True, show_progress=True):
     slicer.calls.append(("pip_ensure", [str(r) for r in requirements],
                          dict(skip_packages=skip_packages, prompt_install=prompt_install, requester=requester,
-                              skip_in_testing=skip_in_testing)))
+                              skip_in_testing=skip_in_testing, prompt_restart=prompt_restart,
+                              show_progress=show_progress)))
     if skip_in_testing and slicer.app.testingEnabled():
         return None  # what real Slicer does in testing mode: nothing installed, no error
     if slicer.pip_fails:
         raise RuntimeError("pip exited with status 1")
     for requirement in requirements:
-        slicer.installed[str(requirement).split(">")[0].split("=")[0]] = "99.0"
+        name = str(requirement).split(">")[0].split("=")[0]
+        if name not in slicer.unavailable:  # as Slicer's --no-deps walk: a failed dependency only warns
+            slicer.installed[name] = "99.0"
     return [] if skip_packages is not None else None
 """
 
@@ -42,6 +53,9 @@ def pip_ensure(requirements, constraints=None, skip_packages=None, prompt_instal
 class FakeUtil:
     def __init__(self, fake):
         self.fake = fake
+
+    def mainWindow(self):
+        return self.fake.main_window
 
     def confirmOkCancelDisplay(self, text, windowTitle=None, **kwargs):
         self.fake.calls.append(("confirm", text))
@@ -61,6 +75,7 @@ def _fake_slicer(tmp_path: Path, with_packaging: bool, testing: bool = False) ->
     fake = types.ModuleType("slicer")
     fake.__path__ = [str(package)]
     fake.calls, fake.installed, fake.answer, fake.pip_fails = [], {}, True, False
+    fake.requires, fake.unavailable, fake.main_window = {}, set(), object()
     fake.util = FakeUtil(fake)
     fake.app = types.SimpleNamespace(testingEnabled=lambda: testing)
     return fake
@@ -101,6 +116,7 @@ def slicer_env(tmp_path, monkeypatch):
         else:
             monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # import fails: no PyTorch extension
         monkeypatch.setattr(dependencies, "_installed", lambda name: fake.installed.get(name))
+        monkeypatch.setattr(dependencies, "_requires", lambda name: fake.requires.get(name, []))
         made.append(fake)
         return fake
 
@@ -191,6 +207,146 @@ def test_torch_problems_say_what_to_do(slicer_env):
     assert old.calls == []
 
 
+# What sampling imports (grep, and a worker run with the rest blocked): MONAI (networks, schedulers),
+# safetensors (weights), einops (MONAI's attention blocks), slicerio (.seg.nrrd outputs), numpy and scipy.
+SAMPLING = {"monai", "numpy", "scipy", "safetensors", "einops", "slicerio"}
+COMMAND_LINE_ONLY = {"matplotlib", "scikit-learn", "opencv-python-headless", "tqdm"}
+
+
+def _names(needs: Needs) -> set[str]:
+    return {r.name for r in needs.requirements}
+
+
+def test_the_simulator_needs_nothing_whatever_the_sampler(slicer_env, monkeypatch):
+    fake = slicer_env()
+    monkeypatch.setattr(dependencies, "_requires", lambda name: pytest.fail(f"read the metadata of {name}"))
+    for sampler in (None, "dpm++sde", "ddim"):
+        needs = needs_for("simulator", sampler=sampler)
+        assert needs.nothing and missing_for(needs).nothing
+        ensure(needs, ask=True)
+    assert fake.calls == []
+
+
+def test_a_model_run_gets_what_sampling_imports_and_diffusers_only_for_its_samplers():
+    for sampler in ("ddim", "ddpm", "rflow"):
+        needs = needs_for("my-model", sampler=sampler)
+        assert needs.torch and _names(needs) == SAMPLING, sampler
+    for sampler in ("dpm++", "dpm++sde", None):  # None: the default sampler, dpm++sde
+        assert _names(needs_for("my-model", sampler=sampler)) == SAMPLING | {"diffusers"}, sampler
+    assert _names(needs_for("my-model", augment=2, sampler="ddim")) == SAMPLING
+    assert not COMMAND_LINE_ONLY & _names(needs_for("my-model"))
+    assert _names(needs_for("my-model", sampler="ddim", extra=("tqdm",))) == SAMPLING | {"tqdm"}
+
+
+def test_a_model_family_without_a_sampler_never_needs_diffusers(tmp_path):
+    torch = pytest.importorskip("torch")
+    from EchoSynthLib.models.families import ADVERSARIAL, SDM
+    from EchoSynthLib.models.package import save_package
+
+    for family in (ADVERSARIAL, SDM):
+        save_package(tmp_path / family.name, family.kind, {}, {"w": torch.zeros(1)}, "card")
+    assert _names(needs_for(str(tmp_path / "adversarial"))) == SAMPLING  # the translators
+    assert _names(needs_for(str(tmp_path / "sdm"))) == SAMPLING | {"diffusers"}
+    assert _names(needs_for(str(tmp_path / "sdm"), sampler="ddim")) == SAMPLING
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++", "dpm++sde"])
+def test_exactly_the_diffusers_samplers_import_diffusers(monkeypatch, sampler):
+    torch = pytest.importorskip("torch")
+    from EchoSynthLib.diffusion import EPSILON_SAMPLERS
+    from EchoSynthLib.diffusion.samplers import BetaSchedule, solve
+
+    assert set(dependencies.DIFFUSERS_SAMPLERS) <= set(EPSILON_SAMPLERS) == {"ddim", "dpm++", "dpm++sde"}
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # not installed
+
+    def run():
+        noise = torch.zeros(1, 1, 4, 4)
+        return solve(
+            lambda x, t: torch.zeros_like(x), noise, BetaSchedule(20), sampler, 2, [torch.Generator()]
+        )
+
+    if sampler in dependencies.DIFFUSERS_SAMPLERS:
+        with pytest.raises(ImportError, match="diffusers"):
+            run()
+    else:
+        assert run().shape == (1, 1, 4, 4)
+
+
+def test_a_missing_dependency_of_an_installed_package_is_installed_or_reported(slicer_env):
+    fake = slicer_env()
+    needs = needs_for("my-model", sampler="dpm++sde")
+    fake.installed.update({r.name: "99.0" for r in needs.requirements} | {"numpy": "2.4.0", "tqdm": "4.0"})
+    fake.installed["torch"] = "2.9.0"
+    fake.requires.update(
+        {
+            "diffusers": [
+                "huggingface-hub>=0.34",
+                "safetensors>=0.8.0",
+                'only-with-an-extra; extra == "all"',
+                'never-here; sys_platform == "no-such-platform"',
+            ],
+            "huggingface-hub": ["tqdm>=4.42.1"],
+            "monai": ["torch>=2.8.0", "numpy<3.0,>=1.24"],  # torch: the PyTorch extension's
+        }
+    )
+    missing = missing_for(needs)
+    assert not missing.torch and [str(r) for r in missing.requirements] == ["huggingface-hub>=0.34"]
+    assert "  huggingface-hub>=0.34 (needed by diffusers): about 1 MB" in install_message(missing)
+    # pip "succeeds" without it (Slicer's --no-deps walk only warns): one line that says what to do.
+    fake.unavailable = {"huggingface-hub"}
+    with pytest.raises(DependencyError) as raised:
+        ensure(needs, ask=False)
+    message = str(raised.value)
+    assert (
+        "\n" not in message and "still not installed: huggingface-hub>=0.34 (needed by diffusers)" in message
+    )
+    assert "slicer.util.pip_install(['huggingface-hub>=0.34']) and restart Slicer" in message
+    assert [c[1] for c in fake.calls] == [["huggingface-hub>=0.34"]]
+    # Once installed, its own dependencies are walked: the old tqdm is offered to pip next.
+    fake.unavailable, fake.calls[:] = {"tqdm"}, []
+    with pytest.raises(DependencyError, match=r"tqdm>=4.42.1 \(needed by huggingface-hub; found 4.0\)"):
+        ensure(needs, ask=False)
+    assert [c[1] for c in fake.calls] == [["huggingface-hub>=0.34"], ["tqdm>=4.42.1"]]
+    fake.unavailable, fake.calls[:] = set(), []
+    ensure(needs, ask=False)
+    assert [c[1] for c in fake.calls] == [["tqdm>=4.42.1"]] and missing_for(needs).nothing
+
+
+def test_the_dependency_walk_reads_this_environments_metadata(monkeypatch):
+    """Everything is installed here (from pyproject.toml): the walk finds nothing missing, and it does reach
+    the dependencies of diffusers' own dependencies."""
+    from packaging.utils import canonicalize_name
+
+    read: list[str] = []
+    real = dependencies._requires
+    monkeypatch.setattr(
+        dependencies, "_requires", lambda name: read.append(canonicalize_name(name)) or real(name)
+    )
+    assert missing_for(needs_for("my-model", sampler="dpm++")).nothing
+    assert {"diffusers", "huggingface-hub", "monai", "slicerio"} <= set(read) and "torch" not in read
+
+
+def test_without_a_main_window_no_dialog_is_shown(slicer_env):
+    fake = slicer_env()
+    fake.main_window = None  # Slicer --no-main-window (the batch script)
+    ensure(needs_for("simulator", augment=1), ask=None)
+    assert [c[0] for c in fake.calls] == ["installTorch", "pip_ensure"]  # not asked
+    options = fake.calls[1][2]
+    assert options["prompt_restart"] is False and options["show_progress"] is False
+    assert options["prompt_install"] is False
+
+
+def test_with_a_main_window_ask_none_asks_and_slicer_shows_its_dialogs(slicer_env):
+    fake = slicer_env()
+    ensure(needs_for("simulator", augment=1), ask=None)
+    assert [c[0] for c in fake.calls] == ["confirm", "installTorch", "pip_ensure"]
+    options = fake.calls[2][2]
+    assert options["prompt_restart"] is True and options["show_progress"] is True
+    quiet = slicer_env()
+    ensure(needs_for("simulator", augment=1), ask=False)  # False still means: do not ask
+    assert [c[0] for c in quiet.calls] == ["installTorch", "pip_ensure"]
+
+
 BLOCKER = """
 import importlib.abc, sys
 from pathlib import Path
@@ -218,7 +374,7 @@ def test_the_simulator_worker_needs_nothing_that_slicer_lacks(tmp_path):
     from EchoSynthLib.jobs.spec import JobSpec, read_result
 
     needed = {r.name for r in dependencies.read_requirements()} - set(dependencies.SLICER_BUNDLED)
-    blocked = sorted({"torch", "monai", "diffusers", "cv2", *needed})
+    blocked = sorted({"torch", "monai", "diffusers", "huggingface_hub", "cv2", "sklearn", *needed})
     hooks, marker = tmp_path / "hooks", tmp_path / "blocked.log"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(BLOCKER.format(blocked=blocked, marker=str(marker)))

@@ -215,7 +215,7 @@ def test_a_dependency_problem_is_shown_in_the_panel_and_starts_nothing(module, m
     monkeypatch.setattr(dependencies, "ensure", refuse)
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kwargs: shown.append(text))
     widget = module.EchoSynthWidget()
-    widget._parameterNode = SimpleNamespace(generator="my-model", augment=0)
+    widget._parameterNode = SimpleNamespace(generator="my-model", augment=0, sampler="ddim")
     widget.ui = SimpleNamespace(statusLabel=SimpleNamespace(text=""))
     widget.logic = SimpleNamespace(startSynthesis=lambda parameters: pytest.fail("a run was started"))
     widget.onGenerateButton()

@@ -212,18 +212,20 @@ def test_the_generator_list_offers_only_models_that_make_images(tmp_path, monkey
     from EchoSynthLib.errors import InputError
     from EchoSynthLib.models.families import SEGMENTER_KIND
     from EchoSynthLib.models.package import save_package
-    from EchoSynthLib.models.registry import BUNDLED_ENV, CACHE_ENV
+    from EchoSynthLib.models.registry import BUNDLED_ENV, CACHE_ENV, MANIFEST_ENV
     from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
     from EchoSynthScene.models import checked_model_folder, generator_choices
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(BUNDLED_ENV, str(tmp_path / "bundled"))
+    monkeypatch.setenv(MANIFEST_ENV, str(tmp_path / "manifest.json"))  # nothing listed for download
+    (tmp_path / "manifest.json").write_text('{"format_version": 1, "models": []}')
     save_package(tmp_path / "cache" / "tiny", "sdm2d", {"version": "0.1"}, {"w": torch.zeros(2)}, "card")
     segmenter = tmp_path / "bundled" / "camus-segmenter"
     save_package(segmenter, SEGMENTER_KIND, {"version": "1"}, {"w": torch.zeros(2)}, "card")
     (tmp_path / "cache" / "not-a-model").mkdir()
     choices = generator_choices()
-    assert [c.spec for c in choices] == ["simulator", str(tmp_path / "cache" / "tiny")]
+    assert [c.spec for c in choices] == ["simulator", "tiny"]  # stored by name: found wherever it moves
     assert choices[1].label.startswith("tiny 0.1 (cache, sdm2d)")
     # Picked by hand ("Use a model folder...") or named in a job, a segmenter is refused before any work.
     with pytest.raises(InputError, match=r"segmenter2d.*cannot be used for label map -> image"):
@@ -235,7 +237,7 @@ def test_the_generator_list_offers_only_models_that_make_images(tmp_path, monkey
     from EchoSynthScene.models import TRANSLATION, task_of_mode
 
     assert task_of_mode("translate") == TRANSLATION
-    assert [c.spec for c in generator_choices(TRANSLATION)] == [str(tmp_path / "cache" / "tiny")]
+    assert [c.spec for c in generator_choices(TRANSLATION)] == ["tiny"]
     with pytest.raises(InputError, match="cannot be used for label map -> image"):
         checked_model_folder(segmenter, TRANSLATION)
     # A model guided by the source image translates only: listed in translate mode, not for synthesis.
@@ -243,8 +245,8 @@ def test_the_generator_list_offers_only_models_that_make_images(tmp_path, monkey
     save_package(
         sourced, "adversarial2d", {"version": "1", "guide": "labels+source"}, {"w": torch.zeros(2)}, "c"
     )
-    assert str(sourced) not in [c.spec for c in generator_choices()]
-    assert str(sourced) in [c.spec for c in generator_choices(TRANSLATION)]
+    assert "sourced" not in [c.spec for c in generator_choices()]
+    assert "sourced" in [c.spec for c in generator_choices(TRANSLATION)]
     with pytest.raises(InputError, match="translates images only"):
         checked_model_folder(sourced)
     assert checked_model_folder(sourced, TRANSLATION) == str(sourced)
@@ -351,3 +353,19 @@ def test_translate_adds_the_translated_volume_beside_the_input(scene, phantom, t
     assert len(node_ids(scene)) == count and not run.folder.exists()
     with pytest.raises(ValueError, match="segmentation of the volume or the segmenter"):
         translation.translate(volume, None, generator=model)
+
+
+def test_a_blocking_run_keeps_the_gui_alive(scene, phantom, monkeypatch):
+    """The console API waits for its worker while Slicer's GUI processes its events (no "Not Responding"
+    for a long run); outside a Slicer application there is nothing to process."""
+    from types import SimpleNamespace
+
+    import slicer
+
+    assert synthesis.keep_gui_alive() is None
+    processed = []
+    monkeypatch.setattr(
+        slicer, "app", SimpleNamespace(processEvents=lambda: processed.append(1)), raising=False
+    )
+    (image,) = synthesis.synthesize(_labelmap(scene, phantom), seed=1)
+    assert image is not None and processed

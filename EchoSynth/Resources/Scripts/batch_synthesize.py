@@ -32,7 +32,9 @@ def run(argv: list[str]) -> int:
         except SystemExit as stop:  # argparse has printed the usage error
             return int(stop.code or 0)
         try:
-            ensure(needs_for(args.model, args.augment, extra=("tqdm",)), ask=False)
+            # tqdm for the command line's progress bar, slicerio for .seg.nrrd maps (any generator reads them)
+            needs = needs_for(args.model, args.augment, extra=("tqdm", "slicerio"), sampler=args.sampler)
+            ensure(needs, ask=False)
         except DependencyError as error:
             print(f"batch_synthesize: error: {error}", file=sys.stderr)
             return 2
