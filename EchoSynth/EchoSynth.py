@@ -394,9 +394,9 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return True
 
     def onBrowseModel(self):
-        folder = qt.QFileDialog.getExistingDirectory(self.parent, "EchoSynth model folder")
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, _("EchoSynth model folder"))
         if folder and self._parameterNode:
-            message = "This folder is not an EchoSynth model that makes images from label maps."
+            message = _("This folder is not an EchoSynth model that makes images from label maps.")
             with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
                 from EchoSynthScene.models import checked_model_folder
 
@@ -408,18 +408,18 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanGenerate(self, caller=None, event=None):
         if self._run is not None:
-            self.ui.generateButton.text = "Cancel"
-            self.ui.generateButton.toolTip = "Stop the synthesis; nothing is added to the scene"
+            self.ui.generateButton.text = _("Cancel")
+            self.ui.generateButton.toolTip = _("Stop the synthesis; nothing is added to the scene")
             self.ui.generateButton.enabled = True
             return
-        self.ui.generateButton.text = "Generate"
+        self.ui.generateButton.text = _("Generate")
         problem = self.logic.missingInput(self._parameterNode)
         self.ui.generateButton.enabled = problem is None
         mode = self._parameterNode.mode if self._parameterNode is not None else "synthesize"
         done = {
-            "generate": "Generate new cases (echo + segmentation) in a new study",
-            "translate": "Translate the echo volume; the result goes beside it",
-        }.get(mode, "Synthesize echo images for the input label map")
+            "generate": _("Generate new cases (echo + segmentation) in a new study"),
+            "translate": _("Translate the echo volume; the result goes beside it"),
+        }.get(mode, _("Synthesize echo images for the input label map"))
         self.ui.generateButton.toolTip = problem or done
 
     def onGenerateButton(self):
@@ -428,11 +428,11 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not self.installDependencies() or not self._modelsInstalled():
             return
-        with slicer.util.tryWithErrorDisplay("EchoSynth could not start.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("EchoSynth could not start."), waitCursor=True):
             self._run = self.logic.startSynthesis(self._parameterNode)
             self.ui.progressBar.value = 0
             self.ui.progressBar.visible = True
-            self.ui.statusLabel.text = "Starting the worker process..."
+            self.ui.statusLabel.text = _("Starting the worker process...")
             self._timer.start()
         self._checkCanGenerate()
 
@@ -444,9 +444,9 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             parameters = self._parameterNode
             ensure(needs_for(parameters.generator, parameters.augment, sampler=parameters.sampler), ask=None)
         except DependencyError as error:
-            self.ui.statusLabel.text = f"Nothing was generated: {error}"
+            self.ui.statusLabel.text = _("Nothing was generated: {error}").format(error=error)
             if "declined" not in str(error):
-                slicer.util.errorDisplay(str(error), windowTitle="EchoSynth: Python packages")
+                slicer.util.errorDisplay(str(error), windowTitle=_("EchoSynth: Python packages"))
             return False
         return True
 
@@ -458,9 +458,9 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for event in self._run.poll():
             if event.kind == "progress" and event.fraction is not None:
                 self.ui.progressBar.value = int(1000 * event.fraction)
-                self.ui.statusLabel.text = f"Synthesizing {event.message}"
+                self.ui.statusLabel.text = _("Synthesizing {what}").format(what=event.message)
             elif event.kind in ("start", "warning"):
-                prefix = "Warning: " if event.kind == "warning" else ""
+                prefix = _("Warning: ") if event.kind == "warning" else ""
                 self.ui.statusLabel.text = prefix + event.message
                 if event.kind == "warning":
                     logging.warning("EchoSynth: %s", event.message)
@@ -472,10 +472,10 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             nodes = run.finish()
         except Exception as error:
-            self.ui.statusLabel.text = f"Failed: {error}"
-            slicer.util.errorDisplay(f"EchoSynth synthesis failed:\n{error}")
+            self.ui.statusLabel.text = _("Failed: {error}").format(error=error)
+            slicer.util.errorDisplay(_("EchoSynth synthesis failed:\n{error}").format(error=error))
         else:
-            self.ui.statusLabel.text = f"Done: {len(nodes)} new node(s)."
+            self.ui.statusLabel.text = _("Done: {count} new node(s).").format(count=len(nodes))
             self._showFirstImage(nodes)
         self._checkCanGenerate()
 
@@ -485,7 +485,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if run is not None:
             run.cancel()
         self.ui.progressBar.visible = False
-        self.ui.statusLabel.text = f"Stopped ({reason}); the scene is unchanged."
+        self.ui.statusLabel.text = _("Stopped ({reason}); the scene is unchanged.").format(reason=reason)
         self._checkCanGenerate()
 
     def _showFirstImage(self, nodes):
@@ -509,7 +509,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             known = read_manifest()
         except InputError as error:
             known = []
-            self.ui.statusLabel.text = f"Model manifest: {error}"
+            self.ui.statusLabel.text = _("Model manifest: {error}").format(error=error)
         for model in known:
             if (model.name, model.version) not in installed:
                 item = qt.QListWidgetItem(f"{model.name} {model.version}: download ({model.license})")
@@ -548,14 +548,15 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.refreshGenerators()
 
     def onAddModelFolder(self):
-        folder = qt.QFileDialog.getExistingDirectory(self.parent, "Model package folder to add to the cache")
+        title = _("Model package folder to add to the cache")
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, title)
         if not folder:
             return
-        with slicer.util.tryWithErrorDisplay("The folder could not be added.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("The folder could not be added."), waitCursor=True):
             from EchoSynthLib.models.registry import install_from_folder
 
             path = install_from_folder(folder)
-            self.ui.statusLabel.text = f"Added {path}"
+            self.ui.statusLabel.text = _("Added {path}").format(path=path)
         self.refreshGenerators()
 
     def onOpenCache(self):
@@ -568,9 +569,11 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onClearCache(self):
         from EchoSynthLib.models.registry import clear_cache, user_cache_dir
 
-        if slicer.util.confirmOkCancelDisplay(f"Remove every downloaded model from {user_cache_dir()}?"):
+        question = _("Remove every downloaded model from {folder}?").format(folder=user_cache_dir())
+        if slicer.util.confirmOkCancelDisplay(question):
             removed = clear_cache()
-            self.ui.statusLabel.text = f"Removed {len(removed)} model(s) from the cache."
+            done = _("Removed {count} model(s) from the cache.")
+            self.ui.statusLabel.text = done.format(count=len(removed))
             self.refreshGenerators()
 
 

@@ -22,12 +22,16 @@ def ask_on_terminal(model: KnownModel) -> bool:
 
 
 def byte_progress(model: KnownModel) -> Progress:
-    """A tqdm bar for one download (bytes; the total once the server says it)."""
+    """A tqdm bar for one download (bytes; the total once the server says it), opened when the download
+    starts (not before its licence is accepted)."""
     from tqdm import tqdm
 
-    bar = tqdm(desc=f"download {model.name}", unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+    bars: list[tqdm] = []
 
     def progress(done: int, total: int | None) -> None:
+        if not bars:
+            bars.append(tqdm(desc=f"download {model.name}", unit="B", unit_scale=True, unit_divisor=1024))
+        bar = bars[0]
         if total is not None and bar.total != total:
             bar.total = total
             bar.refresh()

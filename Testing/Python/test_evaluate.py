@@ -300,7 +300,9 @@ def test_make_demo_ends_with_a_report_when_an_encoder_is_installed(encoder, tmp_
     monkeypatch.setenv("ECHOSYNTH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("ECHOSYNTH_BUNDLED_MODELS", str(tmp_path / "none"))
     assert main(["demo", "--out", str(tmp_path / "bare")]) == 0
-    assert "no evaluation report (no model named 'echo-encoder-camus'" in capsys.readouterr().out
+    out = capsys.readouterr().out  # listed for download, but no terminal to accept its licence on
+    assert "no evaluation report (the model 'echo-encoder-camus' is not installed and its licence" in out
+    assert "download echo-encoder-camus" not in out  # no progress bar before the licence is accepted
     assert not (tmp_path / "bare" / "report").exists()
     shutil.copytree(encoder, tmp_path / "bundled" / DEFAULT_ENCODER)
     monkeypatch.setenv("ECHOSYNTH_BUNDLED_MODELS", str(tmp_path / "bundled"))
