@@ -60,7 +60,7 @@ def main() -> None:
     from EchoSynthLib.models.latent.pipeline import LatentModel
 
     sampler = LatentModel.load(args.model, "cpu").sampler_for(None)  # what the command samples with
-    bench += ["--strength", args.strength, "--steps", "25", "--samplers", sampler]
+    bench += ["--strength", args.strength, "--steps", "25", "--samplers", sampler, "--repeats", "3"]
     table = subprocess.run(bench, check=True, capture_output=True, text=True, env=os.environ).stdout
     rows = [r for r in table.splitlines() if r.startswith("|") and re.search(rf"\|\s*{args.batch}\s*\|", r)]
     print(table)

@@ -93,9 +93,12 @@ def _one(case: dict) -> dict:
             torch.cuda.synchronize()
 
     run(1)  # warm-up
-    started = time.perf_counter()
-    run(case["batch"])
-    seconds = (time.perf_counter() - started) / case["batch"]
+    timings = []
+    for _ in range(case.get("repeats", 1)):  # the median of repeated runs: one batch alone is noisy
+        started = time.perf_counter()
+        run(case["batch"])
+        timings.append((time.perf_counter() - started) / case["batch"])
+    seconds = sorted(timings)[len(timings) // 2]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if model.device.type == "cuda" else None
     precision = "bf16" if model.bf16 else "float32"
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--strength", type=float, default=1.0, help="below 1: from the simulator's image")
     parser.add_argument("--float32", action="store_true", help="no bf16 on a GPU")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per case (their median)")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case as JSON
     args = parser.parse_args()
     if args.case:
@@ -158,6 +162,7 @@ def main() -> None:
                         "model": args.model,
                         "strength": args.strength if conditioned else 1.0,
                         "float32": args.float32,
+                        "repeats": args.repeats,
                     }
                     done = subprocess.run(
                         [sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True

@@ -54,8 +54,13 @@ def input_paths(*specs: str | os.PathLike | None) -> list[Path]:
 def check_place(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], whole: bool) -> None:
     """InputError if ``out`` is an input or lies inside an input folder; for an output replaced ``whole``,
     also if it contains an input (replacing it would delete the input)."""
+    _check_place(out, _paths(inputs), whole)
+
+
+def _check_place(out: str | os.PathLike, sources: list[Path], whole: bool) -> None:
+    """``check_place`` against inputs already resolved (``_paths``)."""
     target = Path(out).resolve()
-    for source in _paths(inputs):
+    for source in sources:
         if target == source or (target.exists() and os.path.samefile(target, source)):
             raise InputError(f"{out}: is an input of this command; choose another output path")
         if target.is_relative_to(source):
@@ -68,6 +73,10 @@ def check_new_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLike |
     """InputError if the single output file ``path`` exists (it is never replaced) or is an input."""
     path = Path(path)
     check_place(path, inputs, whole=False)
+    _refuse_existing(path)
+
+
+def _refuse_existing(path: Path) -> None:
     if path.exists() or path.is_symlink():
         what = "a folder" if path.is_dir() else "a file"
         raise InputError(f"{path}: exists ({what}); remove it or choose another output path")
@@ -217,12 +226,18 @@ def check_new_files(
     """InputError if ``new_files`` would refuse (call it before long work, to fail at once): ``out_dir`` a
     file, or an input or inside one; one of ``names`` an input or already there."""
     out_dir = Path(out_dir)
-    inputs = list(inputs)
-    check_place(out_dir, inputs, whole=False)
+    sources = _paths(inputs)  # resolved once: a command may name thousands of inputs and outputs
+    _check_place(out_dir, sources, whole=False)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder; remove it or choose another output path")
+    # out_dir is no input and lies in none, so a new file in it can only be an input that lies in it.
+    here = out_dir.resolve()
+    inside = [source for source in sources if source.parent == here]
     for name in names:
-        check_new_file(out_dir / name, inputs)
+        path = out_dir / name
+        if inside:
+            _check_place(path, inside, whole=False)
+        _refuse_existing(path)
 
 
 @contextmanager
