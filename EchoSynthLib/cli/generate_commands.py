@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from EchoSynthLib.cli.arguments import (
@@ -94,17 +95,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     validate = commands.add_parser(
         "validate",
-        help="label adherence of a model: Dice of a segmenter on synthetic images",
+        help="label adherence of a generator: Dice of a segmenter on synthetic images",
         description="Synthesize an image for every label map of a cache split, segment it with a segmenter "
         "trained on real images, and report Dice per structure (and the same on the real images).",
     )
-    validate.add_argument("--model", required=True, type=Path)
+    validate.add_argument(
+        "--model", required=True, help="'simulator', or a label map -> image model: a name or a folder"
+    )
     validate.add_argument(
         "--segmenter", required=True, help="segmenter package: a folder or an installed name"
     )
-    validate.add_argument(
-        "--data", required=True, type=Path, help="cache (same size and classes as the model)"
-    )
+    validate.add_argument("--data", required=True, type=Path, help="cache whose split's label maps are drawn")
     validate.add_argument("--split", default="val")
     add_sampling_arguments(validate, ("steps", "sampler"))
     validate.add_argument("--cases", type=count_argument(1), help="at most this many label maps")
@@ -216,25 +217,27 @@ def _run_validate(args: argparse.Namespace) -> None:
 
     from EchoSynthLib.data.outputs import check_report_output, write_report
     from EchoSynthLib.evaluation.adherence import adherence_report
-    from EchoSynthLib.models.sdm.pipeline import Synthesizer
+    from EchoSynthLib.models.device import pick_device
     from EchoSynthLib.models.segmenter.network import Segmenter
+    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
 
     if args.out is not None:  # before any work
         check_report_output(args.out, VALIDATE_COMMAND, [args.data])
-    synthesizer = Synthesizer.load(args.model, args.device)
-    segmenter = Segmenter.load(args.segmenter, synthesizer.device)
+    warn = lambda message: print(f"echosynth validate: warning: {message}", file=sys.stderr)  # noqa: E731
+    settings = GeneratorSettings(str(args.model), steps=args.steps, sampler=args.sampler, device=args.device)
+    generator = open_generator(settings, warn)
+    segmenter = Segmenter.load(args.segmenter, pick_device(args.device))
     with tqdm(desc="validate", unit="image", delay=0.5) as bar:
         report = adherence_report(
-            synthesizer,
+            generator,
             segmenter,
             args.data,
             split=args.split,
-            sampler=args.sampler,
-            steps=args.steps,
             max_cases=args.cases,
             seed=args.seed,
             progress=bar.update,
         )
+    report = {**report, "sampler": args.sampler, "steps": args.steps}
     if args.out is not None:
         write_report(args.out, VALIDATE_COMMAND, report, [args.data])
     print(json.dumps(report, indent=1))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from EchoSynthLib.diffusion.schedules import BetaSchedule
+
 
 def _normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
     return 0.5 * (
@@ -81,8 +83,6 @@ class GaussianDiffusion:
 
     def __init__(self, timesteps: int = 1000, schedule: str = "cosine") -> None:
         from monai.networks.schedulers import DDPMScheduler
-
-        from EchoSynthLib.diffusion.samplers import BetaSchedule
 
         self.beta_schedule = BetaSchedule(timesteps, schedule)
         monai_scheduler = self.beta_schedule.scheduler(DDPMScheduler)

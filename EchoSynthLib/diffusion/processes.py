@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from EchoSynthLib.diffusion import EPSILON_SAMPLERS
-from EchoSynthLib.diffusion.samplers import BetaSchedule, solve, solve_flow
+from EchoSynthLib.diffusion.samplers import solve, solve_flow
+from EchoSynthLib.diffusion.schedules import BetaSchedule
 from EchoSynthLib.errors import InputError
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -31,6 +30,7 @@ from torch import Tensor
 from EchoSynthLib.checks import check_number
 from EchoSynthLib.diffusion import EPSILON_SAMPLERS, SDM_SAMPLERS
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
+from EchoSynthLib.diffusion.schedules import BetaSchedule
 from EchoSynthLib.diffusion.spade_terms import reused_map_terms
 from EchoSynthLib.errors import InputError
 
@@ -159,30 +159,6 @@ def _solver(
 
     init, strength = (None, 1.0) if start is None else start
     return solve(eps, x, diffusion.beta_schedule, sampler, steps, generators, progress, True, init, strength)
-
-
-@dataclass(frozen=True)
-class BetaSchedule:
-    """A discrete noise schedule by MONAI's name (``linear_beta``, ``scaled_linear_beta``, ``cosine``, ...)
-    and, for the linear ones, its first and last beta."""
-
-    timesteps: int = 1000
-    name: str = "cosine"
-    beta_start: float | None = None
-    beta_end: float | None = None
-
-    def scheduler(self, scheduler_type: type, **kwargs):
-        """A MONAI scheduler of ``scheduler_type`` on this schedule."""
-        ends = {"beta_start": self.beta_start, "beta_end": self.beta_end}
-        ends = {k: v for k, v in ends.items() if v is not None}
-        return scheduler_type(self.timesteps, schedule=self.name, **ends, **kwargs)
-
-    @property
-    def betas(self) -> Tensor:
-        """The betas (float32), from MONAI's DDPM scheduler."""
-        from monai.networks.schedulers import DDPMScheduler
-
-        return self.scheduler(DDPMScheduler).betas.float()
 
 
 def solve(

@@ -1,6 +1,7 @@
 """Label adherence: does a synthetic image follow its label map? A segmenter trained on real images
 segments the synthetic images; Dice against the conditioning map, per structure (the paper's check).
-The same segmenter on the real images of the split gives the ceiling to compare with.
+The same segmenter on the real images of the split gives the ceiling to compare with. Any label map ->
+image generator (``sampling.generators``: the simulator or a model of any family) can be checked.
 """
 
 from __future__ import annotations
@@ -13,69 +14,67 @@ from typing import Any
 import numpy as np
 import torch
 
-from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
-from EchoSynthLib.diffusion.samplers import sample
-from EchoSynthLib.errors import InputError
+from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.evaluation.dice import dice_per_structure, dice_summary
-from EchoSynthLib.models.sdm.pipeline import Synthesizer
 from EchoSynthLib.models.segmenter.network import Segmenter
+from EchoSynthLib.preprocessing.resample import Grid
+from EchoSynthLib.sampling.generators import Generator, generate_for_maps
+
+
+def _label_map(layout, labels: np.ndarray, grid: Grid) -> Volume:
+    """A cache case's labels as a canonical label map on its grid (what a generator takes)."""
+    canonical = layout.to_canonical(labels).astype(np.uint8)
+    return Volume(canonical.reshape(1, *canonical.shape[-2:]), grid.spacing, grid.origin, grid.direction)
+
+
+def _model_images(images: list[np.ndarray]) -> torch.Tensor:
+    """uint8 images (H, W) as the segmenter's input: (B, 1, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.stack(images).astype(np.float32) / 127.5 - 1.0)[:, None]
 
 
 def adherence_report(
-    synthesizer: Synthesizer,
+    generator: Generator,
     segmenter: Segmenter,
     data: str | Path,
     *,
     split: str = "val",
-    sampler: str = "dpm++sde",
-    steps: int = 25,
     max_cases: int | None = None,
     seed: int = 0,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Dice of the segmenter on synthetic images (for the split's label maps) and on the real images."""
+    """Dice of the segmenter on the generator's images of the split's label maps (image i of the run uses
+    seed + i) and on the real images; ``seconds_per_image``: the generator's time."""
     cache = CacheIndex.open(data)
     layout = cache.manifest.layout
-    if layout != synthesizer.config.classes:
-        raise InputError(
-            f"{data}: classes {layout.as_json()} differ from the model's "
-            f"{synthesizer.config.classes.as_json()}"
-        )
-    if cache.manifest.shape != (synthesizer.config.image_size,) * 2:
-        raise InputError(
-            f"{data}: images are {list(cache.manifest.shape)}, the model makes "
-            f"{synthesizer.config.image_size}"
-        )
-    dataset = CachedPairs(cache, split, one_hot=True)
-    count = len(dataset) if max_cases is None else min(max_cases, len(dataset))
-    values = layout.channel_values
+    entries = cache.cases(split)[:max_cases]
     truth, on_real, on_synthetic = [], [], []
     seconds = 0.0
-    for start in range(0, count, batch_size):
-        items = [dataset[i] for i in range(start, min(count, start + batch_size))]
-        seg = torch.stack([x["labels"] for x in items]).to(synthesizer.device)
+    for start in range(0, len(entries), batch_size):
+        batch = entries[start : start + batch_size]
+        cases = [cache.load(entry) for entry in batch]
+        grids = [Grid.from_dict(entry["metadata"]["grid"]) for entry in batch]
+        maps = [
+            generator.prepare(_label_map(layout, labels, grid))
+            for (_, labels), grid in zip(cases, grids, strict=True)
+        ]
         began = time.perf_counter()
-        images = sample(
-            synthesizer.model, seg, synthesizer.diffusion, sampler=sampler, steps=steps, seed=seed + start
-        )
-        if synthesizer.device.type == "cuda":
-            torch.cuda.synchronize()
+        drawn = generate_for_maps(generator, maps, [1] * len(maps), seed + start)
         seconds += time.perf_counter() - began
-        truth.append(values[seg.argmax(1).cpu().numpy()])
-        on_synthetic.append(segmenter.predict(images))
-        on_real.append(segmenter.predict(torch.stack([x["image"] for x in items])))
+        truth += [np.asarray(labels).reshape(labels.shape[-2:]) for _, labels in cases]
+        synthetic = [images[0].array.reshape(images[0].array.shape[-2:]) for images in drawn]
+        on_synthetic.append(segmenter.predict(_model_images(synthetic)))
+        real = [np.asarray(image, np.float32).reshape(image.shape[-2:]) for image, _ in cases]
+        on_real.append(segmenter.predict(torch.from_numpy(np.stack(real))[:, None]))
         if progress is not None:
-            progress(len(items))
-    truth_all = np.concatenate(truth)
+            progress(len(cases))
+    truth_all = np.stack(truth) if truth else np.zeros((0, 1, 1), np.uint8)
     return {
         "split": split,
-        "cases": count,
-        "sampler": sampler,
-        "steps": steps,
-        "seconds_per_image": seconds / max(count, 1),
-        "device": str(synthesizer.device),
+        "cases": len(entries),
+        "generator": getattr(generator, "description", ""),
+        "seconds_per_image": seconds / max(len(entries), 1),
         "dice_synthetic": dice_summary(dice_per_structure(np.concatenate(on_synthetic), truth_all, layout)),
         "dice_real": dice_summary(dice_per_structure(np.concatenate(on_real), truth_all, layout)),
     }

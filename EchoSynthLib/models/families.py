@@ -53,6 +53,9 @@ class Family:
     module: str
     sampling: tuple[str, ...] = ()
     settings: str = ""
+    # (setting, value): a package whose setting has this value makes images only from a source image (a
+    # model guided by it translates only; the Generator lists and ``synthesize`` leave it out).
+    source_guided: tuple[str, str] | None = None
 
     def load(self) -> ModuleType:
         """The family's module (imports torch and its networks)."""
@@ -142,6 +145,7 @@ ADVERSARIAL = register(
         "EchoSynthLib.models.adversarial",
         ("plane", "slice_index", "strength"),
         "EchoSynthLib.models.adversarial.config:AdversarialConfig",
+        ("guide", "labels+source"),
     )
 )
 SDM_KIND, SEGMENTER_KIND, ENCODER_KIND = SDM.kind, SEGMENTER.kind, ENCODER.kind
@@ -192,6 +196,15 @@ def check_package_settings(kind: str, settings: dict, where: str) -> None:
         settings_class.from_dict(model)
     except InputError as error:
         raise InputError(f"{where}: settings a '{kind}' model cannot have ({error})") from None
+
+
+def translates_only(kind: str, settings: object) -> bool:
+    """Whether a package of ``kind`` with these settings makes images only from a source image."""
+    family = family_of_kind(kind)
+    if family is None or family.source_guided is None or not isinstance(settings, dict):
+        return False
+    name, value = family.source_guided
+    return settings.get(name) == value
 
 
 def task_of(kind: str) -> str | None:

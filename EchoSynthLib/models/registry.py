@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 import EchoSynthLib
 from EchoSynthLib.data.atomic import restore_retired, sha256_of, staged_directory
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.families import check_package_settings
+from EchoSynthLib.models.families import check_package_settings, translates_only
 from EchoSynthLib.models.package import (
     CARD,
     CONFIG,
@@ -278,16 +278,8 @@ def package_summary(folder: str | os.PathLike, source: str = "folder") -> Instal
         path=folder,
         source=source,
         license=_licence(provenance),
-        translates_only=_translates_only(header),
+        translates_only=translates_only(header["kind"], header.get("settings")),
     )
-
-
-def _translates_only(header: dict[str, Any]) -> bool:
-    """Whether a package makes images only from a source image (an adversarial model guided by it)."""
-    from EchoSynthLib.models.adversarial.config import SOURCE_GUIDE
-
-    settings = header.get("settings")
-    return isinstance(settings, dict) and settings.get("guide") == SOURCE_GUIDE
 
 
 def _scan(directory: Path, source: str) -> list[InstalledModel]:

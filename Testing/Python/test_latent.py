@@ -15,7 +15,7 @@ from EchoSynthLib.data.io import read_image, read_label_map, read_segmentation
 from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.processes import NoiseProcess
-from EchoSynthLib.diffusion.samplers import BetaSchedule
+from EchoSynthLib.diffusion.schedules import BetaSchedule
 from EchoSynthLib.errors import InputError, UnknownLabelError
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
 from EchoSynthLib.models.autoencoder.trainer import AutoencoderTrainer

@@ -116,4 +116,9 @@ def test_validate_reports_dice_for_synthetic_and_real(segmenter_run, tiny_cache,
         )
         == 2
     )
-    assert "expected 'sdm2d'" in capsys.readouterr().err
+    assert "cannot be used for label map -> image" in capsys.readouterr().err
+    # Any label map -> image generator is checked the same way (not only the SDM): the simulator here.
+    args = ["validate", "--model", "simulator", "--segmenter", str(segmenter_run / "model")]
+    assert main([*args, "--data", str(tiny_cache), "--cases", "2", "--out", str(tmp_path / "sim.json")]) == 0
+    simulated = json.loads((tmp_path / "sim.json").read_text())
+    assert simulated["cases"] == 2 and "simulator" in simulated["generator"]

@@ -254,7 +254,8 @@ def test_a_model_family_without_a_sampler_never_needs_diffusers(tmp_path):
 def test_exactly_the_diffusers_samplers_import_diffusers(monkeypatch, sampler):
     torch = pytest.importorskip("torch")
     from EchoSynthLib.diffusion import EPSILON_SAMPLERS
-    from EchoSynthLib.diffusion.samplers import BetaSchedule, solve
+    from EchoSynthLib.diffusion.samplers import solve
+    from EchoSynthLib.diffusion.schedules import BetaSchedule
 
     assert set(dependencies.DIFFUSERS_SAMPLERS) <= set(EPSILON_SAMPLERS) == {"ddim", "dpm++", "dpm++sde"}
     monkeypatch.setitem(sys.modules, "diffusers", None)  # not installed

@@ -11,6 +11,7 @@ from EchoSynthLib.augmentation.degradations import check_kinds
 from EchoSynthLib.checks import SEED_MAX
 from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.families import ADVERSARIAL
 from EchoSynthLib.models.settings import SettingsMixin
 
 RUN_DEFAULTS: dict[str, Any] = {
@@ -24,7 +25,8 @@ RUN_DEFAULTS: dict[str, Any] = {
 # construction), or the source image itself (SynDiff's setting; as no paired second scanner is at hand,
 # trained on each training image in a random look, ``augmentation.scanner_look``).
 SIMULATOR_GUIDE = "labels+simulator"
-SOURCE_GUIDE = "labels+source"  # a model with this guide translates images only: it needs a source image
+# A model with this guide translates images only: it needs a source image (declared with the family).
+SOURCE_GUIDE = ADVERSARIAL.source_guided[1]
 GUIDES = ("labels", SIMULATOR_GUIDE, SOURCE_GUIDE)
 VARIANCES = ("posterior", "beta")  # the lower and upper bound of the reverse step's variance
 # What the generator's U-Net puts out: x_0 itself (through tanh; DDGAN), or the noise in x_t, turned into

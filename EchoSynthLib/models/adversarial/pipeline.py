@@ -27,7 +27,7 @@ from EchoSynthLib.diffusion.spade_terms import reused_map_terms
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import SIMULATOR_GUIDE, SOURCE_GUIDE, AdversarialConfig
 from EchoSynthLib.models.adversarial.network import Generator
-from EchoSynthLib.models.adversarial.process import FewStepProcess
+from EchoSynthLib.models.adversarial.process import FewStepProcess, build_process
 from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.models.families import ADVERSARIAL
 from EchoSynthLib.models.package import load_weights, read_package_config
@@ -98,7 +98,6 @@ class AdversarialModel:
     ) -> AdversarialModel:
         """Load an ``adversarial2d`` package (a folder, or the name of an installed one; anything else is an
         InputError naming what it is)."""
-        from EchoSynthLib.models.adversarial.trainer import build_process
         from EchoSynthLib.models.registry import resolve_model
 
         folder = resolve_model(folder)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.models.adversarial.config import AdversarialConfig
 
 SCHEDULE = "echosynth_vp"
 
@@ -117,3 +118,8 @@ class FewStepProcess:
             if progress is not None:
                 progress(done + 1, count)
         return x
+
+
+def build_process(config: AdversarialConfig) -> FewStepProcess:
+    """A model's T-step process, from its settings (training and inference alike)."""
+    return FewStepProcess(config.steps, config.beta_min, config.beta_max, config.variance)

@@ -33,7 +33,7 @@ from EchoSynthLib.models.adversarial.config import (
 )
 from EchoSynthLib.models.adversarial.from_sdm import load_sdm, sdm_package, settings_from_sdm
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, Generator
-from EchoSynthLib.models.adversarial.process import FewStepProcess
+from EchoSynthLib.models.adversarial.process import build_process
 from EchoSynthLib.models.device import bf16_autocast, uses_bf16
 from EchoSynthLib.models.families import ADVERSARIAL
 from EchoSynthLib.models.package import save_package
@@ -54,11 +54,6 @@ from EchoSynthLib.training.runs import (
 KIND = ADVERSARIAL.kind
 VAL_CASES = 32
 GRID_CASES = 8
-
-
-def build_process(config: AdversarialConfig) -> FewStepProcess:
-    """The model's T-step process."""
-    return FewStepProcess(config.steps, config.beta_min, config.beta_max, config.variance)
 
 
 # What defines the networks and the process of a package, taken from it by a run that continues it (the

@@ -31,12 +31,12 @@ from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.processes import NoiseProcess
 from EchoSynthLib.diffusion.samplers import (
-    BetaSchedule,
     check_guidance,
     seeded_noise,
     steps_from,
     with_and_without_map,
 )
+from EchoSynthLib.diffusion.schedules import BetaSchedule
 from EchoSynthLib.diffusion.spade_terms import reused_map_terms
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
