@@ -1,6 +1,6 @@
 """The model package (format 2): a folder with ``config.json``, ``MODEL_CARD.md`` and one safetensors file
-per named network component (``model.safetensors`` for the one-network families; a latent diffusion model
-would hold ``vae.safetensors`` and ``unet.safetensors``).
+per named network component (``model.safetensors`` for the one-network families; a latent model also holds
+``autoencoder.safetensors``, an adversarial one ``discriminator.safetensors``).
 
 ``config.json``::
 

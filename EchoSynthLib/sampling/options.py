@@ -1,7 +1,8 @@
 """The sampling options, declared once: the command line's flags, the job file's keys, the Slicer panel's
 parameters and the checks of ``GeneratorSettings`` all come from ``SAMPLING_OPTIONS`` (torch-free).
 
-Each family says which of them it uses (``Family.sampling_options``); the others are ignored by it.
+Each family says which of them it uses (``Family.sampling`` in ``models.families``); the others are
+ignored by it.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""Trainers: the semantic diffusion model and the label-adherence segmenter (torch)."""
+"""The training engine every family's trainer runs on: resumable step runs with safetensors checkpoints
+(``runs``), PyTorch DDP under torchrun (``distributed``) and model cards (``cards``)."""
