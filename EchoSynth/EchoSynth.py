@@ -304,8 +304,9 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.refreshModelList()
         if self._parameterNode is not None and self._parameterNode.mode == "generate" and not self._choices:
             self.ui.statusLabel.text = _(
-                "No paired-generation model is installed or listed for download: train one with "
-                "'echosynth train latent --set paired=true' (README, 3D) and add it under Models."
+                "No paired-generation model is installed or listed for download: train one on your own "
+                "image + label data with 'echosynth train latent-pairs' (an image + label autoencoder "
+                "first; docs, DIFF-3) and add its folder under Models."
             )
 
     def _selectGenerator(self, spec):
