@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sdm_speed.py --sizes 64 128 --batches 1 16 --steps 10 25 50 100 1000 --budget 60
 
 # Models as release assets (dist/models/*.zip + manifest, also into Resources/Models/manifest.json) and the
-# extension source tree without weights (dist/SlicerEchoSynth): README, "Cutting a release".
+# extension source tree without weights (dist/SlicerEchoSynth): docs/SLICER.md, "cutting a release".
 release: $(STAMP)
 	$(BIN)/python -m EchoSynthLib.release --out dist
 

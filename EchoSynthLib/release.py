@@ -12,7 +12,8 @@ on every run), ``dist/models/manifest.json`` and the same manifest into ``Resour
 (``--no-update-manifest`` leaves it), and ``dist/SlicerEchoSynth/``: the extension source tree (modules,
 library, CMake, tests, docs; the manifest but no weights) that the Extensions Index entry points at, with
 ``dist/SlicerEchoSynth.tar.gz``, its packed size. Upload the zips to the release ``RELEASE_TAG`` of
-``RELEASE_BASE_URL`` and push the tree to the extension repository (README, "Cutting a release").
+``RELEASE_BASE_URL`` and push the tree to the extension repository (docs/SLICER.md, "Extensions Index
+and cutting a release").
 """
 
 from __future__ import annotations

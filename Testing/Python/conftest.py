@@ -28,7 +28,7 @@ from EchoSynthLib.simulation import simulate_bmode
 
 
 def assert_within_one_grey_level(a, b) -> None:
-    """The product's promise across batch sizes, thread counts and CPUs (README, "Reproducibility"): the
+    """The product's promise across batch sizes, thread counts and CPUs (docs/CLI.md, "Reproducibility"): the
     same seed gives the same image within one grey level (at under 5 % of its pixels). A network run at
     another batch size, or on other float kernels (AVX2, AVX-512), sums in another order, so some pixels
     may differ by one level; a wrong seed or a batching bug changes the whole image. (Same seed, batch size
