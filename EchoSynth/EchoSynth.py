@@ -339,7 +339,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Download what the run names that is listed but not installed (its model; in translate mode with
         the segmenter, the segmenter too); False when one was not installed."""
         from EchoSynthLib.errors import InputError
-        from EchoSynthLib.models.registry import installed_models, read_manifest
+        from EchoSynthLib.store.registry import installed_models, read_manifest
         from EchoSynthScene.translation import SEGMENTER
 
         names = [self._parameterNode.generator]
@@ -356,7 +356,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Download a listed model after its licence is accepted, with a progress dialog and Cancel; True
         when it was installed (the reason in the status line otherwise)."""
         from EchoSynthLib.errors import InputError
-        from EchoSynthLib.models.downloads import DownloadCancelled, download_model, licence_prompt
+        from EchoSynthLib.store.downloads import DownloadCancelled, download_model, licence_prompt
 
         def ask(known):
             return slicer.util.confirmOkCancelDisplay(
@@ -498,7 +498,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def refreshModelList(self):
         from EchoSynthLib.errors import InputError
-        from EchoSynthLib.models.registry import installed_models, read_manifest
+        from EchoSynthLib.store.registry import installed_models, read_manifest
 
         self.ui.modelsList.clear()
         models = installed_models()
@@ -524,7 +524,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.infoDisplay(_("Select a model marked 'download' in the list first."))
             return
         from EchoSynthLib.errors import InputError
-        from EchoSynthLib.models.registry import find_known_model
+        from EchoSynthLib.store.registry import find_known_model
 
         try:
             model = find_known_model(name)
@@ -542,7 +542,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not path:
             return
         with slicer.util.tryWithErrorDisplay(_("The model could not be installed."), waitCursor=True):
-            from EchoSynthLib.models.registry import install_archive_file
+            from EchoSynthLib.store.registry import install_archive_file
 
             installed = install_archive_file(path)
             self.ui.statusLabel.text = _("Installed {path}").format(path=installed)
@@ -554,21 +554,21 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not folder:
             return
         with slicer.util.tryWithErrorDisplay(_("The folder could not be added."), waitCursor=True):
-            from EchoSynthLib.models.registry import install_from_folder
+            from EchoSynthLib.store.registry import install_from_folder
 
             path = install_from_folder(folder)
             self.ui.statusLabel.text = _("Added {path}").format(path=path)
         self.refreshGenerators()
 
     def onOpenCache(self):
-        from EchoSynthLib.models.registry import user_cache_dir
+        from EchoSynthLib.store.registry import user_cache_dir
 
         folder = user_cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
 
     def onClearCache(self):
-        from EchoSynthLib.models.registry import clear_cache, user_cache_dir
+        from EchoSynthLib.store.registry import clear_cache, user_cache_dir
 
         question = _("Remove every downloaded model from {folder}?").format(folder=user_cache_dir())
         if slicer.util.confirmOkCancelDisplay(question):
@@ -646,8 +646,8 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         simulator, an installed name or a folder); returns its folder, or None for the simulator."""
         if not model or model == "simulator":
             return None
-        from EchoSynthLib.models import registry
-        from EchoSynthLib.models.downloads import first_use_handler, licence_prompt
+        from EchoSynthLib.store import registry
+        from EchoSynthLib.store.downloads import first_use_handler, licence_prompt
 
         def dialog(known):
             return slicer.util.confirmOkCancelDisplay(
@@ -825,7 +825,7 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
     def test_generate_cases_needs_a_paired_model(self):
         """Generate mode: no input; the simulator is not offered and Generate says why it cannot run; with
         an installed paired-generation model, its cases arrive as volume + segmentation in a new study."""
-        from EchoSynthLib.models.families import NOTHING_TO_PAIRS
+        from EchoSynthLib.store.families import NOTHING_TO_PAIRS
         from EchoSynthScene.models import generator_choices
 
         widget = slicer.modules.echosynth.widgetRepresentation().self()

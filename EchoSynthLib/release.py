@@ -28,8 +28,8 @@ from pathlib import Path
 
 from EchoSynthLib.data.atomic import sha256_of, staged_directory, write_atomically
 from EchoSynthLib.errors import InputError, run_main
-from EchoSynthLib.models.package import read_package_header
-from EchoSynthLib.models.registry import MANIFEST_FORMAT_VERSION, MODELS_DIR, package_summary
+from EchoSynthLib.store.package import read_package_header
+from EchoSynthLib.store.registry import MANIFEST_FORMAT_VERSION, MODELS_DIR, package_summary
 
 # The one place the models' download address is set: every manifest URL is this base + the zip's name.
 RELEASE_TAG = "models-v1"

@@ -26,11 +26,11 @@ from pathlib import Path
 
 def _model(size: int, guide: str, device: str, network: dict):
     from EchoSynthLib.data.labels import ClassLayout, schema_named
+    from EchoSynthLib.engine.device import pick_device
     from EchoSynthLib.models.adversarial.config import AdversarialConfig
     from EchoSynthLib.models.adversarial.network import Generator
     from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
     from EchoSynthLib.models.adversarial.trainer import build_process
-    from EchoSynthLib.models.device import pick_device
 
     config = AdversarialConfig(
         image_size=size, guide=guide, classes=ClassLayout.of(schema_named("echosynth")), **network
@@ -62,8 +62,8 @@ def main() -> None:
     from EchoSynthLib.diffusion.samplers import steps_from
     from EchoSynthLib.models.adversarial.config import SOURCE_GUIDE
     from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
-    from EchoSynthLib.models.registry import resolve_model
     from EchoSynthLib.simulation import simulate_bmode
+    from EchoSynthLib.store.registry import resolve_model
 
     torch.set_num_threads(args.threads)
     labels = phantom_label_map("4CH", "ED", seed=0, grid=PhantomGrid.for_view("4CH", size=128)).labels

@@ -31,9 +31,9 @@ from pathlib import Path
 def _model(dims: int, shape: list[int], conditioned: bool, process: str, device: str):
     """A LatentModel with untrained default networks (the default autoencoder and denoiser)."""
     from EchoSynthLib.data.labels import ClassLayout, schema_named
+    from EchoSynthLib.engine.device import pick_device
     from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
     from EchoSynthLib.models.autoencoder.network import build_autoencoder
-    from EchoSynthLib.models.device import pick_device
     from EchoSynthLib.models.latent.config import LatentConfig
     from EchoSynthLib.models.latent.network import Denoiser
     from EchoSynthLib.models.latent.pipeline import LatentModel

@@ -49,7 +49,7 @@ def main() -> None:
 
     from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
     from EchoSynthLib.diffusion.samplers import sample
-    from EchoSynthLib.models.device import pick_device
+    from EchoSynthLib.engine.device import pick_device
     from EchoSynthLib.models.sdm.config import SDMConfig
     from EchoSynthLib.models.sdm.network import build_sdm
     from EchoSynthLib.models.sdm.pipeline import Synthesizer
@@ -60,7 +60,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     if args.model:
-        from EchoSynthLib.models.registry import resolve_model
+        from EchoSynthLib.store.registry import resolve_model
 
         loaded = Synthesizer.load(resolve_model(args.model), device)
         networks = [(loaded.config, loaded.model)]

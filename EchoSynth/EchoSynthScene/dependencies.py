@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
-    from EchoSynthLib.models.families import Family
+    from EchoSynthLib.store.families import Family
 
 RESOURCES = Path(__file__).resolve().parent.parent / "Resources"
 REQUIREMENTS = RESOURCES / "requirements.txt"  # every trained-model run
@@ -172,12 +172,12 @@ class Needs:
 
 
 def _model_family(generator: str) -> Family | None:
-    """The model family (``EchoSynthLib.models.families.Family``) of a model folder or installed model name,
+    """The model family (``EchoSynthLib.store.families.Family``) of a model folder or installed model name,
     from its config.json alone; None where it cannot be told here (the worker says why later)."""
     from EchoSynthLib.errors import InputError
-    from EchoSynthLib.models.families import family_of_kind
-    from EchoSynthLib.models.package import read_package_header
-    from EchoSynthLib.models.registry import bundled_models_dir, user_cache_dir
+    from EchoSynthLib.store.families import family_of_kind
+    from EchoSynthLib.store.package import read_package_header
+    from EchoSynthLib.store.registry import bundled_models_dir, user_cache_dir
 
     try:
         folders = [Path(generator).expanduser()]

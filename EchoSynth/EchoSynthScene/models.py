@@ -1,7 +1,7 @@
 """What the Generator list offers: the simulator, then the installed models (shipped with the extension,
-then in the user's cache; ``EchoSynthLib.models.registry``) that can do the panel's task, then the models
+then in the user's cache; ``EchoSynthLib.store.registry``) that can do the panel's task, then the models
 the manifest lists that are not installed yet (chosen, they are downloaded first:
-``EchoSynthLib.models.downloads``), plus any model folder the user picks and that can do it too. A package
+``EchoSynthLib.store.downloads``), plus any model folder the user picks and that can do it too. A package
 of another task (a segmenter) never appears.
 
 A choice is stored in the scene by the model's name, not its folder (the extension's folder changes with
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.families import LABELS_TO_IMAGE, NOTHING_TO_PAIRS, require_task, task_of
-from EchoSynthLib.models.registry import KnownModel
 from EchoSynthLib.sampling.generators import SIMULATOR
+from EchoSynthLib.store.families import LABELS_TO_IMAGE, NOTHING_TO_PAIRS, require_task, task_of
+from EchoSynthLib.store.registry import KnownModel
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def task_of_mode(mode: str) -> str:
 
 def _spec(name: str, path: Path) -> str:
     """The model's name when the name finds this very folder, else its path."""
-    from EchoSynthLib.models.registry import resolve_model
+    from EchoSynthLib.store.registry import resolve_model
 
     try:
         return name if resolve_model(name).resolve() == path.resolve() else str(path)
@@ -55,7 +55,7 @@ def generator_choices(task: str = LABELS_TO_IMAGE) -> list[GeneratorChoice]:
     map -> image, then the manifest's models of the task that are not installed; ``TRANSLATION``: the label
     map -> image models alone, with those that only translate (a model guided by the source image), which
     label map -> image leaves out."""
-    from EchoSynthLib.models.registry import installed_models, read_manifest
+    from EchoSynthLib.store.registry import installed_models, read_manifest
 
     simulator = GeneratorChoice("Simulator (training-free, 2D and 3D)", SIMULATOR)
     choices = [simulator] if task == LABELS_TO_IMAGE else []
@@ -87,7 +87,7 @@ def stored_spec(spec: str) -> str:
     extension's folder, which moves with every update)."""
     if not spec or spec == SIMULATOR or Path(spec).exists() or not Path(spec).is_absolute():
         return spec
-    from EchoSynthLib.models.registry import installed_models, read_manifest
+    from EchoSynthLib.store.registry import installed_models, read_manifest
 
     name = Path(spec).name
     try:
@@ -100,7 +100,7 @@ def stored_spec(spec: str) -> str:
 def checked_model_folder(folder: str | Path, task: str = LABELS_TO_IMAGE) -> str:
     """A model folder picked by hand, as a generator spec; InputError if it is not a package or cannot do
     ``task`` (for example a segmenter)."""
-    from EchoSynthLib.models.registry import package_summary
+    from EchoSynthLib.store.registry import package_summary
 
     summary = package_summary(folder)
     require_task(summary.kind, LABELS_TO_IMAGE if task == TRANSLATION else task, f"the folder {folder}")

@@ -148,7 +148,7 @@ def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of every command that computes: ``--threads N``, CPU threads for its compute (default:
     ECHOSYNTH_THREADS, OMP_NUM_THREADS, else one core left free; ``EchoSynthLib.cpu_threads``), and
     ``--accept-licence``: a model it names that is listed but not installed is downloaded without asking
-    (``EchoSynthLib.models.downloads``)."""
+    (``EchoSynthLib.store.downloads``)."""
     parser.add_argument(
         "--threads",
         type=count_argument(1),

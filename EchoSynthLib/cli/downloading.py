@@ -7,13 +7,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from EchoSynthLib.models.registry import KnownModel, Progress
+from EchoSynthLib.store.registry import KnownModel, Progress
 
 
 def ask_on_terminal(model: KnownModel) -> bool:
     """Show the licence and ask (stderr, so an output piped on stdout stays clean); False without a
     terminal to answer on."""
-    from EchoSynthLib.models.downloads import licence_prompt
+    from EchoSynthLib.store.downloads import licence_prompt
 
     if not sys.stdin.isatty():
         return False
@@ -46,8 +46,8 @@ def byte_progress(model: KnownModel) -> Progress:
 def first_use_downloads(accept: bool) -> Iterator[None]:
     """While the command runs, a listed model it names that is not installed is downloaded (licence
     accepted by ``accept``, earlier, or at the terminal's prompt)."""
-    from EchoSynthLib.models import registry
-    from EchoSynthLib.models.downloads import first_use_handler
+    from EchoSynthLib.store import registry
+    from EchoSynthLib.store.downloads import first_use_handler
 
     handler = first_use_handler(accept=accept, ask=ask_on_terminal, progress=byte_progress)
     previous = registry.set_first_use(handler)

@@ -14,7 +14,7 @@ from EchoSynthLib.cli.arguments import (
     settings_from,
     shard_argument,
 )
-from EchoSynthLib.models.families import families
+from EchoSynthLib.store.families import families
 
 VALIDATE_COMMAND = "validate"  # the writer named in its JSON report (which a rerun may replace)
 
@@ -120,7 +120,7 @@ def _run_train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from EchoSynthLib.data.outputs import check_folder_output
-    from EchoSynthLib.models.families import family_named
+    from EchoSynthLib.store.families import family_named
 
     # A run folder is new, empty or a run to resume; never the cache or inside it.
     check_folder_output(args.out, "train", [args.data], also_owned="config.json")
@@ -216,8 +216,8 @@ def _run_validate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from EchoSynthLib.data.outputs import check_report_output, write_report
+    from EchoSynthLib.engine.device import pick_device
     from EchoSynthLib.evaluation.adherence import adherence_report
-    from EchoSynthLib.models.device import pick_device
     from EchoSynthLib.models.segmenter.network import Segmenter
     from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
 

@@ -92,7 +92,7 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
 
 def _run_list(args: argparse.Namespace) -> None:
     from EchoSynthLib.errors import InputError
-    from EchoSynthLib.models import registry
+    from EchoSynthLib.store import registry
 
     installed = registry.installed_models()
     try:
@@ -118,8 +118,8 @@ def _run_list(args: argparse.Namespace) -> None:
 
 def _run_download(args: argparse.Namespace) -> None:
     from EchoSynthLib.cli.downloading import ask_on_terminal, byte_progress
-    from EchoSynthLib.models import registry
-    from EchoSynthLib.models.downloads import download_model
+    from EchoSynthLib.store import registry
+    from EchoSynthLib.store.downloads import download_model
 
     model = registry.find_known_model(args.name, args.version, args.manifest)
     if args.archive is not None:
@@ -133,7 +133,7 @@ def _run_download(args: argparse.Namespace) -> None:
 
 
 def _run_add(args: argparse.Namespace) -> None:
-    from EchoSynthLib.models import registry
+    from EchoSynthLib.store import registry
 
     if args.folder.is_file():
         path = registry.install_archive_file(args.folder, args.name)
@@ -144,19 +144,19 @@ def _run_add(args: argparse.Namespace) -> None:
 
 
 def _run_upgrade(args: argparse.Namespace) -> None:
-    from EchoSynthLib.models.package import upgrade_package
+    from EchoSynthLib.store.package import upgrade_package
 
     print(f"{upgrade_package(args.folder)}: model package format 2")
 
 
 def _run_path(args: argparse.Namespace) -> None:
-    from EchoSynthLib.models import registry
+    from EchoSynthLib.store import registry
 
     print(registry.user_cache_dir())
 
 
 def _run_clear(args: argparse.Namespace) -> None:
-    from EchoSynthLib.models import registry
+    from EchoSynthLib.store import registry
 
     cache = registry.user_cache_dir()
     removed = registry.clear_cache()

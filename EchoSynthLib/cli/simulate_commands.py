@@ -246,7 +246,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files to {args.out}/:")
     for path in written:
         print(f"  {path}")
-    from EchoSynthLib.models.registry import resolve_model
+    from EchoSynthLib.store.registry import resolve_model
 
     if args.model:
         from EchoSynthLib.demo import demo_model_images

@@ -98,9 +98,9 @@ def _train_and_test(
     import torch
 
     from EchoSynthLib.cache.store import write_prepared_cache
+    from EchoSynthLib.engine.settings import RunSettings
     from EchoSynthLib.models.segmenter.network import SegmenterConfig
     from EchoSynthLib.models.segmenter.trainer import SegmenterTrainer
-    from EchoSynthLib.models.settings import RunSettings
 
     size = tuple(test.images.shape[1:])
     prepare = PrepareSettings(size=size, layout="echosynth")

@@ -37,7 +37,7 @@ class FeatureSpace:
 
 
 def _identity(folder: Path) -> str:
-    from EchoSynthLib.models.package import read_package_header
+    from EchoSynthLib.store.package import read_package_header
 
     components = read_package_header(folder)["components"]
     return "-".join(c["sha256"][:12] for c in components)
@@ -45,9 +45,9 @@ def _identity(folder: Path) -> str:
 
 def echo_space(model: str | Path = DEFAULT_ENCODER, device: str = "auto") -> FeatureSpace:
     """The echo encoder of a package (a name or a folder)."""
-    from EchoSynthLib.models.families import ENCODER_KIND
     from EchoSynthLib.models.features.network import EchoEncoder
-    from EchoSynthLib.models.registry import resolve_model
+    from EchoSynthLib.store.families import ENCODER_KIND
+    from EchoSynthLib.store.registry import resolve_model
 
     folder = resolve_model(model, kind=ENCODER_KIND)
     encoder = EchoEncoder.load(folder, device)
@@ -60,9 +60,9 @@ def segmenter_space(model: str | Path, device: str = "auto") -> FeatureSpace:
     """The globally pooled bottleneck of a segmenter package: the smallest feature map of its U-Net."""
     import torch
 
-    from EchoSynthLib.models.families import SEGMENTER_KIND
-    from EchoSynthLib.models.registry import resolve_model
     from EchoSynthLib.models.segmenter.network import Segmenter
+    from EchoSynthLib.store.families import SEGMENTER_KIND
+    from EchoSynthLib.store.registry import resolve_model
 
     folder = resolve_model(model, kind=SEGMENTER_KIND)
     segmenter = Segmenter.load(folder, device)
@@ -119,7 +119,7 @@ def inception_space(weights: str | Path | None, device: str = "auto") -> Feature
     import torch
     from safetensors.torch import load_file
 
-    from EchoSynthLib.models.device import pick_device
+    from EchoSynthLib.engine.device import pick_device
 
     network = inception_v3(weights=None, aux_logits=True, init_weights=False)
     try:

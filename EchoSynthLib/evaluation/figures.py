@@ -12,7 +12,7 @@ import numpy as np
 from EchoSynthLib.data.labels import HEART
 from EchoSynthLib.evaluation.image_metrics import middle_slices
 
-REAL, SYNTHETIC = "#1f77b4", "#d62728"
+REAL, SYNTHETIC, BASELINE = "#1f77b4", "#d62728", "#2ca02c"
 
 
 def _figure(rows: int, cols: int, size: float = 2.0):
@@ -62,12 +62,20 @@ def sample_grid(sets: dict[str, Any], path: Path, count: int = 6) -> Path:
     return _save(plt, figure, path)
 
 
-def histograms(real: dict[str, list[float]], synthetic: dict[str, list[float]], path: Path) -> Path:
-    """Grey-level histograms per structure, real against synthetic."""
+def histograms(
+    real: dict[str, list[float]],
+    synthetic: dict[str, list[float]],
+    path: Path,
+    baseline: dict[str, list[float]] | None = None,
+) -> Path:
+    """Grey-level histograms per structure, real against synthetic (and the baseline when given)."""
     names = [s.value for s in HEART if s.value in real or s.value in synthetic]
     plt, figure, axes = _figure(1, max(1, len(names)), size=2.8)
+    curves = [(real, REAL, "real"), (synthetic, SYNTHETIC, "synthetic")]
+    if baseline is not None:
+        curves.append((baseline, BASELINE, "baseline"))
     for axis, name in zip(axes[0], names, strict=False):
-        for values, colour, label in ((real, REAL, "real"), (synthetic, SYNTHETIC, "synthetic")):
+        for values, colour, label in curves:
             if name in values:
                 centres = (np.arange(len(values[name])) + 0.5) / len(values[name])
                 axis.plot(centres, values[name], color=colour, label=label)
@@ -77,12 +85,18 @@ def histograms(real: dict[str, list[float]], synthetic: dict[str, list[float]], 
     return _save(plt, figure, path)
 
 
-def embeddings(real: np.ndarray, synthetic: np.ndarray, path: Path) -> Path:
-    """PCA and locally linear embedding (scikit-learn) of real and synthetic features."""
+def embeddings(
+    real: np.ndarray, synthetic: np.ndarray, path: Path, baseline: np.ndarray | None = None
+) -> Path:
+    """PCA and locally linear embedding (scikit-learn) of real and synthetic features (and the baseline's
+    when given)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import LocallyLinearEmbedding
 
-    joined = np.concatenate([real, synthetic])
+    groups = [(real, REAL, "real"), (synthetic, SYNTHETIC, "synthetic")]
+    if baseline is not None:
+        groups.append((baseline, BASELINE, "baseline"))
+    joined = np.concatenate([g[0] for g in groups])
     joined = (joined - joined.mean(0)) / (joined.std(0) + 1e-9)
     plt, figure, axes = _figure(1, 2, size=3.2)
     methods = [("PCA", PCA(n_components=2, random_state=0))]
@@ -90,8 +104,10 @@ def embeddings(real: np.ndarray, synthetic: np.ndarray, path: Path) -> Path:
         methods.append(("LLE", LocallyLinearEmbedding(n_components=2, n_neighbors=10, random_state=0)))
     for axis, (name, method) in zip(axes[0], methods, strict=False):
         points = method.fit_transform(joined)
-        axis.scatter(*points[: len(real)].T, s=6, c=REAL, label="real", alpha=0.6)
-        axis.scatter(*points[len(real) :].T, s=6, c=SYNTHETIC, label="synthetic", alpha=0.6)
+        start = 0
+        for values, colour, label in groups:
+            axis.scatter(*points[start : start + len(values)].T, s=6, c=colour, label=label, alpha=0.6)
+            start += len(values)
         axis.set_title(f"{name} of echo-encoder features", fontsize=8)
         axis.legend(fontsize=6)
     for axis in axes[0][len(methods) :]:

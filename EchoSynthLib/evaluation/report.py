@@ -4,8 +4,10 @@ Stages: read the sets (onto the real cache's grid), features in each feature spa
 cache, so a rerun is quick), distribution metrics (Fréchet distance, KID, precision / recall, density /
 coverage) with real held-out vs training as the reference row, diversity, grey levels and speckle per
 structure, the power spectrum, paired similarity (translations), label adherence, memorisation, the
-downstream protocol, figures. ``report.json``, ``report.html`` (figures embedded) and the PNG figures are
-written to a folder that appears whole (nothing partial on failure).
+downstream protocol, figures. A baseline set (``--baseline``: the simulator's images of the same label
+maps, say) is measured like the synthetic set, side by side. ``report.json``, ``report.html`` (a page a person
+reads: ``evaluation.page``; figures embedded) and the PNG figures are written to a folder that appears whole
+(nothing partial on failure).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from EchoSynthLib.evaluation import distribution, figures, image_metrics
 from EchoSynthLib.evaluation.features import DEFAULT_ENCODER, FeatureSpace, features_of
 from EchoSynthLib.evaluation.image_metrics import middle_slices
 from EchoSynthLib.evaluation.image_sets import ImageSet, cache_set, open_set, paired_in_order
+from EchoSynthLib.evaluation.page import html_report
+from EchoSynthLib.evaluation.summary import verdict
 
 FORMAT_VERSION = 1
 # The stages ``evaluate`` reports to its ``stage`` callback, in order (after ``load_inputs``).
@@ -54,6 +58,8 @@ class EvaluationOptions:
     out: Path
     train: str | None = None
     labels: str | None = None
+    baseline: str | None = None
+    baseline_labels: str | None = None
     paired_with: str | None = None
     encoder: str = DEFAULT_ENCODER
     segmenter: str | None = None
@@ -118,6 +124,7 @@ class Inputs:
     spaces: list[FeatureSpace]
     skipped_spaces: dict[str, str]
     seconds: float
+    baseline: ImageSet | None = None
 
 
 def load_inputs(options: EvaluationOptions) -> Inputs:
@@ -132,6 +139,12 @@ def load_inputs(options: EvaluationOptions) -> Inputs:
             f"{real.spatial_dims}D real cache {options.real}"
         )
     paired = open_set(options.paired_with, cache) if options.paired_with else None
+    baseline = open_set(options.baseline, cache, options.baseline_labels) if options.baseline else None
+    if baseline is not None and baseline.spatial_dims != real.spatial_dims:
+        raise InputError(
+            f"{options.baseline}: a {baseline.spatial_dims}D baseline cannot be compared with the "
+            f"{real.spatial_dims}D real cache {options.real}"
+        )
     if options.segmenter is not None and synthetic.labels is None:
         raise InputError(
             f"{options.synthetic}: label adherence needs a label map for every image (see --labels)"
@@ -139,7 +152,7 @@ def load_inputs(options: EvaluationOptions) -> Inputs:
     if options.downstream and (synthetic.labels is None or real.spatial_dims != 2):
         raise InputError(f"{options.synthetic}: the downstream protocol needs labelled 2D images")
     spaces, skipped = _spaces(options)
-    return Inputs(real, train, synthetic, paired, spaces, skipped, time.perf_counter() - began)
+    return Inputs(real, train, synthetic, paired, spaces, skipped, time.perf_counter() - began, baseline)
 
 
 def evaluate(
@@ -149,6 +162,9 @@ def evaluate(
     (read here when not given)."""
     inputs = inputs or load_inputs(options)
     real, train, synthetic, paired = inputs.real, inputs.train, inputs.synthetic, inputs.paired
+    baseline = inputs.baseline
+    # the sets measured against the real images: the synthetic set and, when given, the baseline
+    measured = {"synthetic": synthetic} | ({"baseline": baseline} if baseline is not None else {})
     spaces, skipped_spaces = inputs.spaces, inputs.skipped_spaces
     timings: dict[str, float] = {"reading the sets and models": round(inputs.seconds, 2)}
     clock = [time.perf_counter()]
@@ -166,7 +182,7 @@ def evaluate(
     features = {
         space.key: {
             name: features_of(space, images, cache_dir)
-            for name, images in (("real", real), ("synthetic", synthetic), ("train", train))
+            for name, images in (("real", real), *measured.items(), ("train", train))
         }
         for space in spaces
     }
@@ -179,7 +195,7 @@ def evaluate(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sets": {
             name: {"description": s.description, "images": len(s.images), "labelled": s.labels is not None}
-            for name, s in (("real", real), ("synthetic", synthetic), ("train", train))
+            for name, s in (("real", real), *measured.items(), ("train", train))
         },
         "feature_spaces": {},
     }
@@ -190,23 +206,28 @@ def evaluate(
             "synthetic_vs_real": _distribution(found["real"], found["synthetic"]),
             "reference_real_vs_train": _distribution(found["train"], found["real"]),
         }
+        if baseline is not None:
+            report["feature_spaces"][space.key]["baseline_vs_real"] = _distribution(
+                found["real"], found["baseline"]
+            )
     report["feature_spaces"] |= skipped_spaces
     done("distribution metrics")
 
     begin("image statistics")
     report["diversity_ms_ssim"] = {
-        "synthetic": image_metrics.diversity(synthetic.images),
-        "real": image_metrics.diversity(real.images),
+        name: image_metrics.diversity(s.images) for name, s in (*measured.items(), ("real", real))
     }
     report["spectrum_distance"] = {
-        "synthetic_vs_real": image_metrics.spectrum_distance(real.images, synthetic.images),
-        "reference_train_vs_real": image_metrics.spectrum_distance(train.images, real.images),
+        f"{name}_vs_real": image_metrics.spectrum_distance(real.images, s.images)
+        for name, s in measured.items()
     }
+    report["spectrum_distance"]["reference_train_vs_real"] = image_metrics.spectrum_distance(
+        train.images, real.images
+    )
     report["structures"] = {"real": image_metrics.structure_statistics(real.images, real.labels)}
-    if synthetic.labels is not None:
-        report["structures"]["synthetic"] = image_metrics.structure_statistics(
-            synthetic.images, synthetic.labels
-        )
+    for name, s in measured.items():
+        if s.labels is not None:
+            report["structures"][name] = image_metrics.structure_statistics(s.images, s.labels)
     if paired is not None:
         report["paired"] = image_metrics.paired_similarity(
             synthetic.images, paired_in_order(synthetic, paired)
@@ -220,10 +241,11 @@ def evaluate(
         segmenter = Segmenter.load(options.segmenter, options.device)
         report["adherence"] = {
             "segmenter": str(options.segmenter),
-            "synthetic": image_metrics.adherence(
-                segmenter.predict_canonical(synthetic.images), synthetic.labels
-            ),
-            "real": image_metrics.adherence(segmenter.predict_canonical(real.images), real.labels),
+            **{
+                name: image_metrics.adherence(segmenter.predict_canonical(s.images), s.labels)
+                for name, s in (*measured.items(), ("real", real))
+                if s.labels is not None
+            },
         }
     else:
         report["adherence"] = "not computed: no --segmenter given"
@@ -292,20 +314,35 @@ def evaluate(
     done("downstream")
 
     begin("figures and report")
-    sources = input_paths(options.real, options.train, options.synthetic, options.labels, options.paired_with)
+    sources = input_paths(
+        options.real,
+        options.train,
+        options.synthetic,
+        options.labels,
+        options.paired_with,
+        options.baseline,
+        options.baseline_labels,
+    )
     with owned_folder(options.out, REPORT_COMMAND, sources, also_owned=REPORT_FILES) as staging:
-        made = [figures.sample_grid({"real": real, "synthetic": synthetic}, staging / "samples.png")]
+        made = [figures.sample_grid({"real": real, **measured}, staging / "samples.png")]
         if synthetic.labels is not None:
             made.append(
                 figures.histograms(
                     image_metrics.structure_histograms(real.images, real.labels),
                     image_metrics.structure_histograms(synthetic.images, synthetic.labels),
                     staging / "histograms.png",
+                    None
+                    if baseline is None or baseline.labels is None
+                    else image_metrics.structure_histograms(baseline.images, baseline.labels),
                 )
             )
+        echo_features = features["echo"]
         made.append(
             figures.embeddings(
-                features["echo"]["real"][view], features["echo"]["synthetic"][view], staging / "embedding.png"
+                echo_features["real"][view],
+                echo_features["synthetic"][view],
+                staging / "embedding.png",
+                echo_features["baseline"][view] if baseline is not None else None,
             )
         )
         made.append(
@@ -325,6 +362,7 @@ def evaluate(
         report["figures"] = [p.name for p in made]
         done("figures and report")
         report["seconds"] = timings
+        report["verdict"] = verdict(report)
         (staging / "report.json").write_text(json.dumps(report, indent=1))
         (staging / "report.html").write_text(html_report(report, staging))
     if options.filter_out is not None:
@@ -351,98 +389,3 @@ def write_filtered(
                     shutil.copy2(source, staging / source.name)
                     written.append(out / source.name)
     return written
-
-
-def _table(rows: list[list[Any]]) -> str:
-    def cell(value: Any) -> str:
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    head, *body = rows
-    return (
-        "<table><tr>"
-        + "".join(f"<th>{cell(c)}</th>" for c in head)
-        + "</tr>"
-        + "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in body)
-        + "</table>"
-    )
-
-
-def html_report(report: dict[str, Any], folder: Path) -> str:
-    """A self-contained HTML page: the numbers as tables, the figures embedded."""
-    import base64
-    import html
-
-    parts = [f"<h1>EchoSynth evaluation</h1><p>{html.escape(report['created_by'])}, {report['created']}</p>"]
-    sets = [["set", "description", "images", "labelled"]] + [
-        [name, html.escape(s["description"]), s["images"], s["labelled"]]
-        for name, s in report["sets"].items()
-    ]
-    parts.append("<h2>Sets</h2>" + _table(sets))
-    rows = [
-        [
-            "feature space",
-            "comparison",
-            "view",
-            "Fréchet distance",
-            "KID",
-            "KID s.e.",
-            "precision",
-            "recall",
-            "density",
-            "coverage",
-        ]
-    ]
-    for key, space in report["feature_spaces"].items():
-        if isinstance(space, str):
-            rows.append([key, space, "", "", "", "", "", "", "", ""])
-            continue
-        for comparison in ("synthetic_vs_real", "reference_real_vs_train"):
-            for view, values in space[comparison].items():
-                rows.append(
-                    [
-                        f"{key}: {html.escape(space['description'])}",
-                        comparison,
-                        view,
-                        values["frechet_distance"],
-                        values["kid"]["mean"],
-                        values["kid"]["standard_error"],
-                        values.get("precision", ""),
-                        values.get("recall", ""),
-                        values.get("density", ""),
-                        values.get("coverage", ""),
-                    ]
-                )
-    parts.append("<h2>Distribution metrics</h2>" + _table(rows))
-    parts.append(
-        "<h2>Other measures</h2><pre>"
-        + html.escape(
-            json.dumps(
-                {
-                    k: report[k]
-                    for k in (
-                        "diversity_ms_ssim",
-                        "spectrum_distance",
-                        "structures",
-                        "adherence",
-                        "memorisation",
-                        "downstream",
-                        "paired",
-                    )
-                    if k in report
-                },
-                indent=1,
-            )
-        )
-        + "</pre>"
-    )
-    for name in report["figures"]:
-        data = base64.b64encode((folder / name).read_bytes()).decode()
-        parts.append(
-            f'<h2>{html.escape(name)}</h2><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
-        )
-    style = (
-        "body{font-family:sans-serif;max-width:1200px}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}"
-    )
-    head = f"<meta charset='utf-8'><title>EchoSynth evaluation</title><style>{style}</style>"
-    return f"<!DOCTYPE html><html><head>{head}</head><body>{''.join(parts)}</body></html>\n"

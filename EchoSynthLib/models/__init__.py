@@ -1,1 +1,3 @@
-"""Networks and the model package format (safetensors + config.json + MODEL_CARD.md)."""
+"""The model families, one folder each (``sdm``, ``segmenter``, ``features``, ``autoencoder``, ``latent``,
+``adversarial``): settings, networks, trainer and inference pipeline. The package format and the model
+store are ``EchoSynthLib.store``."""

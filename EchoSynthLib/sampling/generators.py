@@ -202,9 +202,9 @@ def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) 
     if settings.generator == SIMULATOR:
         _warn_unused(settings, (), "the training-free simulator", warn)
         return SimulatorGenerator()
-    from EchoSynthLib.models.families import LABELS_TO_IMAGE, require_task
-    from EchoSynthLib.models.package import read_package_header
-    from EchoSynthLib.models.registry import resolve_model
+    from EchoSynthLib.store.families import LABELS_TO_IMAGE, require_task
+    from EchoSynthLib.store.package import read_package_header
+    from EchoSynthLib.store.registry import resolve_model
 
     folder = resolve_model(settings.generator)
     family = require_task(read_package_header(folder)["kind"], LABELS_TO_IMAGE, f"'{settings.generator}'")

@@ -25,10 +25,10 @@ def pair_names(n: int, first: int = 0, prefix: str = "case") -> list[tuple[str, 
 def open_paired_model(name: str, device: str = "auto", warn: Callable[[str], None] | None = None):
     """The paired-generation model ``name`` (an installed name or a package folder), loaded; an InputError
     names a package of another task."""
-    from EchoSynthLib.models.families import NOTHING_TO_PAIRS, kinds_for, require_task
-    from EchoSynthLib.models.package import read_package_header
-    from EchoSynthLib.models.registry import resolve_model
     from EchoSynthLib.sampling.generators import SIMULATOR
+    from EchoSynthLib.store.families import NOTHING_TO_PAIRS, kinds_for, require_task
+    from EchoSynthLib.store.package import read_package_header
+    from EchoSynthLib.store.registry import resolve_model
 
     if name == SIMULATOR:
         raise InputError(

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from EchoSynthLib.data.atomic import recover_directory, staged_directory, write_atomically
+from EchoSynthLib.engine.device import pick_device
+from EchoSynthLib.engine.settings import NO_INIT, RUN_SETTING_NAMES, RunSettings, Settings
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.device import pick_device
-from EchoSynthLib.models.settings import NO_INIT, RUN_SETTING_NAMES, RunSettings, Settings
 from EchoSynthLib.training import distributed
 from EchoSynthLib.training.distributed import Rank
 
@@ -269,8 +269,8 @@ class StepTrainer:
         folder; it must be of this run's kind) takes its weights, and so does its EMA copy; the others
         (a discriminator a package does not hold, those in ``skip``) keep their initialisation.
         Optimizers start fresh."""
-        from EchoSynthLib.models.package import load_weights, read_package_header
-        from EchoSynthLib.models.registry import resolve_model
+        from EchoSynthLib.store.package import load_weights, read_package_header
+        from EchoSynthLib.store.registry import resolve_model
 
         folder = resolve_model(model)
         header = read_package_header(folder)

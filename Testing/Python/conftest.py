@@ -66,7 +66,7 @@ def edit_package_settings(folder, edit):
     package saved with those settings would be; the folder."""
     import json
 
-    from EchoSynthLib.models.package import CONFIG, SETTINGS_SHA256, settings_sha256
+    from EchoSynthLib.store.package import CONFIG, SETTINGS_SHA256, settings_sha256
 
     document = json.loads((folder / CONFIG).read_text())
     edit(document["settings"])
@@ -139,9 +139,9 @@ def tiny_cache_3d(tmp_path_factory):
 def tiny_autoencoders(tiny_cache, tmp_path_factory):
     """Two tiny autoencoders run folders on ``tiny_cache`` (60 steps each): image only ('image') and image
     + labels ('pairs'); their packages are ``RUN/model``."""
+    from EchoSynthLib.engine.settings import RunSettings
     from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
     from EchoSynthLib.models.autoencoder.trainer import AutoencoderTrainer
-    from EchoSynthLib.models.settings import RunSettings
 
     config = AutoencoderConfig(
         channels=(8, 16),
@@ -181,9 +181,9 @@ TINY_DENOISER = {
 @pytest.fixture(scope="session")
 def tiny_paired_model(tiny_cache, tiny_autoencoders, tmp_path_factory):
     """A tiny paired-generation (latent-pairs) package trained 4 steps on ``tiny_cache``."""
+    from EchoSynthLib.engine.settings import RunSettings
     from EchoSynthLib.models.latent.config import LatentConfig
     from EchoSynthLib.models.latent.trainer import LatentTrainer
-    from EchoSynthLib.models.settings import RunSettings
 
     coder = str(tiny_autoencoders["pairs"] / "model")
     config = LatentConfig.from_dict({**TINY_DENOISER, "autoencoder": coder, "conditioned": False})
@@ -219,9 +219,9 @@ ADVERSARIAL_RUN = {
 def tiny_adversarial(tiny_cache, tmp_path_factory):
     """A tiny adversarial diffusion model trained 6 steps on ``tiny_cache`` (the trainer; its package is
     ``trainer.run / 'model'``)."""
+    from EchoSynthLib.engine.settings import RunSettings
     from EchoSynthLib.models.adversarial.config import AdversarialConfig
     from EchoSynthLib.models.adversarial.trainer import AdversarialTrainer
-    from EchoSynthLib.models.settings import RunSettings
 
     config = AdversarialConfig.from_dict(TINY_ADVERSARIAL)
     run = tmp_path_factory.mktemp("adversarial") / "run"

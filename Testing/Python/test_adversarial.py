@@ -16,15 +16,15 @@ from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import read_image, read_label_map, write_image, write_label_map
 from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import AdversarialConfig
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR
 from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
 from EchoSynthLib.models.adversarial.process import FewStepProcess, vp_betas
 from EchoSynthLib.models.adversarial.trainer import AdversarialTrainer
-from EchoSynthLib.models.package import read_package_header
-from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+from EchoSynthLib.store.package import read_package_header
 
 TINY = AdversarialConfig.from_dict(TINY_ADVERSARIAL)
 RUN = RunSettings(**ADVERSARIAL_RUN)
@@ -185,7 +185,7 @@ def test_bad_inputs_are_refused_with_clear_errors(trained, tiny_cache, tmp_path,
     with pytest.raises(InputError, match="no such model folder"):
         AdversarialModel.load(trained.run.parent / "nothing", "cpu")
     # A package of another kind names both kinds.
-    from EchoSynthLib.models.package import save_package
+    from EchoSynthLib.store.package import save_package
 
     save_package(tmp_path / "other", "sdm2d", {}, {"w": torch.zeros(1)}, "card")
     with pytest.raises(InputError, match=r"sdm2d.*adversarial2d|adversarial2d.*sdm2d"):

@@ -9,11 +9,11 @@ import json
 import pytest
 import torch
 
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
 from EchoSynthLib.models.autoencoder.network import Autoencoder
 from EchoSynthLib.models.autoencoder.trainer import AutoencoderTrainer
-from EchoSynthLib.models.settings import RunSettings
 
 TINY = AutoencoderConfig(
     channels=(8, 16),

@@ -134,8 +134,8 @@ def _damaged_caches(w: Path, cache: Path) -> None:
 def _packages(w: Path) -> None:
     import torch
 
-    from EchoSynthLib.models.families import SEGMENTER_KIND
-    from EchoSynthLib.models.package import save_package
+    from EchoSynthLib.store.families import SEGMENTER_KIND
+    from EchoSynthLib.store.package import save_package
 
     save_package(w / "segmenter", SEGMENTER_KIND, {"version": "1"}, {"w": torch.zeros(2)}, "card")
     save_package(w / "linked", "sdm2d", {"version": "1"}, {"w": torch.zeros(2)}, "card")

@@ -12,10 +12,10 @@ from conftest import ADVERSARIAL_RUN, TINY_ADVERSARIAL
 from EchoSynthLib.augmentation import degradations
 from EchoSynthLib.augmentation.degradations import HELD_OUT, KINDS, TRAINING, degrade, persist
 from EchoSynthLib.data.labels import Structure
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import AdversarialConfig
 from EchoSynthLib.models.adversarial.trainer import AdversarialTrainer
-from EchoSynthLib.models.settings import RunSettings
 
 
 def speckled(count: int = 2, size: int = 48) -> tuple[torch.Tensor, torch.Tensor]:

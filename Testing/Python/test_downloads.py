@@ -15,11 +15,11 @@ import torch
 
 from EchoSynthLib.cli import main as cli_main
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models import downloads, registry
-from EchoSynthLib.models.downloads import DownloadCancelled, download_model, licence_accepted
-from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.registry import KnownModel
 from EchoSynthLib.release import pack_model, write_manifest
+from EchoSynthLib.store import downloads, registry
+from EchoSynthLib.store.downloads import DownloadCancelled, download_model, licence_accepted
+from EchoSynthLib.store.package import save_package
+from EchoSynthLib.store.registry import KnownModel
 
 LICENCE = "CC BY-NC-SA 4.0: non-commercial research only (test terms)"
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from EchoSynthLib.cli.main import main
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.features.config import EncoderConfig
 from EchoSynthLib.models.features.network import EchoEncoder
 from EchoSynthLib.models.features.trainer import EncoderTrainer, crop_views
-from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.training.runs import step_generator
 
 TINY = EncoderConfig(channels=(4, 8, 8, 16), blocks=(1, 1, 1, 1), projection=8, crop=16, batch_size=4)
@@ -72,7 +72,7 @@ def test_the_shipped_echo_encoder_loads_and_carries_its_terms(monkeypatch):
     """The bundled CAMUS encoder: a format-2 package under the 16 MB limit, the CC BY-NC-SA terms and the
     evaluation numbers in its card, features for a 128x128 image."""
     from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
-    from EchoSynthLib.models.registry import MODELS_DIR, resolve_model
+    from EchoSynthLib.store.registry import MODELS_DIR, resolve_model
 
     monkeypatch.delenv("ECHOSYNTH_BUNDLED_MODELS", raising=False)
     folder = resolve_model(DEFAULT_ENCODER, kind="echoencoder2d")

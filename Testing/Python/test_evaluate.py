@@ -14,9 +14,9 @@ from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import write_image, write_label_map
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.datasets import scan_dataset
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.models.features.config import EncoderConfig
 from EchoSynthLib.models.features.trainer import EncoderTrainer
-from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.preprocessing.prepare import PrepareSettings
 from EchoSynthLib.simulation import simulate_bmode
 
@@ -59,6 +59,33 @@ def encoder(eval_cache, tmp_path_factory):
 def simulated(tmp_path_factory):
     """A synthetic set as the demo writes one: NAME_image + NAME_labels, new anatomies."""
     return _phantoms(tmp_path_factory.mktemp("sim"), range(100, 106), "{}_image.nii.gz", "{}_labels.nii.gz")
+
+
+@pytest.fixture(scope="module")
+def blurred(tmp_path_factory):
+    """A baseline the synthetic set should beat: the same phantoms' simulated images, blurred (sigma 4 px)."""
+    import dataclasses
+
+    from scipy.ndimage import gaussian_filter
+
+    folder = tmp_path_factory.mktemp("blurred")
+    for seed in range(100, 106):
+        for phase in ("ED", "ES"):
+            phantom = phantom_label_map("4CH", phase, seed=seed, grid=GRID)
+            image = simulate_bmode(phantom.labels, seed=seed)
+            soft = gaussian_filter(image.array.astype(np.float32), (0, 4, 4))
+            blurred_image = dataclasses.replace(image, array=np.rint(soft).astype(np.uint8))
+            write_image(blurred_image, folder / f"pt{seed}_{phase}_image.nii.gz")
+            write_label_map(phantom.labels, folder / f"pt{seed}_{phase}_labels.nii.gz")
+    return folder
+
+
+def evaluate_with_baseline(eval_cache, encoder, simulated, blurred, out) -> dict:
+    """``evaluate`` of ``simulated`` with ``blurred`` as the baseline, into ``out``; the report."""
+    command = ["evaluate", "--real", f"{eval_cache}:val", "--synthetic", str(simulated)]
+    command += ["--baseline", str(blurred), "--encoder", str(encoder), "--out", str(out)]
+    assert main(command) == 0
+    return json.loads((out / "report.json").read_text())
 
 
 class _Images(HTMLParser):
@@ -311,3 +338,111 @@ def test_make_demo_ends_with_a_report_when_an_encoder_is_installed(encoder, tmp_
     assert report["sets"]["synthetic"]["images"] == 12 and report["sets"]["real"]["images"] == 12
     assert (tmp_path / "demo" / "report" / "report.html").is_file()
     assert (tmp_path / "demo" / "montage.png").is_file()
+
+
+class _Page(HTMLParser):
+    """The ids of the top-level sections, the column classes of each table's head, and every tag."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.tags, self.links, self.heads = [], [], [], []
+        self.depth = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if tag == "section":
+            if self.depth == 0:
+                self.sections.append(attrs.get("id"))
+            self.depth += 1
+        elif tag == "table":
+            self.heads.append([])
+        elif tag == "th" and self.heads:
+            self.heads[-1].append(attrs.get("class", ""))
+        elif tag == "a":
+            self.links.append(attrs.get("href"))
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self.depth -= 1
+
+
+def test_a_baseline_is_measured_beside_the_synthetic_set_and_summarised(
+    eval_cache, encoder, simulated, blurred, tmp_path, capsys
+):
+    """--baseline: every measure for the baseline too, the verdict says the sharp set beats the blurred
+    one, the page shows them side by side, and the terminal ends with the summary table."""
+    out = tmp_path / "report"
+    capsys.readouterr()
+    report = evaluate_with_baseline(eval_cache, encoder, simulated, blurred, out)
+    assert report["sets"]["baseline"] == {"description": str(blurred), "images": 12, "labelled": True}
+    echo = report["feature_spaces"]["echo"]
+    assert (
+        echo["baseline_vs_real"]["2d"]["frechet_distance"]
+        > echo["synthetic_vs_real"]["2d"]["frechet_distance"]
+    )
+    assert set(report["diversity_ms_ssim"]) == {"synthetic", "baseline", "real"}
+    assert set(report["spectrum_distance"]) == {
+        "synthetic_vs_real",
+        "baseline_vs_real",
+        "reference_train_vs_real",
+    }
+    assert set(report["structures"]) == {"real", "synthetic", "baseline"}
+    found = report["verdict"]
+    assert found["beats_baseline"] is True and found["headline"].startswith("Beats the baseline")
+    assert found["nearer_real_than_baseline"]["measures"] > found["nearer_real_than_baseline"]["of"] / 2
+    printed = capsys.readouterr().out.splitlines()
+    header = printed.index(next(line for line in printed if line.startswith("measure")))
+    assert printed[header].split() == ["measure", "synthetic", "baseline", "real", "(ref.)"]
+    assert set(printed[header + 1]) == {"-", " "}
+    assert printed[header + 2].startswith("echo Fréchet distance")
+    assert any(line.startswith("Beats the baseline") for line in printed)
+    assert printed[-1] == f"report: {out}/report.html (all numbers: {out}/report.json)"
+    page = _Page()
+    page.feed((out / "report.html").read_text())
+    assert page.sections[0] == "verdict" and "pre" not in page.tags and "script" not in page.tags
+    assert {"distribution-echo", "diversity", "spectrum", "structures", "memorisation"} <= set(page.sections)
+    three = [head for head in page.heads if {"synthetic", "baseline", "real"} <= set(head)]
+    assert len(three) >= 4  # echo distances, diversity, spectrum, structures
+    assert "report.json" in page.links
+
+
+def test_the_summary_reads_any_report_and_the_page_escapes_its_text(tmp_path):
+    """No baseline: the terminal table has no baseline column and the verdict says so; a set named with
+    markup is shown as text; a measure the set loses on is not marked better."""
+    from EchoSynthLib.evaluation.page import html_report
+    from EchoSynthLib.evaluation.summary import Row, terminal_summary, verdict
+
+    values = {"frechet_distance": 30.0, "kid": {"mean": 0.5, "standard_error": 0.01}, "precision": 0.2,
+              "recall": 0.1, "density": 0.3, "coverage": 0.2}  # fmt: skip
+    report = {
+        "created_by": "EchoSynth test",
+        "created": "now",
+        "sets": {
+            "real": {"description": "real", "images": 4, "labelled": True},
+            "synthetic": {"description": "<b>odd</b> & name", "images": 4, "labelled": False},
+            "train": {"description": "train", "images": 4, "labelled": True},
+        },
+        "feature_spaces": {
+            "echo": {
+                "description": "echo",
+                "synthetic_vs_real": {"2d": values},
+                "reference_real_vs_train": {"2d": {**values, "frechet_distance": 5.0}},
+            },
+            "segmenter": "not computed: no --segmenter given",
+        },
+        "memorisation": {"share_above": 0.5, "flagged": ["a", "b"], "closest": []},
+        "figures": [],
+    }
+    text = terminal_summary(report)
+    assert text.splitlines()[0].split() == ["measure", "synthetic", "real", "(ref.)"]
+    words = " ".join(text.split())  # the verdict's sentences are wrapped at 100 columns
+    assert "No baseline was given" in words and "far from real, 6×" in words
+    assert "more than new images show" in words and max(len(line) for line in text.splitlines()) <= 100
+    assert verdict(report)["beats_baseline"] is None
+    page = html_report(report, tmp_path)
+    assert "&lt;b&gt;odd&lt;/b&gt; &amp; name" in page and "<b>odd</b>" not in page
+    assert "not computed: no --segmenter given" in page and "<pre" not in page
+    assert Row("m", "", "", 2.0, 3.0, 1.0, "lower").better() == "synthetic"
+    assert Row("m", "", "", 2.0, 3.0, 2.9, "near").better() == "baseline"
+    assert Row("m", "", "", 2.0, None, 1.0, "lower").better() is None

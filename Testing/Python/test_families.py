@@ -11,7 +11,7 @@ import pytest
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.families import (
+from EchoSynthLib.store.families import (
     LABELS_TO_IMAGE,
     PLUGINS_ENV,
     Family,
@@ -34,9 +34,9 @@ import torch
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.volume import Volume
-from EchoSynthLib.models.families import LABELS_TO_IMAGE, Family, register
-from EchoSynthLib.models.package import load_weights, read_package_config, save_package
-from EchoSynthLib.models.settings import SettingsMixin, split_settings
+from EchoSynthLib.store.families import LABELS_TO_IMAGE, Family, register
+from EchoSynthLib.store.package import load_weights, read_package_config, save_package
+from EchoSynthLib.engine.settings import SettingsMixin, split_settings
 from EchoSynthLib.training.runs import StepTrainer, TrainState, run_config
 
 FAMILY = register(Family("toy", "toy2d", LABELS_TO_IMAGE, __name__))
@@ -116,7 +116,7 @@ def test_the_built_in_families_and_their_tasks():
 
 def test_the_registry_and_the_settings_import_no_torch():
     code = (
-        "import sys, EchoSynthLib.models.families as f, EchoSynthLib.models.sdm.config as c; f.families(); "
+        "import sys, EchoSynthLib.store.families as f, EchoSynthLib.models.sdm.config as c; f.families(); "
         "c.SDMConfig.preset(64); print('torch' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -124,7 +124,7 @@ def test_the_registry_and_the_settings_import_no_torch():
 
 
 def test_a_toy_family_trains_packages_lists_and_synthesizes(tiny_cache, tmp_path, monkeypatch, capsys):
-    from EchoSynthLib.models import families as registry
+    from EchoSynthLib.store import families as registry
 
     monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))  # the toy family is this test's
     monkeypatch.delitem(sys.modules, "toyfamily", raising=False)

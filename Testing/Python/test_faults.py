@@ -108,7 +108,7 @@ def test_training_killed_at_random_points_resumes_to_the_same_model(tiny_cache, 
 def two_packages(tmp_path):
     import torch
 
-    from EchoSynthLib.models.package import save_package
+    from EchoSynthLib.store.package import save_package
 
     old = save_package(tmp_path / "old" / "tiny", "sdm2d", {"version": "1"}, {"w": torch.zeros(64)}, "old")
     new = save_package(tmp_path / "new" / "tiny", "sdm2d", {"version": "1"}, {"w": torch.ones(64)}, "new")
@@ -116,14 +116,14 @@ def two_packages(tmp_path):
 
 
 def test_a_model_install_killed_at_any_rename_leaves_the_old_or_the_new_package(two_packages, tmp_path):
-    from EchoSynthLib.models.registry import install_from_folder, installed_models
+    from EchoSynthLib.store.registry import install_from_folder, installed_models
 
     old, new = two_packages
     cache = tmp_path / "cache"
     install_from_folder(old, cache_dir=cache)
     digests = {_digest(old / "model.safetensors"), _digest(new / "model.safetensors")}
     code = """
-        from EchoSynthLib.models.registry import install_from_folder
+        from EchoSynthLib.store.registry import install_from_folder
         install_from_folder(sys.argv[3], cache_dir=sys.argv[4])
     """
     # Every rename an install makes inside the cache: staged files and folders, the swap's two renames.

@@ -14,6 +14,7 @@ from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
 from EchoSynthLib.data.io import read_image, write_label_map
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.engine.device import pick_device
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.jobs.process import (
     CREATE_NO_WINDOW,
@@ -26,7 +27,6 @@ from EchoSynthLib.jobs.process import (
 )
 from EchoSynthLib.jobs.spec import OUTPUT_DIR, RESULT_FILE, JobSpec, read_result
 from EchoSynthLib.jobs.worker import main as worker_main
-from EchoSynthLib.models.device import pick_device
 from EchoSynthLib.sampling.generators import GeneratorSettings, SimulatorGenerator, open_generator
 
 ROOT = Path(__file__).resolve().parents[2]

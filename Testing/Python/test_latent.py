@@ -16,6 +16,7 @@ from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.processes import NoiseProcess
 from EchoSynthLib.diffusion.schedules import BetaSchedule
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError, UnknownLabelError
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
 from EchoSynthLib.models.autoencoder.trainer import AutoencoderTrainer
@@ -24,9 +25,8 @@ from EchoSynthLib.models.latent.config import LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
 from EchoSynthLib.models.latent.pipeline import LatentModel
 from EchoSynthLib.models.latent.trainer import LATENTS, LatentTrainer
-from EchoSynthLib.models.package import read_package_header
-from EchoSynthLib.models.settings import RunSettings
 from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+from EchoSynthLib.store.package import read_package_header
 
 DENOISER = LatentConfig.from_dict(TINY_DENOISER)
 RUN = RunSettings(

@@ -15,9 +15,9 @@ import torch
 
 from EchoSynthLib.cli import main as cli_main
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models import registry
-from EchoSynthLib.models.package import CONFIG, WEIGHTS, save_package
-from EchoSynthLib.models.registry import (
+from EchoSynthLib.store import registry
+from EchoSynthLib.store.package import CONFIG, WEIGHTS, save_package
+from EchoSynthLib.store.registry import (
     KnownModel,
     clear_cache,
     find_known_model,
@@ -474,7 +474,7 @@ def test_cli_list_with_nothing_and_a_broken_manifest(cli, tmp_path):
 
 
 def test_the_feature_cache_is_never_inside_the_models_folder(monkeypatch, tmp_path):
-    from EchoSynthLib.models.registry import feature_cache_dir, user_cache_dir
+    from EchoSynthLib.store.registry import feature_cache_dir, user_cache_dir
 
     monkeypatch.delenv("ECHOSYNTH_FEATURE_CACHE", raising=False)
     monkeypatch.delenv("ECHOSYNTH_CACHE_DIR", raising=False)

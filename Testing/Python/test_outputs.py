@@ -17,7 +17,7 @@ from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import write_label_map
 from EchoSynthLib.data.outputs import MARK, new_files, output_lock, owned_folder, read_mark
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.package import CARD, CONFIG, read_package_header
+from EchoSynthLib.store.package import CARD, CONFIG, read_package_header
 
 
 @pytest.fixture

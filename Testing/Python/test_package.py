@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.package import (
+from EchoSynthLib.store.package import (
     CARD,
     CONFIG,
     FORMAT_VERSION,

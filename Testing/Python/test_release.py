@@ -14,8 +14,8 @@ from test_slicer_packaging import _cmake_listed
 
 from EchoSynthLib import release
 from EchoSynthLib.data.atomic import sha256_of
-from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.registry import MODELS_DIR, find_known_model, installed_models, read_manifest
+from EchoSynthLib.store.package import save_package
+from EchoSynthLib.store.registry import MODELS_DIR, find_known_model, installed_models, read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,12 +17,12 @@ from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import _denoiser, sample
+from EchoSynthLib.engine.settings import RUN_SETTING_NAMES, RunSettings
 from EchoSynthLib.errors import InputError, UnknownLabelError
-from EchoSynthLib.models.package import CONFIG
 from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.pipeline import Synthesizer
 from EchoSynthLib.models.sdm.trainer import SDMTrainer
-from EchoSynthLib.models.settings import RUN_SETTING_NAMES, RunSettings
+from EchoSynthLib.store.package import CONFIG
 
 SIZE = 32  # the tiny_cache fixture (conftest) is prepared at this size
 TINY = {

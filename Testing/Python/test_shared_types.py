@@ -10,9 +10,9 @@ import pytest
 
 from EchoSynthLib.cache.store import MANIFEST, CacheIndex
 from EchoSynthLib.data.labels import CAMUS, ECHO_FROM_NOISE, ECHOSYNTH, ClassLayout, Structure
+from EchoSynthLib.engine.settings import RunSettings, split_settings
 from EchoSynthLib.errors import InputError, UnknownLabelError
 from EchoSynthLib.models.sdm.config import SDMConfig
-from EchoSynthLib.models.settings import RunSettings, split_settings
 
 
 def test_a_class_layout_round_trips_and_maps_values_channels_and_structures():

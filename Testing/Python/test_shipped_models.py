@@ -11,9 +11,9 @@ import pytest
 
 from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
 from EchoSynthLib.data.labels import Structure
-from EchoSynthLib.models.families import LABELS_TO_IMAGE, task_of
-from EchoSynthLib.models.package import CARD, read_package_header
-from EchoSynthLib.models.registry import installed_models
+from EchoSynthLib.store.families import LABELS_TO_IMAGE, task_of
+from EchoSynthLib.store.package import CARD, read_package_header
+from EchoSynthLib.store.registry import installed_models
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "Resources" / "Models"

@@ -240,8 +240,8 @@ def test_a_model_run_gets_what_sampling_imports_and_diffusers_only_for_its_sampl
 
 def test_a_model_family_without_a_sampler_never_needs_diffusers(tmp_path):
     torch = pytest.importorskip("torch")
-    from EchoSynthLib.models.families import ADVERSARIAL, SDM
-    from EchoSynthLib.models.package import save_package
+    from EchoSynthLib.store.families import ADVERSARIAL, SDM
+    from EchoSynthLib.store.package import save_package
 
     for family in (ADVERSARIAL, SDM):
         save_package(tmp_path / family.name, family.kind, {}, {"w": torch.zeros(1)}, "card")

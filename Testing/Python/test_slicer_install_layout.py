@@ -106,7 +106,7 @@ from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
 from EchoSynthLib.data.io import read_image, write_label_map
 from EchoSynthLib.jobs.process import JobProcess, library_root
 from EchoSynthLib.jobs.spec import JobSpec, read_result
-from EchoSynthLib.models import registry
+from EchoSynthLib.store import registry
 from EchoSynthScene import dependencies
 from EchoSynthScene.models import generator_choices
 

@@ -118,7 +118,7 @@ def test_the_library_and_the_simulator_path_import_no_torch_or_monai(tmp_path):
 
     code = f"""
 import sys
-import EchoSynthLib, EchoSynthLib.cli.main, EchoSynthLib.models.families
+import EchoSynthLib, EchoSynthLib.cli.main, EchoSynthLib.store.families
 from EchoSynthLib.cli.main import main
 heavy = ("torch", "monai", "diffusers")
 print(any(m in sys.modules for m in heavy))

@@ -19,8 +19,8 @@ from test_downloads import LICENCE, publish, server  # noqa: F401 (the loopback 
 from test_slicer_module import module  # noqa: F401 (the module file against stand-ins)
 
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models import downloads, registry
 from EchoSynthLib.release import write_manifest
+from EchoSynthLib.store import downloads, registry
 
 
 class Combo:

@@ -210,10 +210,10 @@ def test_the_generator_list_offers_only_models_that_make_images(tmp_path, monkey
     import torch
 
     from EchoSynthLib.errors import InputError
-    from EchoSynthLib.models.families import SEGMENTER_KIND
-    from EchoSynthLib.models.package import save_package
-    from EchoSynthLib.models.registry import BUNDLED_ENV, CACHE_ENV, MANIFEST_ENV
     from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.store.families import SEGMENTER_KIND
+    from EchoSynthLib.store.package import save_package
+    from EchoSynthLib.store.registry import BUNDLED_ENV, CACHE_ENV, MANIFEST_ENV
     from EchoSynthScene.models import checked_model_folder, generator_choices
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], device: str) -> StepTrainer:
     """A trainer for a 2D cache; ``image_size`` follows the cache unless set."""
     from EchoSynthLib.cache.store import CacheIndex
+    from EchoSynthLib.engine.settings import split_settings
     from EchoSynthLib.models.adversarial.config import RUN_DEFAULTS, AdversarialConfig
     from EchoSynthLib.models.adversarial.trainer import AdversarialTrainer
-    from EchoSynthLib.models.settings import split_settings
 
     values, run_settings = split_settings(settings, AdversarialConfig, RUN_DEFAULTS)
     values.setdefault("image_size", int(CacheIndex.open(data).manifest.shape[-1]))

@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 from EchoSynthLib.augmentation.degradations import check_kinds
 from EchoSynthLib.checks import SEED_MAX
 from EchoSynthLib.data.labels import ClassLayout
+from EchoSynthLib.engine.settings import SettingsMixin
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.families import ADVERSARIAL
-from EchoSynthLib.models.settings import SettingsMixin
+from EchoSynthLib.store.families import ADVERSARIAL
 
 RUN_DEFAULTS: dict[str, Any] = {
     "max_steps": 50_000,

@@ -22,7 +22,7 @@ import torch
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import AdversarialConfig
 from EchoSynthLib.models.adversarial.process import vp_alpha_bar
-from EchoSynthLib.models.families import SDM_KIND
+from EchoSynthLib.store.families import SDM_KIND
 from EchoSynthLib.training.runs import MAIN
 
 # The U-Net settings the generator takes from the SDM (same names in both configs).
@@ -33,9 +33,9 @@ OUTPUT = ("out.2.conv.weight", "out.2.conv.bias")
 
 def sdm_package(init: str) -> Path | None:
     """The folder of ``init`` when it names an SDM package (a name or a folder), else None."""
-    from EchoSynthLib.models.package import read_package_header
-    from EchoSynthLib.models.registry import resolve_model
-    from EchoSynthLib.models.settings import NO_INIT
+    from EchoSynthLib.engine.settings import NO_INIT
+    from EchoSynthLib.store.package import read_package_header
+    from EchoSynthLib.store.registry import resolve_model
 
     if init == NO_INIT:
         return None
@@ -44,8 +44,8 @@ def sdm_package(init: str) -> Path | None:
 
 
 def _sdm_config(folder: Path):
-    from EchoSynthLib.models.package import read_package_config
     from EchoSynthLib.models.sdm.config import SDMConfig
+    from EchoSynthLib.store.package import read_package_config
 
     return SDMConfig.from_dict(read_package_config(folder, SDM_KIND))
 
@@ -79,8 +79,8 @@ def load_sdm(folder: Path, generator: torch.nn.Module) -> None:
     """The SDM's weights into ``generator`` (built with ``settings_from_sdm``): every tensor as it is,
     but the first convolution (the SDM's x_t channel first, zeros for z and the guides) and the output
     convolution (its noise channel only)."""
-    from EchoSynthLib.models.package import load_weights
     from EchoSynthLib.models.sdm.network import build_sdm
+    from EchoSynthLib.store.package import load_weights
 
     weights = load_weights(folder, build_sdm(_sdm_config(folder)), MAIN).state_dict()
     target = generator.unet.state_dict()

@@ -24,13 +24,11 @@ from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.samplers import seeded_noise, steps_from
 from EchoSynthLib.diffusion.spade_terms import reused_map_terms
+from EchoSynthLib.engine.device import pick_device
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import SIMULATOR_GUIDE, SOURCE_GUIDE, AdversarialConfig
 from EchoSynthLib.models.adversarial.network import Generator
 from EchoSynthLib.models.adversarial.process import FewStepProcess, build_process
-from EchoSynthLib.models.device import pick_device
-from EchoSynthLib.models.families import ADVERSARIAL
-from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.sampling.generators import (
     GeneratorSettings,
     ModelGenerator,
@@ -39,6 +37,8 @@ from EchoSynthLib.sampling.generators import (
     step_batches,
 )
 from EchoSynthLib.sampling.grids import image_back_onto, model_conditioning, require_source_on, with_sector
+from EchoSynthLib.store.families import ADVERSARIAL
+from EchoSynthLib.store.package import load_weights, read_package_config
 
 Steps = Callable[[int, int], None]
 
@@ -98,7 +98,7 @@ class AdversarialModel:
     ) -> AdversarialModel:
         """Load an ``adversarial2d`` package (a folder, or the name of an installed one; anything else is an
         InputError naming what it is)."""
-        from EchoSynthLib.models.registry import resolve_model
+        from EchoSynthLib.store.registry import resolve_model
 
         folder = resolve_model(folder)
         config = AdversarialConfig.from_dict(read_package_config(folder, ADVERSARIAL.kind))

@@ -24,6 +24,8 @@ from EchoSynthLib.augmentation.scanner_look import LOOK_RANGES, STAND_IN, random
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.labels import Structure
+from EchoSynthLib.engine.device import bf16_autocast, uses_bf16
+from EchoSynthLib.engine.settings import NO_INIT, RunSettings
 from EchoSynthLib.models.adversarial.config import (
     RUN_DEFAULTS,
     SIMULATOR_GUIDE,
@@ -34,10 +36,8 @@ from EchoSynthLib.models.adversarial.config import (
 from EchoSynthLib.models.adversarial.from_sdm import load_sdm, sdm_package, settings_from_sdm
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, Generator
 from EchoSynthLib.models.adversarial.process import build_process
-from EchoSynthLib.models.device import bf16_autocast, uses_bf16
-from EchoSynthLib.models.families import ADVERSARIAL
-from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.settings import NO_INIT, RunSettings
+from EchoSynthLib.store.families import ADVERSARIAL
+from EchoSynthLib.store.package import save_package
 from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import (
     MAIN,
@@ -83,8 +83,8 @@ def _model_settings(init: str, guide: str) -> dict:
     """The networks' and process settings of the adversarial package ``init`` (a name or a folder). The
     run's own ``guide`` stays where it gives as many image channels as the package's: a simulator-guided
     model can go on as a source-guided one (its image channel then takes the source image)."""
-    from EchoSynthLib.models.package import read_package_config
-    from EchoSynthLib.models.registry import resolve_model
+    from EchoSynthLib.store.package import read_package_config
+    from EchoSynthLib.store.registry import resolve_model
 
     settings = read_package_config(resolve_model(init), KIND)
     taken = {name: settings[name] for name in MODEL_SETTINGS if name in settings}
@@ -97,7 +97,7 @@ def _load_all_but_head(folder: Path, discriminator: Discriminator) -> None:
     """The package's discriminator weights into ``discriminator`` of another grid: every tensor but
     the classifier head's (MONAI's ``DiffusionModelEncoder.out``, whose first layer takes the flattened
     last feature map), which keeps its initialisation."""
-    from EchoSynthLib.models.package import read_weights
+    from EchoSynthLib.store.package import read_weights
 
     head = "encoder.out."
     weights = {k: v for k, v in read_weights(folder, DISCRIMINATOR).items() if not k.startswith(head)}
@@ -170,10 +170,10 @@ class AdversarialTrainer(StepTrainer):
         """A new run's start from package ``model``: an adversarial package (``StepTrainer.initialise``;
         from a package of another grid, the discriminator's head, sized by the grid, starts afresh), or an
         SDM, whose network the generator takes (``from_sdm``)."""
-        from EchoSynthLib.models.package import read_package_header
+        from EchoSynthLib.store.package import read_package_header
 
         if self.teacher is None:
-            from EchoSynthLib.models.registry import resolve_model
+            from EchoSynthLib.store.registry import resolve_model
 
             folder = resolve_model(model)
             header = read_package_header(folder)  # its kind: checked in _model_settings

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], device: str) -> StepTrainer:
     """A trainer for a 2D or 3D cache; ``settings`` holds the model's and the run's together."""
+    from EchoSynthLib.engine.settings import split_settings
     from EchoSynthLib.models.autoencoder.config import RUN_DEFAULTS, AutoencoderConfig
     from EchoSynthLib.models.autoencoder.trainer import AutoencoderTrainer
-    from EchoSynthLib.models.settings import split_settings
 
     values, run_settings = split_settings(settings, AutoencoderConfig, RUN_DEFAULTS)
     return AutoencoderTrainer(data, run, AutoencoderConfig.from_dict(values), device, run_settings)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
+from EchoSynthLib.engine.device import pick_device
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
-from EchoSynthLib.models.device import pick_device
-from EchoSynthLib.models.families import AUTOENCODER_KIND
-from EchoSynthLib.models.package import load_weights, read_package_config
+from EchoSynthLib.store.families import AUTOENCODER_KIND
+from EchoSynthLib.store.package import load_weights, read_package_config
 
 KIND = AUTOENCODER_KIND
 DISCRIMINATOR = "discriminator"
@@ -58,7 +58,7 @@ class Autoencoder:
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "auto") -> Autoencoder:
         """Load an ``autoencoder`` package (a folder, or the name of an installed one)."""
-        from EchoSynthLib.models.registry import resolve_model
+        from EchoSynthLib.store.registry import resolve_model
 
         folder = resolve_model(folder, kind=KIND)
         config = AutoencoderConfig.from_dict(read_package_config(folder, KIND))

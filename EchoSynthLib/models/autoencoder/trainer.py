@@ -16,6 +16,7 @@ import torch
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.config import RUN_DEFAULTS, AutoencoderConfig
 from EchoSynthLib.models.autoencoder.network import (
@@ -25,8 +26,7 @@ from EchoSynthLib.models.autoencoder.network import (
     build_discriminator,
 )
 from EchoSynthLib.models.autoencoder.reconstruction import autoencoder_inputs, reconstruction_scores
-from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.settings import RunSettings
+from EchoSynthLib.store.package import save_package
 from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import MAIN, StepTrainer, TrainState, run_config, step_generator
 

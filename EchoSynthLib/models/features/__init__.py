@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], device: str) -> StepTrainer:
     """A trainer for a 2D cache; ``settings`` holds the model's and the run's (``RunSettings``) together."""
+    from EchoSynthLib.engine.settings import split_settings
     from EchoSynthLib.models.features.config import RUN_DEFAULTS, EncoderConfig
     from EchoSynthLib.models.features.trainer import EncoderTrainer
-    from EchoSynthLib.models.settings import split_settings
 
     values, run_settings = split_settings(settings, EncoderConfig, RUN_DEFAULTS)
     return EncoderTrainer(data, run, EncoderConfig.from_dict(values), device, run_settings)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from EchoSynthLib.checks import SEED_MAX
+from EchoSynthLib.engine.settings import SettingsMixin
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.settings import SettingsMixin
 
 # A CPU-sized run: 4,000 steps of 64 pairs, about 45 minutes on one core (docs/BENCHMARKS.md).
 RUN_DEFAULTS: dict[str, Any] = {"max_steps": 4000, "val_every": 500, "checkpoint_every": 500}

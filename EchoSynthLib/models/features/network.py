@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from EchoSynthLib.models.device import pick_device
-from EchoSynthLib.models.families import ENCODER_KIND
+from EchoSynthLib.engine.device import pick_device
 from EchoSynthLib.models.features.config import EncoderConfig
-from EchoSynthLib.models.package import load_weights, read_package_config
+from EchoSynthLib.store.families import ENCODER_KIND
+from EchoSynthLib.store.package import load_weights, read_package_config
 
 KIND = ENCODER_KIND
 PROJECTION = "projection"  # the training-only head, not shipped
@@ -54,7 +54,7 @@ class EchoEncoder:
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "auto") -> EchoEncoder:
         """Load an ``echoencoder2d`` package (a folder, or the name of an installed one)."""
-        from EchoSynthLib.models.registry import resolve_model
+        from EchoSynthLib.store.registry import resolve_model
 
         folder = resolve_model(folder, kind=KIND)
         config = EncoderConfig.from_dict(read_package_config(folder, KIND))

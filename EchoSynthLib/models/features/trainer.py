@@ -15,11 +15,11 @@ import torch
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.features.config import RUN_DEFAULTS, EncoderConfig
 from EchoSynthLib.models.features.network import KIND, PROJECTION, build_encoder, build_projection
-from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.settings import RunSettings
+from EchoSynthLib.store.package import save_package
 from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import MAIN, StepTrainer, TrainState, run_config, step_generator
 

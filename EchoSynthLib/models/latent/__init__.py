@@ -21,9 +21,9 @@ def build_trainer(
     data: str | Path, run: str | Path, settings: dict[str, Any], device: str, conditioned: bool = True
 ) -> StepTrainer:
     """A trainer for a cache (2D or 3D, as the autoencoder named by ``--set autoencoder=...``)."""
+    from EchoSynthLib.engine.settings import split_settings
     from EchoSynthLib.models.latent.config import RUN_DEFAULTS, LatentConfig
     from EchoSynthLib.models.latent.trainer import LatentTrainer
-    from EchoSynthLib.models.settings import split_settings
 
     values, run_settings = split_settings(settings, LatentConfig, RUN_DEFAULTS)
     config = LatentConfig.from_dict({**values, "conditioned": conditioned})
@@ -32,9 +32,9 @@ def build_trainer(
 
 def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn | None = None) -> Generator:
     """A Generator sampling the label-conditioned package in ``folder`` with ``settings``."""
-    from EchoSynthLib.models.families import LATENT
     from EchoSynthLib.models.latent.generator import LatentGenerator
     from EchoSynthLib.models.latent.pipeline import LatentModel
+    from EchoSynthLib.store.families import LATENT
 
     model = LatentModel.load(folder, settings.device, warn, kind=LATENT.kind)
     return LatentGenerator.of(model, settings)

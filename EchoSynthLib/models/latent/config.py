@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 from EchoSynthLib.checks import SEED_MAX
 from EchoSynthLib.data.labels import ClassLayout
+from EchoSynthLib.engine.settings import SettingsMixin
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.settings import SettingsMixin
 
 RUN_DEFAULTS: dict[str, Any] = {
     "max_steps": 50_000,

@@ -20,7 +20,7 @@ def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], d
 
 def open_model(folder: str | Path, device: str = "auto", warn=None) -> LatentModel:
     """The paired-generation package in ``folder`` (a folder or an installed name), loaded."""
-    from EchoSynthLib.models.families import LATENT_PAIRS
     from EchoSynthLib.models.latent.pipeline import LatentModel
+    from EchoSynthLib.store.families import LATENT_PAIRS
 
     return LatentModel.load(folder, device, warn, kind=LATENT_PAIRS.kind)

@@ -38,14 +38,13 @@ from EchoSynthLib.diffusion.samplers import (
 )
 from EchoSynthLib.diffusion.schedules import BetaSchedule
 from EchoSynthLib.diffusion.spade_terms import reused_map_terms
+from EchoSynthLib.engine.device import bf16_autocast, pick_device, uses_bf16
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
 from EchoSynthLib.models.autoencoder.network import build_autoencoder
-from EchoSynthLib.models.device import bf16_autocast, pick_device, uses_bf16
 from EchoSynthLib.models.latent.cleanup import clean_labels
 from EchoSynthLib.models.latent.config import LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
-from EchoSynthLib.models.package import load_weights, read_package_header
 from EchoSynthLib.sampling.generators import image_owners, step_batches
 from EchoSynthLib.sampling.grids import (
     image_back_onto,
@@ -54,6 +53,7 @@ from EchoSynthLib.sampling.grids import (
     start_images,
     with_sector,
 )
+from EchoSynthLib.store.package import load_weights, read_package_header
 
 AUTOENCODER = "autoencoder"  # the package component holding the autoencoder's weights
 Steps = Callable[[int, int], None]
@@ -140,8 +140,8 @@ class LatentModel:
     ) -> LatentModel:
         """Load a latent model package (of ``kind`` if given: the task asked for); anything else is an
         InputError. A GPU asked for where there is none falls back to the CPU with ``warn``."""
-        from EchoSynthLib.models.families import LATENT_KINDS
-        from EchoSynthLib.models.registry import resolve_model
+        from EchoSynthLib.store.families import LATENT_KINDS
+        from EchoSynthLib.store.registry import resolve_model
 
         folder = resolve_model(folder)
         header = read_package_header(folder)

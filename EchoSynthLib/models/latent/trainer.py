@@ -19,15 +19,15 @@ from torch.optim.swa_utils import AveragedModel
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.atomic import write_atomically
+from EchoSynthLib.engine.device import bf16_autocast, uses_bf16
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.network import Autoencoder
-from EchoSynthLib.models.device import bf16_autocast, uses_bf16
-from EchoSynthLib.models.families import LATENT, LATENT_PAIRS
 from EchoSynthLib.models.latent.config import NO_AUTOENCODER, RUN_DEFAULTS, LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
 from EchoSynthLib.models.latent.pipeline import AUTOENCODER, draw, noise_process
-from EchoSynthLib.models.package import save_package
-from EchoSynthLib.models.settings import RunSettings
+from EchoSynthLib.store.families import LATENT, LATENT_PAIRS
+from EchoSynthLib.store.package import save_package
 from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import (
     MAIN,

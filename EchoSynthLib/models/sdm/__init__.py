@@ -20,9 +20,9 @@ def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], d
     """A trainer for a cache; the size preset follows the cache's image size unless ``image_size`` is set.
     ``settings`` holds the model's and the run's (``RunSettings``) together, as ``--set`` gives them."""
     from EchoSynthLib.cache.store import CacheIndex
+    from EchoSynthLib.engine.settings import split_settings
     from EchoSynthLib.models.sdm.config import RUN_DEFAULTS, SDMConfig
     from EchoSynthLib.models.sdm.trainer import SDMTrainer
-    from EchoSynthLib.models.settings import split_settings
 
     cache = CacheIndex.open(data)
     values, run_settings = split_settings(settings, SDMConfig, RUN_DEFAULTS)

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 from EchoSynthLib.checks import SEED_MAX
 from EchoSynthLib.data.labels import ClassLayout
+from EchoSynthLib.engine.settings import SettingsMixin
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.settings import SettingsMixin
 
 # Run settings of an SDM run unless --set says otherwise (long runs: rare validation and grids).
 RUN_DEFAULTS: dict[str, Any] = {

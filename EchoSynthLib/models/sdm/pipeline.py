@@ -24,10 +24,8 @@ from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import check_guidance, sample, steps_from
+from EchoSynthLib.engine.device import pick_device
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.device import pick_device
-from EchoSynthLib.models.families import SDM_KIND
-from EchoSynthLib.models.package import load_weights, read_package_config
 from EchoSynthLib.models.sdm.config import SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
 from EchoSynthLib.preprocessing.resample import Grid
@@ -39,6 +37,8 @@ from EchoSynthLib.sampling.grids import (
     start_images,
     with_sector,
 )
+from EchoSynthLib.store.families import SDM_KIND
+from EchoSynthLib.store.package import load_weights, read_package_config
 
 KIND = SDM_KIND
 
@@ -63,7 +63,7 @@ class Synthesizer:
         """Load a model package (a folder, or the name of an installed one); anything but an EchoSynth
         ``sdm2d`` package is an InputError naming what it is. A GPU asked for where there is none falls back
         to the CPU with ``warn`` (see ``pick_device``)."""
-        from EchoSynthLib.models.registry import resolve_model
+        from EchoSynthLib.store.registry import resolve_model
 
         folder = resolve_model(folder)
         settings = read_package_config(folder, KIND)

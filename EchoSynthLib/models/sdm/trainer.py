@@ -19,13 +19,13 @@ from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import sample
+from EchoSynthLib.engine.device import bf16_autocast, uses_bf16
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.device import bf16_autocast, uses_bf16
-from EchoSynthLib.models.families import SDM_KIND
-from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.sdm.config import RUN_DEFAULTS, SDMConfig
 from EchoSynthLib.models.sdm.network import build_sdm
-from EchoSynthLib.models.settings import RunSettings
+from EchoSynthLib.store.families import SDM_KIND
+from EchoSynthLib.store.package import save_package
 from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import (
     StepTrainer,

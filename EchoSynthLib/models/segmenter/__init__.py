@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], device: str) -> StepTrainer:
     """A trainer for a 2D cache; ``settings`` holds the model's and the run's (``RunSettings``) together."""
+    from EchoSynthLib.engine.settings import split_settings
     from EchoSynthLib.models.segmenter.network import RUN_DEFAULTS, SegmenterConfig
     from EchoSynthLib.models.segmenter.trainer import SegmenterTrainer
-    from EchoSynthLib.models.settings import split_settings
 
     values, run_settings = split_settings(settings, SegmenterConfig, RUN_DEFAULTS)
     return SegmenterTrainer(data, run, SegmenterConfig.from_dict(values), device, run_settings)

@@ -12,11 +12,11 @@ import torch
 from EchoSynthLib.checks import SEED_MAX
 from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.engine.device import pick_device
+from EchoSynthLib.engine.settings import SettingsMixin
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.device import pick_device
-from EchoSynthLib.models.families import SEGMENTER_KIND
-from EchoSynthLib.models.package import load_weights, read_package_config
-from EchoSynthLib.models.settings import SettingsMixin
+from EchoSynthLib.store.families import SEGMENTER_KIND
+from EchoSynthLib.store.package import load_weights, read_package_config
 
 KIND = SEGMENTER_KIND
 DEFAULT_SHAPE = (128, 128)  # for a package that does not record its training grid
@@ -72,8 +72,8 @@ class Segmenter:
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "auto") -> Segmenter:
         """Load a ``segmenter2d`` model package (a folder, or the name of an installed one)."""
-        from EchoSynthLib.models.package import read_package_header
-        from EchoSynthLib.models.registry import resolve_model
+        from EchoSynthLib.store.package import read_package_header
+        from EchoSynthLib.store.registry import resolve_model
 
         folder = resolve_model(folder, kind=KIND)
         settings = read_package_config(folder, KIND)

@@ -13,11 +13,11 @@ import torch
 
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
+from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
-from EchoSynthLib.models.package import save_package
 from EchoSynthLib.models.segmenter.network import KIND, RUN_DEFAULTS, SegmenterConfig, build_segmenter
-from EchoSynthLib.models.settings import RunSettings
+from EchoSynthLib.store.package import save_package
 from EchoSynthLib.training.cards import model_card
 from EchoSynthLib.training.runs import StepTrainer, TrainState, run_config
 

@@ -183,7 +183,7 @@ def family_of_kind(kind: str) -> Family | None:
 def check_package_settings(kind: str, settings: dict, where: str) -> None:
     """Refuse, in one line naming ``where``, package settings that the family of ``kind`` would refuse when
     the model is loaded (so that ``models add`` and installs catch them, not the first run)."""
-    from EchoSynthLib.models.settings import RUN_SETTING_NAMES
+    from EchoSynthLib.engine.settings import RUN_SETTING_NAMES
 
     family = family_of_kind(kind)
     if family is None or not family.settings:

@@ -41,7 +41,7 @@ WEIGHTS = f"{DEFAULT_COMPONENT}.safetensors"  # the one-network families' compon
 
 
 def _task(kind: str) -> str:
-    from EchoSynthLib.models.families import task_of
+    from EchoSynthLib.store.families import task_of
 
     task = task_of(kind)
     if task is None:
@@ -198,7 +198,7 @@ def component_path(folder: str | Path, header: dict[str, Any], name: str = DEFAU
 
 def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
     """The settings of a ``kind`` package (the family config's)."""
-    from EchoSynthLib.models.settings import RUN_SETTING_NAMES
+    from EchoSynthLib.engine.settings import RUN_SETTING_NAMES
 
     header = read_package_header(folder)
     if header["kind"] != kind:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from EchoSynthLib.data.atomic import write_atomically
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models import registry
-from EchoSynthLib.models.registry import KnownModel, Progress
+from EchoSynthLib.store import registry
+from EchoSynthLib.store.registry import KnownModel, Progress
 
 ACCEPT_ENV = "ECHOSYNTH_ACCEPT_LICENCE"
 ACCEPTED_FILE = "accepted-licences.json"

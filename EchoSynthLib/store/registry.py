@@ -1,6 +1,6 @@
 """The model manager: where model packages live, which ones can be downloaded, and installing them.
 
-Model packages (folders in the format of ``EchoSynthLib.models.package``, named by their folder) are found in
+Model packages (folders in the format of ``EchoSynthLib.store.package``, named by their folder) are found in
 
 - the bundled folder ``Resources/Models/<name>/`` beside the library (in an installed Slicer extension,
   ``qt-scripted-modules/Resources/Models``); ``ECHOSYNTH_BUNDLED_MODELS`` points elsewhere;
@@ -33,8 +33,8 @@ from typing import Any, BinaryIO
 import EchoSynthLib
 from EchoSynthLib.data.atomic import restore_retired, sha256_of, staged_directory
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.models.families import check_package_settings, translates_only
-from EchoSynthLib.models.package import (
+from EchoSynthLib.store.families import check_package_settings, translates_only
+from EchoSynthLib.store.package import (
     CARD,
     CONFIG,
     PROVENANCE,
