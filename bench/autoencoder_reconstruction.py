@@ -33,8 +33,8 @@ def main() -> None:
 
     from EchoSynthLib.cache.dataset import CachedPairs
     from EchoSynthLib.cache.store import CacheIndex
-    from EchoSynthLib.evaluation.dice import dice_summary
-    from EchoSynthLib.evaluation.image_metrics import spectrum_distance
+    from EchoSynthLib.metrics.dice import dice_summary
+    from EchoSynthLib.metrics.image_metrics import spectrum_distance
     from EchoSynthLib.models.autoencoder.network import Autoencoder
     from EchoSynthLib.models.autoencoder.reconstruction import reconstruction_scores
 

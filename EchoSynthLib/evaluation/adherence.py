@@ -16,7 +16,7 @@ import torch
 
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.volume import Volume
-from EchoSynthLib.evaluation.dice import dice_per_structure, dice_summary
+from EchoSynthLib.metrics.dice import dice_per_structure, dice_summary
 from EchoSynthLib.models.segmenter.network import Segmenter
 from EchoSynthLib.preprocessing.resample import Grid
 from EchoSynthLib.sampling.generators import Generator, generate_for_maps

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from EchoSynthLib.data.labels import HEART
-from EchoSynthLib.evaluation.image_metrics import middle_slices
+from EchoSynthLib.metrics.image_metrics import middle_slices
 
 REAL, SYNTHETIC, BASELINE = "#1f77b4", "#d62728", "#2ca02c"
 

@@ -120,7 +120,7 @@ def nearest_ssim(images: np.ndarray, train_images: np.ndarray, index: np.ndarray
     its mirror."""
     from monai.metrics import SSIMMetric
 
-    from EchoSynthLib.evaluation.image_metrics import DATA_RANGE, KERNEL, _torch, middle_slices
+    from EchoSynthLib.metrics.image_metrics import DATA_RANGE, KERNEL, _torch, middle_slices
 
     images, train_images = middle_slices(images), middle_slices(train_images)
     metric = SSIMMetric(spatial_dims=2, data_range=DATA_RANGE, win_size=KERNEL, reduction="none")

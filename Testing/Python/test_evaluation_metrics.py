@@ -68,7 +68,7 @@ def test_bad_feature_sets_are_named(real, synthetic, words):
 
 
 def test_ms_ssim_diversity_is_higher_for_near_copies_than_for_a_diverse_set(phantom_2d):
-    from EchoSynthLib.evaluation.image_metrics import diversity
+    from EchoSynthLib.metrics.image_metrics import diversity
     from EchoSynthLib.simulation import simulate_bmode
 
     rng = np.random.default_rng(0)
@@ -81,7 +81,7 @@ def test_ms_ssim_diversity_is_higher_for_near_copies_than_for_a_diverse_set(phan
 def test_speckle_size_grows_with_blur_and_grey_levels_follow_the_image(phantom_2d):
     from scipy.ndimage import gaussian_filter
 
-    from EchoSynthLib.evaluation.image_metrics import spectrum_distance, structure_statistics
+    from EchoSynthLib.metrics.image_metrics import spectrum_distance, structure_statistics
 
     rng = np.random.default_rng(1)
     labels = phantom_2d.labels.array[0]

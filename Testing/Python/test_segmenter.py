@@ -11,7 +11,7 @@ import torch
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.labels import ECHOSYNTH, ClassLayout
 from EchoSynthLib.engine.settings import RunSettings
-from EchoSynthLib.evaluation.dice import dice_per_structure
+from EchoSynthLib.metrics.dice import dice_per_structure
 from EchoSynthLib.models.segmenter.network import Segmenter, SegmenterConfig
 from EchoSynthLib.models.segmenter.trainer import SegmenterTrainer
 

@@ -24,7 +24,7 @@ def reconstruction_scores(
     a structure is absent), with the reconstructed images (B, ...) in [-1, 1]."""
     from monai.metrics import SSIMMetric
 
-    from EchoSynthLib.evaluation.dice import dice_per_structure
+    from EchoSynthLib.metrics.dice import dice_per_structure
 
     inputs = autoencoder_inputs(config, image, labels)
     output = model.decode(model.encode(inputs)[0])

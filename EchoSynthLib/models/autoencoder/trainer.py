@@ -175,7 +175,7 @@ class AutoencoderTrainer(StepTrainer):
         to the originals' (``val_spectrum``, decades: speckle an autoencoder smooths away shows as lost
         high-frequency power) and, with labels, Dice of the label argmax, on up to VAL_CASES validation
         cases."""
-        from EchoSynthLib.evaluation.image_metrics import spectrum_distance
+        from EchoSynthLib.metrics.image_metrics import spectrum_distance
 
         if self.val_set is None:
             return {}

@@ -15,7 +15,7 @@ from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.evaluation.dice import HEART_STRUCTURES, dice_per_structure
+from EchoSynthLib.metrics.dice import HEART_STRUCTURES, dice_per_structure
 from EchoSynthLib.models.segmenter.network import KIND, RUN_DEFAULTS, SegmenterConfig, build_segmenter
 from EchoSynthLib.store.package import save_package
 from EchoSynthLib.training.cards import model_card

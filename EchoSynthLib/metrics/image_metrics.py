@@ -163,6 +163,6 @@ def spectrum_distance(real: np.ndarray, synthetic: np.ndarray) -> float:
 def adherence(predicted: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
     """Dice per heart structure of a segmenter's canonical predictions against the conditioning maps."""
     from EchoSynthLib.data.labels import ECHOSYNTH, ClassLayout
-    from EchoSynthLib.evaluation.dice import dice_per_structure, dice_summary
+    from EchoSynthLib.metrics.dice import dice_per_structure, dice_summary
 
     return dice_summary(dice_per_structure(predicted, labels, ClassLayout.of(ECHOSYNTH)))
