@@ -14,7 +14,7 @@ generator can (``generate_many``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from EchoSynthLib.data.labels import require_heart
@@ -169,28 +169,38 @@ class ModelGenerator:
         return f" from the simulator's image (a translation: its source image) at strength {strength:g}"
 
 
-@dataclass(frozen=True)
-class GeneratorSettings:
-    """Which generator ('simulator', a model name or folder) and how it samples (the fields after
-    ``generator`` are ``sampling.options.SAMPLING_OPTIONS``, with their defaults and checks)."""
-
-    generator: str = SIMULATOR
-    steps: int = sampling_option("steps").default
-    sampler: str = sampling_option("sampler").default
-    guidance_scale: float = sampling_option("guidance_scale").default
-    plane: str = sampling_option("plane").default
-    slice_index: int | None = sampling_option("slice_index").default
-    strength: float | None = sampling_option("strength").default
-    device: str = "auto"
+class _SettingsChecks:
+    """The checks every generator shares (a family checks the rest, e.g. steps against its schedule)."""
 
     def __post_init__(self) -> None:
-        """The checks every generator shares (a family checks the rest, e.g. steps against its schedule)."""
         if not isinstance(self.generator, str) or not self.generator:
             raise InputError(
                 f"generator must be 'simulator', a model name or a folder, got {self.generator!r}"
             )
         for option in SAMPLING_OPTIONS:
             option.check(getattr(self, option.name))
+
+
+# Which generator ('simulator', a model name or folder), how it samples and on which device. The sampling
+# fields are made from ``sampling.options.SAMPLING_OPTIONS`` (names, types, defaults; checked there), so an
+# option is declared once: ``options.py`` plus the panel that shows it.
+GeneratorSettings = make_dataclass(
+    "GeneratorSettings",
+    [
+        ("generator", str, field(default=SIMULATOR)),
+        *[
+            (o.name, o.kind if o.default is not None else o.kind | None, field(default=o.default))
+            for o in SAMPLING_OPTIONS
+        ],
+        ("device", str, field(default="auto")),
+    ],
+    bases=(_SettingsChecks,),
+    frozen=True,
+    namespace={"__module__": __name__},
+)
+GeneratorSettings.__doc__ = (
+    "Which generator and how it samples: ``generator``, the fields of ``SAMPLING_OPTIONS``, ``device``."
+)
 
 
 def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) -> Generator:

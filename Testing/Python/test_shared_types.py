@@ -113,3 +113,21 @@ def test_the_command_line_sampling_flags_are_the_declared_options(tmp_path, caps
     assert "warning: steps, slice are not used by the training-free simulator" in capsys.readouterr().err
     assert main([*command, "--out", str(tmp_path / "out2"), "--steps", "0"]) == 2
     assert "steps must be" in capsys.readouterr().err
+
+
+def test_generator_settings_are_made_from_the_declared_sampling_options():
+    """An option is declared once (``SAMPLING_OPTIONS``): ``GeneratorSettings`` takes its fields, defaults
+    and checks from there, between ``generator`` and ``device``."""
+    import dataclasses
+
+    from EchoSynthLib.errors import InputError
+    from EchoSynthLib.sampling.generators import GeneratorSettings
+    from EchoSynthLib.sampling.options import SAMPLING_OPTIONS
+
+    fields = dataclasses.fields(GeneratorSettings)
+    assert [f.name for f in fields] == ["generator", *(o.name for o in SAMPLING_OPTIONS), "device"]
+    assert [f.default for f in fields[1:-1]] == [o.default for o in SAMPLING_OPTIONS]
+    for option in SAMPLING_OPTIONS:
+        bad = "bogus" if option.choices else -5
+        with pytest.raises(InputError, match=option.flag.lstrip("-")):
+            GeneratorSettings("simulator", **{option.name: bad})
