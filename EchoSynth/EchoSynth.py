@@ -56,6 +56,7 @@ SAMPLERS = ["dpm++sde", "dpm++", "ddim", "ddpm", "rflow"]
 MODES = ["synthesize", "generate", "translate"]
 DEVICES = ["auto", "cpu", "gpu"]
 PLANES = ["ij", "kj"]
+LOOKS = ["none", "family", "all"]  # EchoSynthLib.sampling.options' "looks" (a test holds them equal)
 POLL_INTERVAL_MS = 100
 DOCUMENTATION_URL = "https://github.com/echosynth/SlicerEchoSynth#readme"
 # Slicer 5.10 is the first with Python 3.12 (EchoSynthLib needs Python >= 3.10); slicer.packaging (pip_ensure)
@@ -122,6 +123,7 @@ class EchoSynthParameterNode:
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     device: Annotated[str, Choice(DEVICES)] = "auto"
     augment: Annotated[int, WithinRange(0, 100)] = 0
+    looks: Annotated[str, Choice(LOOKS)] = "none"
 
 
 def optionsFromParameters(parameters):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, make_dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from EchoSynthLib.data.labels import require_heart
+from EchoSynthLib.data.labels import Structure, require_heart
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.sampling.options import SAMPLING_OPTIONS, sampling_option
@@ -79,6 +79,44 @@ class SimulatorGenerator:
         return images
 
 
+LOOK_SEEDS = 7_919  # image i's look is drawn from seed LOOK_SEEDS * (seed + i): apart from its noise's
+
+
+@dataclass
+class LookedGenerator:
+    """A generator whose images each get a scanner look of their own (``--looks``): a chain of
+    ``augmentation.degradations`` drawn from the image's seed, black kept outside the sector."""
+
+    inner: Generator
+    kinds: tuple[str, ...]
+
+    @property
+    def description(self) -> str:
+        return f"{self.inner.description}, each image in a scanner look of its own ({len(self.kinds)} kinds)"
+
+    def prepare(self, labels: Volume) -> Volume:
+        return self.inner.prepare(labels)
+
+    def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
+        images = self.inner.generate(labels, n, seed, progress)
+        return [self.looked(labels, image, seed + k) for k, image in enumerate(images)]
+
+    def looked(self, labels: Volume, image: Volume, seed: int) -> Volume:
+        """``image`` (uint8, on the map's grid) in the look drawn from ``seed``."""
+        import numpy as np
+        import torch
+
+        from EchoSynthLib.augmentation.degradations import degrade
+
+        array = np.asarray(image.array)
+        flat = torch.from_numpy(array.reshape(-1, 1, *array.shape[-2:]).astype(np.float32) / 127.5 - 1.0)
+        inside = torch.from_numpy(np.asarray(labels.array).reshape(flat.shape) != Structure.BACKGROUND.label)
+        chain = [LOOK_SEEDS * seed] * flat.shape[0]  # one look for every slice of a volume
+        looked = degrade(flat, inside, chain, kinds=self.kinds)
+        grey = np.rint((looked.numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8).reshape(array.shape)
+        return Volume(grey, image.spacing, image.origin, image.direction)
+
+
 def image_owners(
     maps: Sequence[object], counts: Sequence[int], sources: Sequence[object] | None = None
 ) -> tuple[list[int], list]:
@@ -100,6 +138,13 @@ def generate_for_maps(
     """``counts[m]`` images of each prepared map; image c of map m uses seed + counts[:m] + c (a run's
     numbering). A generator with ``generate_many`` draws them in batches across maps (a network call for
     several maps, not one per map); the others map by map, with the same seeds."""
+    if isinstance(generator, LookedGenerator):
+        drawn = generate_for_maps(generator.inner, maps, counts, seed, progress)
+        firsts = [seed + sum(counts[:m]) for m in range(len(maps))]
+        return [
+            [generator.looked(labels, image, first + k) for k, image in enumerate(images)]
+            for labels, images, first in zip(maps, drawn, firsts, strict=True)
+        ]
     many = getattr(generator, "generate_many", None)
     if many is not None:
         return many(maps, counts, seed, progress)
@@ -209,6 +254,15 @@ def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) 
     A GPU asked for where there is none falls back to the CPU with ``warn(message)``."""
     if isinstance(settings, str):
         settings = GeneratorSettings(settings)
+    generator = _open(settings, warn)
+    if settings.looks == "none":
+        return generator
+    from EchoSynthLib.augmentation.degradations import KINDS, TRAINING
+
+    return LookedGenerator(generator, TRAINING if settings.looks == "family" else KINDS)
+
+
+def _open(settings: GeneratorSettings, warn: Warn | None) -> Generator:
     if settings.generator == SIMULATOR:
         _warn_unused(settings, (), "the training-free simulator", warn)
         return SimulatorGenerator()
@@ -227,7 +281,7 @@ def _warn_unused(settings: GeneratorSettings, used: tuple[str, ...], what: str, 
     unused = [
         o.flag.lstrip("-")
         for o in SAMPLING_OPTIONS
-        if o.name not in used and getattr(settings, o.name) != o.default
+        if o.name not in used and not o.every_generator and getattr(settings, o.name) != o.default
     ]
     if unused and warn is not None:
         warn(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by {what}")

@@ -32,6 +32,7 @@ class SamplingOption:
     minimum: float | None = None
     maximum: float | None = None
     unset: Any = None
+    every_generator: bool = False  # applied to every generator's images (not a family's own sampling)
 
     def check(self, value: Any) -> Any:
         """``value`` if it is valid for this option; an InputError naming the option otherwise."""
@@ -93,6 +94,19 @@ SAMPLING_OPTIONS: tuple[SamplingOption, ...] = (
         minimum=0.01,
         maximum=1.0,
         unset=0.0,
+    ),
+    SamplingOption(
+        "looks",
+        "--looks",
+        "looks",
+        str,
+        "none",
+        "give each image a scanner look of its own, drawn from its seed: a chain of degradations "
+        "(blur, speckle grain, depth gain, grey map, resampling, haze, noise, edge enhancement, JPEG); "
+        "'family': the kinds a translator trains on, 'all': every kind (varied data for training a "
+        "model that must work on other scanners)",
+        choices=("none", "family", "all"),
+        every_generator=True,
     ),
 )
 OPTIONS_BY_NAME = {option.name: option for option in SAMPLING_OPTIONS}
