@@ -25,11 +25,12 @@ import numpy as np
 from EchoSynthLib import __version__
 from EchoSynthLib.data.outputs import input_paths, owned_folder
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.evaluation import distribution, figures, image_metrics
+from EchoSynthLib.evaluation import distribution, figures
 from EchoSynthLib.evaluation.features import DEFAULT_ENCODER, FeatureSpace, features_of
 from EchoSynthLib.evaluation.image_sets import ImageSet, cache_set, open_set, paired_in_order
 from EchoSynthLib.evaluation.page import html_report
 from EchoSynthLib.evaluation.summary import verdict
+from EchoSynthLib.metrics import image_metrics
 from EchoSynthLib.metrics.image_metrics import middle_slices
 
 FORMAT_VERSION = 1
