@@ -55,13 +55,18 @@ def volume_from_node(node) -> Volume:
     return Volume.from_ijk_to_lps(array, LPS_TO_RAS @ ijk_to_ras(node))
 
 
-def set_ijk_to_ras(node, ras: np.ndarray) -> None:
-    """Set a volume node's local IJK-to-RAS from a 4x4 array."""
+def vtk_matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
+    """A 4x4 array as a VTK matrix."""
     matrix = vtk.vtkMatrix4x4()
     for r in range(4):
         for c in range(4):
-            matrix.SetElement(r, c, ras[r, c])
-    node.SetIJKToRASMatrix(matrix)
+            matrix.SetElement(r, c, array[r, c])
+    return matrix
+
+
+def set_ijk_to_ras(node, ras: np.ndarray) -> None:
+    """Set a volume node's local IJK-to-RAS from a 4x4 array."""
+    node.SetIJKToRASMatrix(vtk_matrix(ras))
 
 
 def fill_volume_node(node, volume: Volume) -> None:

@@ -46,11 +46,9 @@ def _transform(scene, matrix: np.ndarray, name: str = "tracking"):
 
 
 def _set_matrix(node, matrix: np.ndarray) -> None:
-    vtk_matrix = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            vtk_matrix.SetElement(r, c, matrix[r, c])
-    node.SetMatrixTransformToParent(vtk_matrix)
+    from EchoSynthScene.geometry import vtk_matrix
+
+    node.SetMatrixTransformToParent(vtk_matrix(matrix))
 
 
 def _world_ijk_to_ras(node) -> np.ndarray:
