@@ -6,8 +6,9 @@ not a real second scanner.
 Writes ``OUT/images/CASE.nii.gz`` (uint8) and ``OUT/labels/CASE.nii.gz`` (canonical labels), staged.
 ``--look unseen`` gives them a look outside the family a source-guided model trains on
 (``scanner_look.UNSEEN``); ``--look family`` a random chain of the training kinds of degradation
-(``augmentation.degradations.TRAINING``, seeded by the case's position) and ``--look held-out`` the same with
-every held-out kind (``HELD_OUT``, never drawn in training) applied on top: a kind never seen.
+(``FAMILY``: the chain's training kinds but the five-number looks, seeded by the case's position) and
+``--look held-out`` the same with every held-out kind (``HELD_OUT``, never drawn in training) applied on
+top: a kind never seen.
 ``--look none`` writes the real images as they are: the truth a translation of the stand-in is compared
 with (``echosynth evaluate --paired-with``), or, from a smaller
 cache, the real images on a model's grid (the distance a model of that grid cannot go below).
@@ -25,6 +26,9 @@ import argparse
 from pathlib import Path
 
 CHAIN_SEEDS = 10_000  # case i's chain of degradations is drawn from seed CHAIN_SEEDS + i
+# The family look as measured in docs/BENCHMARKS.md: the chain's training kinds before ``scanner_look`` (the
+# five-number looks are measured on their own: --look stand-in / unseen).
+FAMILY = ("blur", "tgc", "grey_map", "resample", "haze", "noise", "compression")
 
 
 def main() -> None:
@@ -47,7 +51,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from EchoSynthLib.augmentation.degradations import HELD_OUT, TRAINING, degrade
+    from EchoSynthLib.augmentation.degradations import HELD_OUT, degrade
     from EchoSynthLib.augmentation.scanner_look import STAND_IN, UNSEEN
     from EchoSynthLib.cache.store import CacheIndex
     from EchoSynthLib.data.atomic import staged_directory
@@ -73,7 +77,7 @@ def main() -> None:
                 looked = look(looked, inside)
             elif args.look in ("family", "held-out"):
                 always = HELD_OUT if args.look == "held-out" else ()
-                looked = degrade(looked, inside, [CHAIN_SEEDS + position], TRAINING, always)
+                looked = degrade(looked, inside, [CHAIN_SEEDS + position], FAMILY, always)
             grey = np.rint((looked.numpy().reshape(1, *canonical.shape[-2:]) + 1.0) * 127.5).astype(np.uint8)
             geometry = (grid.spacing, grid.origin, grid.direction)
             write_image(Volume(grey, *geometry), staging / "images" / f"{entry['case_id']}.nii.gz")

@@ -17,6 +17,9 @@ random chain of degradations), a source-guided translator learns here to undo a 
 - ``noise``: an electronic noise floor (Rayleigh, inside the sector);
 - ``sharpen``: edge enhancement (an unsharp mask);
 - ``compression``: JPEG compression at a low quality (OpenCV's encoder; video codecs block and blur alike);
+- ``scanner_look``: the earlier five-number look family (``scanner_look.LOOK_RANGES``: blur, gamma, gain,
+  offset, depth gain, lateral blur, a coarser grid) at a random point, so that a translator trained on the
+  chain keeps the looks it was trained on before;
 - ``persistence`` (cine loops only, ``persist``): each frame mixed with the one before it.
 
 ``HELD_OUT`` kinds are never drawn in training (``TRAINING``): measuring a translator on them tells how it
@@ -36,7 +39,18 @@ import torch
 
 from EchoSynthLib.errors import InputError
 
-KINDS = ("blur", "speckle", "tgc", "grey_map", "resample", "haze", "noise", "sharpen", "compression")
+KINDS = (
+    "blur",
+    "speckle",
+    "tgc",
+    "grey_map",
+    "resample",
+    "haze",
+    "noise",
+    "sharpen",
+    "compression",
+    "scanner_look",
+)
 HELD_OUT = ("speckle", "sharpen")  # kinds a translator never sees in training, for measuring generalisation
 TRAINING = tuple(kind for kind in KINDS if kind not in HELD_OUT)
 APPLY = 0.6  # the chance each kind of a chain is applied to an image
@@ -149,7 +163,16 @@ def compression(unit, inside, draw, noise):
     return torch.from_numpy(out)
 
 
-CHAIN: dict[str, Kind] = {  # in the order a scanner applies them: beam, gain, grey map, scan conversion, ...
+def scanner_look(unit, inside, draw, noise):
+    from EchoSynthLib.augmentation.scanner_look import LOOK_RANGES, look_at
+
+    uniforms = torch.from_numpy(draw.random(len(LOOK_RANGES)))
+    return (look_at(uniforms)(unit * 2.0 - 1.0, inside) + 1.0) / 2.0
+
+
+# In the order a scanner applies them (beam, gain, grey map, scan conversion, ...); a kind added later goes
+# last, so that the chains drawn for the kinds before it stay the same.
+CHAIN: dict[str, Kind] = {
     "blur": blur,
     "speckle": speckle,
     "tgc": tgc,
@@ -159,6 +182,7 @@ CHAIN: dict[str, Kind] = {  # in the order a scanner applies them: beam, gain, g
     "noise": noise_floor,
     "sharpen": sharpen,
     "compression": compression,
+    "scanner_look": scanner_look,
 }
 assert tuple(CHAIN) == KINDS
 
