@@ -222,3 +222,13 @@ def test_a_dependency_problem_is_shown_in_the_panel_and_starts_nothing(module, m
     assert widget.ui.statusLabel.text == f"Nothing was generated: {message}"
     assert shown == ([message] if dialog else [])
     assert widget._run is None
+
+
+def test_a_source_checkout_puts_the_library_on_the_path(module, monkeypatch):
+    """Slicer's "Additional module paths" -> EchoSynth/ puts only that folder on sys.path; the module adds
+    the checkout (the folder holding EchoSynthLib/), once."""
+    checkout = str(ROOT)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in (checkout, checkout + "/")])
+    module._addSourceCheckoutToPath()
+    module._addSourceCheckoutToPath()
+    assert sys.path.count(checkout) == 1
