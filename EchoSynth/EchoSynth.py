@@ -340,19 +340,14 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _modelsInstalled(self):
         """Download what the run names that is listed but not installed (its model; in translate mode with
         the segmenter, the segmenter too); False when one was not installed."""
-        from EchoSynthLib.errors import InputError
-        from EchoSynthLib.store.registry import installed_models, read_manifest
+        from EchoSynthLib.store.registry import download_needed
         from EchoSynthScene.translation import SEGMENTER
 
         names = [self._parameterNode.generator]
         if self._parameterNode.mode == "translate" and self._parameterNode.useSegmenter:
             names.append(SEGMENTER)
-        installed = {m.name for m in installed_models()}
-        try:
-            listed = {m.name: m for m in read_manifest()}
-        except InputError:
-            listed = {}
-        return all(self.downloadModel(listed[n]) for n in names if n in listed and n not in installed)
+        needed = [model for model in map(download_needed, names) if model is not None]
+        return all(self.downloadModel(model) for model in needed)
 
     def downloadModel(self, model):
         """Download a listed model after its licence is accepted, with a progress dialog and Cancel; True
@@ -648,21 +643,16 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         simulator, an installed name or a folder); returns its folder, or None for the simulator."""
         if not model or model == "simulator":
             return None
-        from EchoSynthLib.store import registry
-        from EchoSynthLib.store.downloads import first_use_handler, licence_prompt
+        from EchoSynthLib.store.downloads import downloads_on_first_use, licence_prompt
+        from EchoSynthLib.store.registry import resolve_model
 
         def dialog(known):
             return slicer.util.confirmOkCancelDisplay(
                 licence_prompt(known), windowTitle=_("EchoSynth: model licence")
             )
 
-        asking = dialog if self.interactive(ask) else None
-        handler = first_use_handler(accept=acceptLicence, ask=asking, progress=None)
-        previous = registry.set_first_use(handler)
-        try:
-            return registry.resolve_model(model)
-        finally:
-            registry.set_first_use(previous)
+        with downloads_on_first_use(accept=acceptLicence, ask=dialog if self.interactive(ask) else None):
+            return resolve_model(model)
 
     def synthesize(
         self,

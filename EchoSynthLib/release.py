@@ -28,7 +28,7 @@ from pathlib import Path
 
 from EchoSynthLib.data.atomic import sha256_of, staged_directory, write_atomically
 from EchoSynthLib.errors import InputError, run_main
-from EchoSynthLib.store.package import read_package_header
+from EchoSynthLib.store.families import task_of
 from EchoSynthLib.store.registry import MANIFEST_FORMAT_VERSION, MODELS_DIR, package_summary
 
 # The one place the models' download address is set: every manifest URL is this base + the zip's name.
@@ -65,7 +65,6 @@ def model_entries(models_dir: Path, zips: Path, base_url: str) -> list[dict]:
     """Pack every package folder of ``models_dir`` into ``zips``; their manifest entries."""
     entries = []
     for folder in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        header = read_package_header(folder)
         summary = package_summary(folder, "bundled")
         archive = pack_model(folder, zips / f"{summary.name}-{summary.version}.zip")
         card = (folder / "MODEL_CARD.md").read_text().splitlines()
@@ -74,7 +73,7 @@ def model_entries(models_dir: Path, zips: Path, base_url: str) -> list[dict]:
                 "name": summary.name,
                 "version": summary.version,
                 "kind": summary.kind,
-                "task": header["task"],
+                "task": task_of(summary.kind),
                 "translates_only": summary.translates_only,
                 "size": archive.stat().st_size,
                 "sha256": sha256_of(archive),

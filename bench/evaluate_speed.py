@@ -22,25 +22,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def export_labels(cache_path: Path, split: str, out: Path) -> int:
     """The split's label maps as canonical NIfTI files on their cache grid; the number written."""
     from EchoSynthLib.cache.store import CacheIndex
     from EchoSynthLib.data.io import write_label_map
-    from EchoSynthLib.data.volume import Volume
-    from EchoSynthLib.preprocessing.resample import Grid
 
     cache = CacheIndex.open(cache_path)
     out.mkdir(parents=True, exist_ok=True)
-    layout = cache.manifest.layout
     for entry in cache.cases(split):
         _, labels = cache.load(entry)
-        grid = Grid.from_dict(entry["metadata"]["grid"])
-        canonical = layout.to_canonical(labels).astype(np.uint8)
-        volume = Volume(canonical[np.newaxis], grid.spacing, grid.origin, grid.direction)
-        write_label_map(volume, out / f"{entry['case_id']}.nii.gz")
+        write_label_map(cache.label_map(entry, labels), out / f"{entry['case_id']}.nii.gz")
     return len(cache.cases(split))
 
 

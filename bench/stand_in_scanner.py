@@ -57,20 +57,14 @@ def main() -> None:
     from EchoSynthLib.data.atomic import staged_directory
     from EchoSynthLib.data.io import write_image, write_label_map
     from EchoSynthLib.data.labels import Structure
-    from EchoSynthLib.data.volume import Volume
-    from EchoSynthLib.preprocessing.resample import Grid
 
     cache = CacheIndex.open(args.data)
-    layout = cache.manifest.layout
     entries = cache.cases(args.split)[: args.limit]
     with staged_directory(args.out) as staging:
         for position, entry in enumerate(entries):
             image, labels = cache.load(entry)
-            grid = Grid.from_dict(entry["metadata"]["grid"])
-            canonical = layout.to_canonical(labels).astype(np.uint8)
-            inside = torch.from_numpy(canonical != Structure.BACKGROUND.label).reshape(
-                1, 1, *canonical.shape[-2:]
-            )
+            label_map = cache.label_map(entry, labels)
+            inside = torch.from_numpy(label_map.array != Structure.BACKGROUND.label)[None]
             looked = torch.from_numpy(np.asarray(image, np.float32)).reshape(inside.shape)
             look = {"stand-in": STAND_IN, "unseen": UNSEEN}.get(args.look)  # none: the real image
             if look is not None:
@@ -78,13 +72,9 @@ def main() -> None:
             elif args.look in ("family", "held-out"):
                 always = HELD_OUT if args.look == "held-out" else ()
                 looked = degrade(looked, inside, [CHAIN_SEEDS + position], FAMILY, always)
-            grey = np.rint((looked.numpy().reshape(1, *canonical.shape[-2:]) + 1.0) * 127.5).astype(np.uint8)
-            geometry = (grid.spacing, grid.origin, grid.direction)
-            write_image(Volume(grey, *geometry), staging / "images" / f"{entry['case_id']}.nii.gz")
-            write_label_map(
-                Volume(canonical.reshape(grey.shape), *geometry),
-                staging / "labels" / f"{entry['case_id']}.nii.gz",
-            )
+            grey = np.rint((looked.numpy().reshape(label_map.array.shape) + 1.0) * 127.5).astype(np.uint8)
+            write_image(label_map.with_array(grey), staging / "images" / f"{entry['case_id']}.nii.gz")
+            write_label_map(label_map, staging / "labels" / f"{entry['case_id']}.nii.gz")
     what = "real" if args.look == "none" else args.look
     print(f"{len(entries)} {what} images and their label maps in {args.out}")
 

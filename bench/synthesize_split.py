@@ -35,18 +35,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N cases")
     args = parser.parse_args()
 
-    import numpy as np
     import torch
     from tqdm import tqdm
 
     from EchoSynthLib.cache.store import CacheIndex
     from EchoSynthLib.data.atomic import staged_directory
     from EchoSynthLib.data.io import write_image
-    from EchoSynthLib.data.volume import Volume
     from EchoSynthLib.diffusion.samplers import sample
     from EchoSynthLib.models.sdm.pipeline import Synthesizer
     from EchoSynthLib.preprocessing.prepare import image_on_grid
-    from EchoSynthLib.preprocessing.resample import Grid
     from EchoSynthLib.sampling.grids import image_back_onto, with_sector
     from EchoSynthLib.simulation import simulate_bmode
 
@@ -54,7 +51,6 @@ def main() -> None:
     synthesizer.check_sampling(args.steps, args.guidance, args.strength)
     strength = synthesizer.start_strength(args.strength)
     cache = CacheIndex.open(args.data)
-    layout = cache.manifest.layout
     entries = cache.cases(args.split)[: args.limit]
     began = time.perf_counter()
     with staged_directory(args.out) as staging, tqdm(total=len(entries), unit="image") as bar:
@@ -63,9 +59,7 @@ def main() -> None:
             targets, segs, grids, inits = [], [], [], []
             for entry in part:
                 _, labels = cache.load(entry)
-                grid = Grid.from_dict(entry["metadata"]["grid"])
-                canonical = layout.to_canonical(labels).astype(np.uint8)[np.newaxis]
-                target = with_sector(Volume(canonical, grid.spacing, grid.origin, grid.direction))
+                target = with_sector(cache.label_map(entry, labels))
                 seg, model_grid = synthesizer.conditioning(target)
                 targets.append(target)
                 segs.append(seg)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from EchoSynthLib.diffusion import DEFAULT_SAMPLER, DIFFUSERS_SAMPLERS  # torch-free: names only
+
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
@@ -39,7 +41,6 @@ CLI_REQUIREMENTS = RESOURCES / "requirements-cli.txt"  # the command line's prog
 TRAINING_REQUIREMENTS = RESOURCES / "requirements-training.txt"  # command line only, never in Slicer
 REQUIREMENT_FILES = (REQUIREMENTS, SAMPLER_REQUIREMENTS, CLI_REQUIREMENTS, TRAINING_REQUIREMENTS)
 # The samplers that import diffusers (EchoSynthLib.diffusion.samplers.solve: DPMSolverMultistepScheduler).
-DIFFUSERS_SAMPLERS = ("dpm++", "dpm++sde")
 PROVIDED_BY_SLICER = ("SimpleITK", "torch")  # never replaced by pip (SimpleITK: Slicer's; torch: PyTorch's)
 SLICER_BUNDLED = ("numpy", "scipy", "SimpleITK")  # in every Slicer's Python: all the simulator needs
 REQUESTER = "EchoSynth"
@@ -177,13 +178,10 @@ def _model_family(generator: str) -> Family | None:
     from EchoSynthLib.errors import InputError
     from EchoSynthLib.store.families import family_of_kind
     from EchoSynthLib.store.package import read_package_header
-    from EchoSynthLib.store.registry import bundled_models_dir, user_cache_dir
+    from EchoSynthLib.store.registry import resolve_model
 
     try:
-        folders = [Path(generator).expanduser()]
-        folders += [d / generator for d in (bundled_models_dir(), user_cache_dir())]  # resolve_model's order
-        folder = next((f for f in folders if f.is_dir()), None)
-        return None if folder is None else family_of_kind(read_package_header(folder)["kind"])
+        return family_of_kind(read_package_header(resolve_model(generator))["kind"])
     except (InputError, OSError, ValueError):
         return None
 
@@ -191,8 +189,6 @@ def _model_family(generator: str) -> Family | None:
 def _uses_diffusers(generator: str, sampler: str | None) -> bool:
     """Whether sampling ``generator`` with ``sampler`` (None: the option's default) may import diffusers:
     the sampler is one of DIFFUSERS_SAMPLERS and the model's family takes a sampler (if it can be told)."""
-    from EchoSynthLib.diffusion import DEFAULT_SAMPLER
-
     if (sampler or DEFAULT_SAMPLER) not in DIFFUSERS_SAMPLERS:
         return False
     family = _model_family(generator)

@@ -87,14 +87,11 @@ def stored_spec(spec: str) -> str:
     extension's folder, which moves with every update)."""
     if not spec or spec == SIMULATOR or Path(spec).exists() or not Path(spec).is_absolute():
         return spec
-    from EchoSynthLib.store.registry import installed_models, read_manifest
+    from EchoSynthLib.store.registry import installed_models, listed_model
 
     name = Path(spec).name
-    try:
-        listed = {m.name for m in read_manifest()}
-    except InputError:
-        listed = set()
-    return name if name in listed | {m.name for m in installed_models()} else spec
+    known = name in {m.name for m in installed_models()} or listed_model(name) is not None
+    return name if known else spec
 
 
 def checked_model_folder(folder: str | Path, task: str = LABELS_TO_IMAGE) -> str:

@@ -27,8 +27,10 @@ from EchoSynthLib.data.atomic import sha256_of
 from EchoSynthLib.data.cases import SPLITS, Scan, Skipped
 from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.data.outputs import check_folder_output, owned_folder
+from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.preprocessing.prepare import PreparedCase, PrepareSettings, prepare_case
+from EchoSynthLib.preprocessing.resample import Grid
 from EchoSynthLib.preprocessing.splits import assign_splits
 
 FORMAT_VERSION = 1
@@ -293,6 +295,14 @@ class CacheIndex:
                 return data["image"], data["labels"]
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise InputError(f"{path}: cache file missing or damaged ({error}); rebuild the cache") from None
+
+    def label_map(self, entry: dict[str, Any], labels: np.ndarray) -> Volume:
+        """A case's labels (as ``load`` gives them) as a canonical label map on the case's grid: what a
+        generator or the simulator takes."""
+        canonical = self.manifest.layout.to_canonical(labels).astype(np.uint8)
+        grid = Grid.from_dict(entry["metadata"]["grid"])
+        array = canonical[np.newaxis] if canonical.ndim == 2 else canonical
+        return Volume(array, grid.spacing, grid.origin, grid.direction)
 
     def check(self, split: str) -> None:
         """Read every case of ``split`` once and refuse (InputError naming the file) what training would

@@ -4,8 +4,7 @@ handler that any command naming a listed, not installed model goes through (``mo
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from EchoSynthLib.store.registry import KnownModel, Progress
 
@@ -42,16 +41,9 @@ def byte_progress(model: KnownModel) -> Progress:
     return progress
 
 
-@contextmanager
-def first_use_downloads(accept: bool) -> Iterator[None]:
+def first_use_downloads(accept: bool) -> AbstractContextManager[None]:
     """While the command runs, a listed model it names that is not installed is downloaded (licence
-    accepted by ``accept``, earlier, or at the terminal's prompt)."""
-    from EchoSynthLib.store import registry
-    from EchoSynthLib.store.downloads import first_use_handler
+    accepted by ``accept``, earlier, or at the terminal's prompt), with a progress bar."""
+    from EchoSynthLib.store.downloads import downloads_on_first_use
 
-    handler = first_use_handler(accept=accept, ask=ask_on_terminal, progress=byte_progress)
-    previous = registry.set_first_use(handler)
-    try:
-        yield
-    finally:
-        registry.set_first_use(previous)
+    return downloads_on_first_use(accept=accept, ask=ask_on_terminal, progress=byte_progress)

@@ -7,4 +7,6 @@ EPSILON_SAMPLERS = ("dpm++sde", "dpm++", "ddim")
 # ancestral sampler, and the Euler integrator of rectified-flow models.
 SAMPLERS = (*EPSILON_SAMPLERS, "ddpm", "rflow")
 SDM_SAMPLERS = (*EPSILON_SAMPLERS, "ddpm")
+# The samplers that run on diffusers' DPM-Solver++ scheduler (the only import of diffusers).
+DIFFUSERS_SAMPLERS = ("dpm++", "dpm++sde")
 DEFAULT_SAMPLER = SAMPLERS[0]

@@ -15,17 +15,9 @@ import numpy as np
 import torch
 
 from EchoSynthLib.cache.store import CacheIndex
-from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.metrics.dice import dice_per_structure, dice_summary
 from EchoSynthLib.models.segmenter.network import Segmenter
-from EchoSynthLib.preprocessing.resample import Grid
 from EchoSynthLib.sampling.generators import Generator, generate_for_maps
-
-
-def _label_map(layout, labels: np.ndarray, grid: Grid) -> Volume:
-    """A cache case's labels as a canonical label map on its grid (what a generator takes)."""
-    canonical = layout.to_canonical(labels).astype(np.uint8)
-    return Volume(canonical.reshape(1, *canonical.shape[-2:]), grid.spacing, grid.origin, grid.direction)
 
 
 def _model_images(images: list[np.ndarray]) -> torch.Tensor:
@@ -54,10 +46,9 @@ def adherence_report(
     for start in range(0, len(entries), batch_size):
         batch = entries[start : start + batch_size]
         cases = [cache.load(entry) for entry in batch]
-        grids = [Grid.from_dict(entry["metadata"]["grid"]) for entry in batch]
         maps = [
-            generator.prepare(_label_map(layout, labels, grid))
-            for (_, labels), grid in zip(cases, grids, strict=True)
+            generator.prepare(cache.label_map(entry, labels))
+            for entry, (_, labels) in zip(batch, cases, strict=True)
         ]
         began = time.perf_counter()
         drawn = generate_for_maps(generator, maps, [1] * len(maps), seed + start)

@@ -22,6 +22,8 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.image_sets import ImageSet
 from EchoSynthLib.preprocessing.prepare import PreparedCase, PrepareSettings
 
+PAPER_STRUCTURES = ("lv_endo", "lv_epi", "la")  # the papers' classes: LV endocardium, epicardium, LA
+
 # Echo from noise, Table 1 (CAMUS test split, 50 patients, Dice %): theirs, not ours.
 PUBLISHED = {
     "Echo from noise: synthetic only": {"lv_endo": 88.6, "lv_epi": 91.9, "la": 85.2},

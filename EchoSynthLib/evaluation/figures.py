@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from EchoSynthLib.data.labels import HEART
+from EchoSynthLib.evaluation.downstream import PAPER_STRUCTURES
 from EchoSynthLib.metrics.image_metrics import middle_slices
 
 REAL, SYNTHETIC, BASELINE = "#1f77b4", "#d62728", "#2ca02c"
@@ -136,7 +137,7 @@ def memorisation_pairs(
 
 def downstream_bars(conditions: dict[str, Any], path: Path) -> Path:
     """Mean Dice with 95 % intervals per structure (papers' classes) and training condition."""
-    structures = ["lv_endo", "lv_epi", "la"]
+    structures = PAPER_STRUCTURES
     plt, figure, axes = _figure(1, 1, size=4.0)
     axis = axes[0, 0]
     width = 0.8 / max(1, len(conditions))

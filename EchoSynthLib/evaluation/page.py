@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from EchoSynthLib.evaluation.downstream import PAPER_STRUCTURES
 from EchoSynthLib.evaluation.summary import Row, Section, sections, shown, structure_name, verdict
 
 RAW = "report.json"
@@ -68,7 +69,6 @@ BASELINE_IN_FIGURE = {
     "histograms.png": ", baseline (green)",
     "embedding.png": ", baseline (green)",
 }
-DOWNSTREAM_STRUCTURES = ("lv_endo", "lv_epi", "la")
 
 
 def _e(value: Any) -> str:
@@ -194,7 +194,7 @@ def _downstream(report: dict[str, Any]) -> str:
     rows = []
     for name, result in found["conditions"].items():
         cells: list[Any] = [name, result["training_images"]]
-        for structure in DOWNSTREAM_STRUCTURES:
+        for structure in PAPER_STRUCTURES:
             dice = result["dice"].get(structure)
             cells.append(
                 "—"
@@ -202,18 +202,16 @@ def _downstream(report: dict[str, Any]) -> str:
                 else f"{_percent(dice['mean'])} [{_percent(dice['ci95'][0])}, {_percent(dice['ci95'][1])}]"
             )
         rows.append(cells)
-    head = ["trained on", "training images", *(f"Dice %, {structure_name(s)}" for s in DOWNSTREAM_STRUCTURES)]
+    head = ["trained on", "training images", *(f"Dice %, {structure_name(s)}" for s in PAPER_STRUCTURES)]
     parts = [title, f'<p class="about">{_e(about)}</p>', _plain_table(head, rows)]
     if found.get("warning"):
         parts.append(f'<p class="warning">{_e(found["warning"])}</p>')
     published = found.get("published_dice_percent", {})
     if published:
-        rows = [
-            [name, *(values.get(s, "—") for s in DOWNSTREAM_STRUCTURES)] for name, values in published.items()
-        ]
+        rows = [[name, *(values.get(s, "—") for s in PAPER_STRUCTURES)] for name, values in published.items()]
         parts.append(
             "<h3>Published, for comparison (their numbers, CAMUS test split)</h3>"
-            + _plain_table(["source", *(f"Dice %, {structure_name(s)}" for s in DOWNSTREAM_STRUCTURES)], rows)
+            + _plain_table(["source", *(f"Dice %, {structure_name(s)}" for s in PAPER_STRUCTURES)], rows)
         )
     return "".join(parts) + "</section>"
 

@@ -101,6 +101,17 @@ class LookedGenerator:
         images = self.inner.generate(labels, n, seed, progress)
         return [self.looked(labels, image, seed + k) for k, image in enumerate(images)]
 
+    def generate_many(
+        self, maps: Sequence[Volume], counts: Sequence[int], seed: int, progress: Progress | None = None
+    ) -> list[list[Volume]]:
+        """The inner generator's images of several maps (across maps where it can), each in its look."""
+        drawn = generate_for_maps(self.inner, maps, counts, seed, progress)
+        firsts = [seed + sum(counts[:m]) for m in range(len(maps))]
+        return [
+            [self.looked(labels, image, first + k) for k, image in enumerate(images)]
+            for labels, images, first in zip(maps, drawn, firsts, strict=True)
+        ]
+
     def looked(self, labels: Volume, image: Volume, seed: int) -> Volume:
         """``image`` (uint8, on the map's grid) in the look drawn from ``seed``."""
         import numpy as np
@@ -114,7 +125,7 @@ class LookedGenerator:
         chain = [LOOK_SEEDS * seed] * flat.shape[0]  # one look for every slice of a volume
         looked = degrade(flat, inside, chain, kinds=self.kinds)
         grey = np.rint((looked.numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8).reshape(array.shape)
-        return Volume(grey, image.spacing, image.origin, image.direction)
+        return image.with_array(grey)
 
 
 def image_owners(
@@ -138,13 +149,6 @@ def generate_for_maps(
     """``counts[m]`` images of each prepared map; image c of map m uses seed + counts[:m] + c (a run's
     numbering). A generator with ``generate_many`` draws them in batches across maps (a network call for
     several maps, not one per map); the others map by map, with the same seeds."""
-    if isinstance(generator, LookedGenerator):
-        drawn = generate_for_maps(generator.inner, maps, counts, seed, progress)
-        firsts = [seed + sum(counts[:m]) for m in range(len(maps))]
-        return [
-            [generator.looked(labels, image, first + k) for k, image in enumerate(images)]
-            for labels, images, first in zip(maps, drawn, firsts, strict=True)
-        ]
     many = getattr(generator, "generate_many", None)
     if many is not None:
         return many(maps, counts, seed, progress)

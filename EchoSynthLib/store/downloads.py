@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from EchoSynthLib.data.atomic import write_atomically
@@ -99,13 +100,21 @@ def download_model(
     return registry.install_from_url(model, cache_dir, progress)
 
 
-def first_use_handler(*, accept: bool, ask: Ask | None, progress: Callable[[KnownModel], Progress] | None):
-    """A handler for ``registry.set_first_use``: downloads a listed model a command names (``progress``
-    makes each download's progress callback)."""
+@contextmanager
+def downloads_on_first_use(
+    *, accept: bool, ask: Ask | None, progress: Callable[[KnownModel], Progress] | None = None
+) -> Iterator[None]:
+    """Within the block, a model name that is listed but not installed (``registry.resolve_model``) is
+    downloaded (``download_model``; ``progress(model)`` makes each download's progress callback); the
+    earlier behaviour comes back after it."""
 
     def handle(model: KnownModel, cache_dir: str | os.PathLike | None) -> Path:
         return download_model(
             model, accept=accept, ask=ask, progress=progress(model) if progress else None, cache_dir=cache_dir
         )
 
-    return handle
+    previous = registry.set_first_use(handle)
+    try:
+        yield
+    finally:
+        registry.set_first_use(previous)

@@ -332,12 +332,21 @@ def set_first_use(handler: FirstUse | None) -> FirstUse | None:
     return previous
 
 
-def _listed(name: str, kind: str | None) -> KnownModel | None:
+def listed_model(name: str, kind: str | None = None) -> KnownModel | None:
+    """The manifest's (newest) entry of ``name`` (of ``kind`` if given), or None; a broken manifest lists
+    nothing."""
     try:
         known = [m for m in read_manifest() if m.name == name and kind in (None, m.kind)]
     except InputError:  # a broken manifest: the name is simply unknown
         return None
     return known[-1] if known else None
+
+
+def download_needed(name: str) -> KnownModel | None:
+    """The manifest entry of ``name`` when it is listed but installed neither bundled nor in the cache (its
+    first use downloads it); None otherwise."""
+    installed = any((directory / name).is_dir() for directory in (_bundled(None), _cache(None)))
+    return None if installed or not _NAME.fullmatch(name) else listed_model(name)
 
 
 def resolve_model(
@@ -365,7 +374,7 @@ def resolve_model(
         if folder.is_dir():
             _check_kind(folder, read_package_header(folder), kind)
             return folder
-    listed = _listed(text, kind) if _first_use is not None else None
+    listed = listed_model(text, kind) if _first_use is not None else None
     if listed is not None:
         return _first_use(listed, cache_dir)
     models = installed_models(cache_dir, bundled_dir)

@@ -44,14 +44,10 @@ def split_guides(cache, split: str, folder: Path) -> dict[str, torch.Tensor]:
         stored = load_file(str(path))
         if set(stored) == {e["case_id"] for e in entries}:
             return stored
-    layout = cache.manifest.layout
     guides = {}
     for index, entry in enumerate(entries):
         _, labels = cache.load(entry)
-        grid = Grid.from_dict(entry["metadata"]["grid"])
-        canonical = layout.to_canonical(labels).astype(np.uint8)[np.newaxis]
-        volume = Volume(canonical, grid.spacing, grid.origin, grid.direction)
-        guides[entry["case_id"]] = simulated(volume, index).contiguous()
+        guides[entry["case_id"]] = simulated(cache.label_map(entry, labels), index).contiguous()
     folder.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: save_file(guides, str(tmp)))
     return guides
