@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from EchoSynthLib.augmentation.degradations import check_kinds
 from EchoSynthLib.checks import SEED_MAX
 from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.engine.settings import SettingsMixin
@@ -125,7 +124,10 @@ class AdversarialConfig(SettingsMixin):
             raise InputError(
                 f"timesteps must give one timestep per step ({self.steps}), got {self.timesteps}"
             )
-        check_kinds(self.degradations)
+        if self.degradations:  # settings stay torch-free: the degradations (torch, MONAI) only when named
+            from EchoSynthLib.augmentation.degradations import check_kinds
+
+            check_kinds(self.degradations)
         if self.variance not in VARIANCES:
             raise InputError(f"variance must be one of {', '.join(VARIANCES)}, got '{self.variance}'")
         if self.beta_max <= self.beta_min:
