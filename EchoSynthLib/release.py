@@ -27,6 +27,7 @@ import zipfile
 from pathlib import Path
 
 from EchoSynthLib.data.atomic import sha256_of, staged_directory, write_atomically
+from EchoSynthLib.data.outputs import owned_folder
 from EchoSynthLib.errors import InputError, run_main
 from EchoSynthLib.store.families import task_of
 from EchoSynthLib.store.registry import MANIFEST_FORMAT_VERSION, MODELS_DIR, package_summary
@@ -36,6 +37,7 @@ RELEASE_TAG = "models-v1"
 RELEASE_BASE_URL = f"https://github.com/echosynth/SlicerEchoSynth/releases/download/{RELEASE_TAG}/"
 ROOT = MODELS_DIR.parent.parent
 MANIFEST = "manifest.json"
+RELEASE_COMMAND = "release"  # the writer named in the output folder's mark
 EXTENSION = "SlicerEchoSynth"
 # What the extension tree leaves out besides the weights: working folders, never tracked but listed here
 # for a tree made without git.
@@ -149,20 +151,29 @@ def release(
     models_dir: Path = MODELS_DIR,
     root: Path = ROOT,
 ) -> dict:
-    """Write the model zips, the manifest and the extension tree under ``out``; what was written."""
-    entries = model_entries(models_dir, out / "models", base_url)
-    manifests = [write_manifest(entries, out / "models" / MANIFEST)]
+    """Write the model zips, the manifest and the extension tree under ``out`` (a new or empty folder, or
+    an earlier release's: the one output rule, ``data.outputs.owned_folder``), then the manifest beside the
+    models; what was written."""
+    with owned_folder(out, RELEASE_COMMAND, [models_dir]) as staging:
+        entries = model_entries(models_dir, staging / "models", base_url)
+        write_manifest(entries, staging / "models" / MANIFEST)
+        write_extension_tree(root, staging)
+    manifests = [out / "models" / MANIFEST]
     if update_manifest:
         manifests.append(write_manifest(entries, models_dir / MANIFEST))
-    tree, packed = write_extension_tree(root, out)
-    return {"models": entries, "manifests": manifests, "tree": tree, "packed": packed}
+    return {
+        "models": entries,
+        "manifests": manifests,
+        "tree": out / EXTENSION,
+        "packed": out / f"{EXTENSION}.tar.gz",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m EchoSynthLib.release", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "dist", help="where to write (default: dist/)")
+    parser.add_argument("--out", type=Path, default=ROOT / "dist", help="a new or empty folder, or an earlier release (default: dist/)")
     parser.add_argument("--base-url", default=RELEASE_BASE_URL, help="where the zips will be downloaded from")
     parser.add_argument(
         "--no-update-manifest", action="store_true", help="leave Resources/Models/manifest.json as it is"

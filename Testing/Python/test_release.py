@@ -80,3 +80,27 @@ def test_the_extension_tree_is_small_has_no_weights_and_every_file_its_cmake_lis
     assert (tree / "EchoSynth.json").is_file() and (tree / "LICENSE").is_file()
     with tarfile.open(packed) as archive:
         assert len([m for m in archive.getmembers() if m.isfile()]) == len(files)
+
+
+def test_a_release_writes_only_a_folder_of_its_own(tmp_path):
+    """The one output rule: ``--out`` is new, empty or an earlier release (replaced whole); a folder holding
+    a user's files is refused and left as it was; the models folder cannot be the output."""
+    import pytest
+
+    from EchoSynthLib.errors import InputError
+
+    models = tmp_path / "Models"
+    save_package(models / "tiny", "sdm2d", {"version": "1.0"}, {"w": torch.arange(3.0)}, "# A tiny model\n")
+    made = release.release(tmp_path / "dist", "https://example.org/r/", False, models, ROOT)
+    assert (made["tree"] / "EchoSynth.json").is_file() and made["packed"].is_file()
+    assert (tmp_path / "dist" / "models" / "tiny-1.0.zip").is_file()
+    again = release.release(tmp_path / "dist", "https://example.org/r/", False, models, ROOT)
+    assert again["models"] == made["models"]  # its own: replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="did not write"):
+        release.release(mine, "https://example.org/r/", False, models, ROOT)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    with pytest.raises(InputError, match="input"):
+        release.release(models / "out", "https://example.org/r/", False, models, ROOT)
