@@ -173,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m EchoSynthLib.release", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "dist", help="a new or empty folder, or an earlier release (default: dist/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "dist",
+        help="a new or empty folder, or an earlier release (default: dist/)",
+    )
     parser.add_argument("--base-url", default=RELEASE_BASE_URL, help="where the zips will be downloaded from")
     parser.add_argument(
         "--no-update-manifest", action="store_true", help="leave Resources/Models/manifest.json as it is"
