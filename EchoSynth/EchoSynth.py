@@ -56,7 +56,7 @@ SAMPLERS = ["dpm++sde", "dpm++", "ddim", "ddpm", "rflow"]
 MODES = ["synthesize", "generate", "translate"]
 DEVICES = ["auto", "cpu", "gpu"]
 PLANES = ["ij", "kj"]
-LOOKS = ["none", "family", "all"]  # EchoSynthLib.sampling.options' "looks" (a test holds them equal)
+LOOKS = ["none", "family", "all"]  # EchoSynthLib.inference.options' "looks" (a test holds them equal)
 POLL_INTERVAL_MS = 100
 DOCUMENTATION_URL = "https://github.com/echosynth/SlicerEchoSynth#readme"
 # Slicer 5.10 is the first with Python 3.12 (EchoSynthLib needs Python >= 3.10); slicer.packaging (pip_ensure)
@@ -110,7 +110,7 @@ class EchoSynthParameterNode:
     useSegmenter: bool = False
     generator: str = "simulator"
     mode: Annotated[str, Choice(MODES)] = "synthesize"
-    # The sampling parameters below mirror EchoSynthLib.sampling.options.SAMPLING_OPTIONS (names, defaults,
+    # The sampling parameters below mirror EchoSynthLib.inference.options.SAMPLING_OPTIONS (names, defaults,
     # ranges, choices; a test holds them equal). They are spelled out because Slicer's wrapper reads class
     # annotations when this file loads, before the library may be imported (an old Slicer's Python 3.9).
     plane: Annotated[str, Choice(PLANES)] = "ij"
@@ -128,9 +128,9 @@ class EchoSynthParameterNode:
 
 def optionsFromParameters(parameters):
     """The synthesis options (EchoSynthScene.synthesis.SynthesisOptions keywords) of a parameter node; the
-    sampling options come from their one declaration (EchoSynthLib.sampling.options). In generate mode
+    sampling options come from their one declaration (EchoSynthLib.inference.options). In generate mode
     ``samples`` is the number of cases and there is no augmentation."""
-    from EchoSynthLib.sampling.options import SAMPLING_OPTIONS
+    from EchoSynthLib.inference.options import SAMPLING_OPTIONS
 
     options = {
         "generator": parameters.generator,

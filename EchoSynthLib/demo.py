@@ -66,7 +66,7 @@ def demo_report(out_dir: str | os.PathLike, seed: int = 0, encoder: str | None =
     encoder's feature space. Shows what a report holds; the numbers compare the simulator with itself."""
     from EchoSynthLib.cache.store import build_cache
     from EchoSynthLib.datasets import scan_dataset
-    from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
+    from EchoSynthLib.evaluation.feature_spaces import DEFAULT_ENCODER
     from EchoSynthLib.evaluation.report import EvaluationOptions, evaluate
     from EchoSynthLib.preprocessing.prepare import PrepareSettings
     from EchoSynthLib.simulation.dataset import write_phantom_dataset
@@ -97,7 +97,7 @@ def demo_model_images(demo_dir: str | os.PathLike, model: str, seed: int = 0, st
     """Images of the demo's 2D label maps by a trained generator, with a montage, into ``demo_dir/MODEL``
     (replaced whole once everything succeeded). The maps are those ``run_demo`` wrote."""
     from EchoSynthLib.data.io import read_label_map
-    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
 
     demo_dir = Path(demo_dir)
     generator = open_generator(GeneratorSettings(model, steps=steps))

@@ -89,7 +89,7 @@ def main() -> None:
         source = {"source": simulate_bmode(labels, 1)} if config.guide == SOURCE_GUIDE else {}
         shape = f"{list(config.channels)} ({', '.join('y' if a else 'n' for a in config.attention_levels)})"
         for strength in args.strength:
-            steps = steps_from(config.steps, model.start_strength(strength))
+            steps = steps_from(config.steps, model.resolve(strength=strength).strength)
             with torch.inference_mode():
                 model.synthesize(labels, n=1, strength=strength, **source)  # warm-up
                 for count in (1, args.batch):

@@ -48,7 +48,7 @@ def main() -> None:
     import torch
 
     from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
-    from EchoSynthLib.diffusion.samplers import sample
+    from EchoSynthLib.diffusion.samplers import denoise
     from EchoSynthLib.engine.device import pick_device
     from EchoSynthLib.models.sdm.config import SDMConfig
     from EchoSynthLib.models.sdm.network import build_sdm
@@ -79,10 +79,10 @@ def main() -> None:
                 (batch, config.label_channels, config.image_size, config.image_size), device=device
             )
             seg[:, 0] = 1.0
-            sample(model, seg, diffusion, sampler="ddim", steps=2)  # warm-up
+            denoise(model, seg, diffusion, sampler="ddim", steps=2)  # warm-up
             _sync(device)
             began = time.perf_counter()
-            sample(model, seg, diffusion, sampler="ddim", steps=4)
+            denoise(model, seg, diffusion, sampler="ddim", steps=4)
             _sync(device)
             per_evaluation = (time.perf_counter() - began) / 4
             for sampler in args.samplers:
@@ -93,7 +93,7 @@ def main() -> None:
                         print(f"{row} skipped (predicted {predicted:.0f} s > budget) | |")
                         continue
                     began = time.perf_counter()
-                    sample(model, seg, diffusion, sampler=sampler, steps=steps, seed=0)
+                    denoise(model, seg, diffusion, sampler=sampler, steps=steps, seed=0)
                     _sync(device)
                     seconds = time.perf_counter() - began
                     print(f"{row} {seconds / batch:.3f} | {seconds:.2f} |", flush=True)
@@ -110,7 +110,7 @@ def _whole_calls(loaded, batches: list[int]) -> None:
     print("\n| whole call, 128x128 map | batch | s / image |")
     print("| --- | --- | --- |")
     loaded.synthesize(labels, n=1, steps=2)  # warm-up
-    for strength in sorted({loaded.start_strength(None), 1.0}):
+    for strength in sorted({loaded.resolve().strength, 1.0}):
         for batch in batches:
             began = time.perf_counter()
             loaded.synthesize(labels, n=batch, batch_size=batch, strength=strength)

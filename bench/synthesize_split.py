@@ -35,51 +35,28 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N cases")
     args = parser.parse_args()
 
-    import torch
     from tqdm import tqdm
 
     from EchoSynthLib.cache.store import CacheIndex
     from EchoSynthLib.data.atomic import staged_directory
     from EchoSynthLib.data.io import write_image
-    from EchoSynthLib.diffusion.samplers import sample
     from EchoSynthLib.models.sdm.pipeline import Synthesizer
-    from EchoSynthLib.preprocessing.prepare import image_on_grid
-    from EchoSynthLib.sampling.grids import image_back_onto, with_sector
-    from EchoSynthLib.simulation import simulate_bmode
 
     synthesizer = Synthesizer.load(args.model, args.device)
-    synthesizer.check_sampling(args.steps, args.guidance, args.strength)
-    strength = synthesizer.start_strength(args.strength)
+    sampling = synthesizer.resolve(
+        steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance, strength=args.strength
+    )
     cache = CacheIndex.open(args.data)
     entries = cache.cases(args.split)[: args.limit]
     began = time.perf_counter()
     with staged_directory(args.out) as staging, tqdm(total=len(entries), unit="image") as bar:
         for start in range(0, len(entries), args.batch):
             part = entries[start : start + args.batch]
-            targets, segs, grids, inits = [], [], [], []
-            for entry in part:
-                _, labels = cache.load(entry)
-                target = with_sector(cache.label_map(entry, labels))
-                seg, model_grid = synthesizer.conditioning(target)
-                targets.append(target)
-                segs.append(seg)
-                grids.append(model_grid)
-                if strength < 1.0:
-                    simulated = simulate_bmode(target, args.seed + start + len(inits))
-                    on_grid = image_on_grid(simulated, model_grid).reshape(1, 1, *seg.shape[2:])
-                    inits.append(torch.from_numpy(on_grid))
-            batch = torch.cat(segs).to(synthesizer.device)
-            init = torch.cat(inits) if inits else None
+            targets = [synthesizer.prepare(cache.label_map(entry, cache.load(entry)[1])) for entry in part]
             # One seed per image: image k of the split uses seed + k, whatever the batch.
-            images = sample(synthesizer.model, batch, synthesizer.diffusion, sampler=args.sampler,
-                            steps=args.steps, seed=args.seed + start,
-                            guidance_scale=args.guidance, init=init, strength=strength)  # fmt: skip
-            for entry, target, grid, image in zip(
-                part, targets, grids, images.float().cpu().numpy(), strict=True
-            ):
-                write_image(
-                    image_back_onto(target, image, grid), staging / f"{entry['case_id']}_synth00.nii.gz"
-                )
+            drawn = synthesizer.draw_maps(targets, [1] * len(part), args.seed + start, sampling, args.batch)
+            for entry, (image,) in zip(part, drawn, strict=True):
+                write_image(image, staging / f"{entry['case_id']}_synth00.nii.gz")
             bar.update(len(part))
     seconds = time.perf_counter() - began
     print(f"{len(entries)} images in {seconds:.0f} s ({seconds / len(entries):.2f} s per image), {args.out}")

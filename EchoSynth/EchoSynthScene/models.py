@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.sampling.generators import SIMULATOR
+from EchoSynthLib.inference.generators import SIMULATOR
 from EchoSynthLib.store.families import LABELS_TO_IMAGE, NOTHING_TO_PAIRS, require_task, task_of
 from EchoSynthLib.store.registry import KnownModel
 

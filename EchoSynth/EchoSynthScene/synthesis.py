@@ -21,7 +21,7 @@ import slicer
 
 from EchoSynthLib.data.io import read_image, read_label_map, write_label_map
 from EchoSynthLib.data.labels import require_heart
-from EchoSynthLib.jobs.process import JobEvent, JobProcess
+from EchoSynthLib.jobs.launcher import JobEvent, JobProcess
 from EchoSynthLib.jobs.spec import GENERATE, JobSpec, SynthesisOptions, read_pairs, read_result
 from EchoSynthScene.labels import add_segmentation_node, is_label_input, label_frame, label_map_from_node
 from EchoSynthScene.nodes import add_image_node, hierarchy_item, image_node, place_in_study, remove_nodes

@@ -79,7 +79,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from EchoSynthLib.data.outputs import check_folder_output, input_paths
-    from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
+    from EchoSynthLib.evaluation.feature_spaces import DEFAULT_ENCODER
     from EchoSynthLib.evaluation.report import (
         FILTER_COMMAND,
         REPORT_COMMAND,

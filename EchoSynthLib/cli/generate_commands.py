@@ -21,7 +21,7 @@ VALIDATE_COMMAND = "validate"  # the writer named in its JSON report (which a re
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register this module's subcommands."""
-    from EchoSynthLib.sampling.options import add_sampling_arguments
+    from EchoSynthLib.inference.options import add_sampling_arguments
 
     train = commands.add_parser(
         "train",
@@ -153,9 +153,9 @@ def _run_synthesize(args: argparse.Namespace) -> None:
     from EchoSynthLib.data.io import find_label_files
     from EchoSynthLib.data.labels import schema_named
     from EchoSynthLib.data.outputs import check_place
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.inference.options import sampling_values
     from EchoSynthLib.sampling.files import synthesize_files
-    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
-    from EchoSynthLib.sampling.options import sampling_values
 
     check_place(args.out, args.labels, whole=False)  # never into (or as) a folder of the label maps
     inputs = find_label_files(args.labels)
@@ -193,7 +193,7 @@ def _run_generate(args: argparse.Namespace) -> None:
 
     from tqdm import tqdm
 
-    from EchoSynthLib.sampling.pairs import generate_pair_files, open_paired_model
+    from EchoSynthLib.sampling.cases import generate_pair_files, open_paired_model
 
     model = open_paired_model(args.model, args.device, lambda m: print(f"warning: {m}", file=sys.stderr))
     print(f"{model.config.spatial_dims}D paired model {model.source.name} on {model.device}")
@@ -218,8 +218,8 @@ def _run_validate(args: argparse.Namespace) -> None:
     from EchoSynthLib.data.outputs import check_report_output, write_report
     from EchoSynthLib.engine.device import pick_device
     from EchoSynthLib.evaluation.adherence import adherence_report
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
     from EchoSynthLib.models.segmenter.network import Segmenter
-    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
 
     if args.out is not None:  # before any work
         check_report_output(args.out, VALIDATE_COMMAND, [args.data])

@@ -262,7 +262,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     if args.no_report:
         return
     from EchoSynthLib.demo import demo_report
-    from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
+    from EchoSynthLib.evaluation.feature_spaces import DEFAULT_ENCODER
 
     try:
         resolve_model(DEFAULT_ENCODER)

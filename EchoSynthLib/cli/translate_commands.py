@@ -12,7 +12,7 @@ SEGMENTER = "segmenter-camus"
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register this module's subcommands."""
-    from EchoSynthLib.sampling.options import add_sampling_arguments
+    from EchoSynthLib.inference.options import add_sampling_arguments
 
     translate = commands.add_parser(
         "translate",
@@ -67,8 +67,8 @@ def _run_translate(args: argparse.Namespace) -> None:
     from EchoSynthLib.data.io import find_label_files
     from EchoSynthLib.data.labels import schema_named
     from EchoSynthLib.errors import InputError
-    from EchoSynthLib.sampling.generators import SIMULATOR, GeneratorSettings, open_generator
-    from EchoSynthLib.sampling.options import sampling_values
+    from EchoSynthLib.inference.generators import SIMULATOR, GeneratorSettings, open_generator
+    from EchoSynthLib.inference.options import sampling_values
     from EchoSynthLib.sampling.translate import echonet_sources, file_sources, translate_files
 
     if args.echonet is not None:

@@ -85,7 +85,7 @@ class NoiseProcess:
         if not 1 <= steps <= self.schedule.timesteps:
             raise InputError(f"steps must be in 1..{self.schedule.timesteps}, got {steps}")
 
-    def integrate(
+    def denoise(
         self,
         predict: Callable[[Tensor, Tensor], Tensor],
         noise: Tensor,

@@ -1,4 +1,4 @@
-"""Samplers of the diffusion families: the semantic diffusion model's (``sample``: a label map in, images
+"""Samplers of the diffusion families: the semantic diffusion model's (``denoise``: a label map in, images
 out) and the integrators every noise-predicting or flow model shares (``solve``, ``solve_flow``).
 
 - ``ddpm``: ancestral sampling with the learned variance (the paper's 1000-step reference), on respaced
@@ -81,8 +81,16 @@ def seeded_noise(shape: tuple[int, ...], generators: list[torch.Generator], devi
     )
 
 
+def check_sampler(sampler: str) -> None:
+    """InputError unless the semantic diffusion model has ``sampler``."""
+    if sampler not in SDM_SAMPLERS:
+        raise InputError(
+            f"unknown sampler '{sampler}' for semantic diffusion (it has: {', '.join(SDM_SAMPLERS)})"
+        )
+
+
 @torch.no_grad()
-def sample(
+def denoise(
     model: torch.nn.Module,
     seg: Tensor,
     diffusion: GaussianDiffusion,
@@ -97,10 +105,7 @@ def sample(
 ) -> Tensor:
     """Images (B, 1, H, W) in [-1, 1] for one-hot label maps ``seg`` (B, C, H, W); image b uses seed + b.
     ``init`` (B, 1, H, W) in [-1, 1]: start from these images noised ``strength`` of the way (see above)."""
-    if sampler not in SDM_SAMPLERS:
-        raise InputError(
-            f"unknown sampler '{sampler}' for semantic diffusion (it has: {', '.join(SDM_SAMPLERS)})"
-        )
+    check_sampler(sampler)
     if not 1 <= steps <= diffusion.num_timesteps:
         raise InputError(f"steps must be in 1..{diffusion.num_timesteps}, got {steps}")
     generators = [torch.Generator().manual_seed(int(seed) + b) for b in range(seg.shape[0])]

@@ -1,7 +1,7 @@
 """Label adherence: does a synthetic image follow its label map? A segmenter trained on real images
 segments the synthetic images; Dice against the conditioning map, per structure (the paper's check).
 The same segmenter on the real images of the split gives the ceiling to compare with. Any label map ->
-image generator (``sampling.generators``: the simulator or a model of any family) can be checked.
+image generator (``inference.generators``: the simulator or a model of any family) can be checked.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from EchoSynthLib.cache.store import CacheIndex
+from EchoSynthLib.inference.generators import Generator, generate_for_maps
 from EchoSynthLib.metrics.dice import dice_per_structure, dice_summary
 from EchoSynthLib.models.segmenter.network import Segmenter
-from EchoSynthLib.sampling.generators import Generator, generate_for_maps
 
 
 def _model_images(images: list[np.ndarray]) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Distances between two sets of feature vectors: Fréchet distance, KID, precision / recall, density /
-coverage. Inputs are (N, F) arrays from one feature space (``evaluation.features``)."""
+coverage. Inputs are (N, F) arrays from one feature space (``evaluation.feature_spaces``)."""
 
 from __future__ import annotations
 

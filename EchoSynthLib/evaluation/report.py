@@ -26,7 +26,7 @@ from EchoSynthLib import __version__
 from EchoSynthLib.data.outputs import input_paths, owned_folder
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation import distribution, figures
-from EchoSynthLib.evaluation.features import DEFAULT_ENCODER, FeatureSpace, features_of
+from EchoSynthLib.evaluation.feature_spaces import DEFAULT_ENCODER, FeatureSpace, features_of
 from EchoSynthLib.evaluation.image_sets import ImageSet, cache_set, open_set, paired_in_order
 from EchoSynthLib.evaluation.page import html_report
 from EchoSynthLib.evaluation.summary import verdict
@@ -97,7 +97,7 @@ def _mirrored(images: ImageSet) -> ImageSet:
 
 
 def _spaces(options: EvaluationOptions) -> tuple[list[FeatureSpace], dict[str, str]]:
-    from EchoSynthLib.evaluation.features import echo_space, inception_space, segmenter_space
+    from EchoSynthLib.evaluation.feature_spaces import echo_space, inception_space, segmenter_space
 
     inception = inception_space(options.inception_weights, options.device)  # checks the file first
     spaces = [echo_space(options.encoder, options.device)]

@@ -15,7 +15,7 @@ from typing import Any
 
 from EchoSynthLib.data.atomic import write_atomically
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.sampling.generators import GeneratorSettings
+from EchoSynthLib.inference.generators import GeneratorSettings
 
 FORMAT_VERSION = 1
 JOB_FILE = "job.json"

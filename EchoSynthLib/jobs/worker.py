@@ -24,8 +24,8 @@ Report = Callable[[dict[str, Any]], None]
 def run_job(folder: str | Path, report: Report) -> list[InputResult]:
     """Make every output of the job in ``folder``, then write its ``result.json``."""
     from EchoSynthLib.data.labels import schema_named
+    from EchoSynthLib.inference.generators import open_generator
     from EchoSynthLib.sampling.files import synthesize_files
-    from EchoSynthLib.sampling.generators import open_generator
 
     folder = Path(folder)
     spec = JobSpec.read(folder)
@@ -69,7 +69,7 @@ def run_job(folder: str | Path, report: Report) -> list[InputResult]:
 def _translate(folder: Path, spec: JobSpec, warn, report: Report, warnings: list[str]) -> list[InputResult]:
     """A 'translate' job: each input image translated into ``output/`` (``sampling.translate``)."""
     from EchoSynthLib.data.labels import schema_named
-    from EchoSynthLib.sampling.generators import open_generator
+    from EchoSynthLib.inference.generators import open_generator
     from EchoSynthLib.sampling.translate import file_sources, translate_files
 
     generator = open_generator(spec, warn)
@@ -102,7 +102,7 @@ def _translate(folder: Path, spec: JobSpec, warn, report: Report, warnings: list
 
 def _generate(folder: Path, spec: JobSpec, warn, report: Report, warnings: list[str]) -> list[InputResult]:
     """A 'generate' job: ``n`` paired cases of a paired model into ``output/``."""
-    from EchoSynthLib.sampling.pairs import generate_pair_files, open_paired_model
+    from EchoSynthLib.sampling.cases import generate_pair_files, open_paired_model
 
     model = open_paired_model(spec.generator, spec.device, warn)
     report({"event": "start", "message": f"paired model {model.source.name} on {model.device}"})

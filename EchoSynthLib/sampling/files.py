@@ -19,7 +19,7 @@ from EchoSynthLib.data.labels import LabelSchema
 from EchoSynthLib.data.outputs import WHOLE, check_new_files, new_files
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.sampling.generators import Generator, generate_for_maps
+from EchoSynthLib.inference.generators import Generator, generate_for_maps
 
 # Images generated (and held in memory) at a time: one batch across as many maps as it holds (a model
 # draws them in one network call per step), or a part of one map's images.

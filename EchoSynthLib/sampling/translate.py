@@ -32,7 +32,7 @@ from EchoSynthLib.data.outputs import check_new_files, new_files
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.sampling.generators import Generator
+from EchoSynthLib.inference.generators import Generator
 
 REPORT = "translation.json"
 FROM_LABELS, FROM_SEGMENTER, ABSENT = "labels", "segmenter", "absent"

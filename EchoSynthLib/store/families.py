@@ -6,7 +6,7 @@ used, so this table is all that ``import EchoSynthLib`` and the Generator list n
 
 - ``build_trainer(data, run, settings, device)``: a resumable trainer (``training.runs.StepTrainer``) for a
   training cache, run folder, settings dict (``--config`` / ``--set``) and device;
-- ``build_generator(folder, settings, warn)``, for label map -> image families: a ``sampling.generators``
+- ``build_generator(folder, settings, warn)``, for label map -> image families: a ``inference.generators``
   Generator for a package folder and ``GeneratorSettings``.
 
 The command line (``train``, ``synthesize``), the worker and the Slicer panel choose code through this
@@ -44,7 +44,7 @@ PLUGINS_ENV = "ECHOSYNTH_FAMILIES"
 @dataclass(frozen=True)
 class Family:
     """A model family: its name (``echosynth train NAME``), package kind, task, module, the sampling
-    options (``sampling.options``) its generator uses, and its settings class (``"module:Class"``, a
+    options (``inference.options``) its generator uses, and its settings class (``"module:Class"``, a
     ``models.settings.SettingsMixin``; empty for a family that checks its own settings on load)."""
 
     name: str

@@ -18,12 +18,12 @@ from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
 from EchoSynthLib.models.adversarial.config import AdversarialConfig
 from EchoSynthLib.models.adversarial.network import DISCRIMINATOR
 from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
 from EchoSynthLib.models.adversarial.process import FewStepProcess, vp_betas
 from EchoSynthLib.models.adversarial.trainer import AdversarialTrainer
-from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
 from EchoSynthLib.store.package import read_package_header
 
 TINY = AdversarialConfig.from_dict(TINY_ADVERSARIAL)
@@ -349,11 +349,11 @@ def test_process_runs_only_the_last_steps_from_a_later_start():
         return torch.zeros_like(x)
 
     noise = torch.randn((1, 1, 4, 4), generator=torch.Generator().manual_seed(0))
-    out = process.sample(predict, noise, lambda j: noise, start=2)
+    out = process.denoise(predict, noise, lambda j: noise, start=2)
     assert seen == [1, 0] and torch.equal(out, torch.zeros_like(out))
     for start in (0, 5):
         with pytest.raises(InputError, match=r"starts at step 1\.\.4"):
-            process.sample(predict, noise, lambda j: noise, start=start)
+            process.denoise(predict, noise, lambda j: noise, start=start)
 
 
 class _Spy(torch.nn.Module):
@@ -375,8 +375,8 @@ def test_a_start_strength_runs_the_last_steps_from_the_simulators_image(
     of the map (seed k for image k) with the image's own x_T as the noise, and only k generator calls run;
     seeded; the package default applies; the CLI and the Generator interface pass it; bad strengths are
     refused and write nothing."""
+    from EchoSynthLib.inference.grids import model_conditioning
     from EchoSynthLib.models.adversarial.guides import on_grid, simulated
-    from EchoSynthLib.sampling.grids import model_conditioning
 
     model = AdversarialModel.load(trained.run / "model", "cpu")
     spy = _Spy(model.generator)
@@ -617,13 +617,13 @@ def test_synthesize_batches_across_maps_with_each_images_own_seed(
         tiny_adversarial.run / "model", tmp_path / "from-simulator", start_strength=0.5
     )
     maps = write_phantom_maps(tmp_path / "maps", ("4CH", "2CH", "4CH"), phase="ES")
-    batches, draw = [], pipeline.draw
+    batches, draw = [], pipeline.denoise
 
     def counting_draw(generator, process, config, seg, *args, **kwargs):
         batches.append(seg.shape[0])
         return draw(generator, process, config, seg, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "draw", counting_draw)
+    monkeypatch.setattr(pipeline, "denoise", counting_draw)
     command = ["synthesize", "--model", str(package), "--labels", str(tmp_path / "maps"), "--n", "2"]
     assert main([*command, "--seed", "3", "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
     assert batches == [6]  # 3 maps x 2 images in one batch

@@ -137,7 +137,7 @@ def test_sampling_with_looks_gives_each_image_a_seeded_look_of_its_own(phantom_2
     black outside the sector; ``none`` leaves the generator's images as they are."""
     from EchoSynthLib.cli.main import main
     from EchoSynthLib.data.io import read_image, write_label_map
-    from EchoSynthLib.sampling.generators import GeneratorSettings, generate_for_maps, open_generator
+    from EchoSynthLib.inference.generators import GeneratorSettings, generate_for_maps, open_generator
 
     plain = open_generator(GeneratorSettings("simulator"))
     looked = open_generator(GeneratorSettings("simulator", looks="family"))

@@ -71,7 +71,7 @@ def test_the_encoder_cli_and_its_refusals(tiny_cache, tmp_path, capsys):
 def test_the_shipped_echo_encoder_loads_and_carries_its_terms(monkeypatch):
     """The bundled CAMUS encoder: a format-2 package under the 16 MB limit, the CC BY-NC-SA terms and the
     evaluation numbers in its card, features for a 128x128 image."""
-    from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
+    from EchoSynthLib.evaluation.feature_spaces import DEFAULT_ENCODER
     from EchoSynthLib.store.registry import MODELS_DIR, resolve_model
 
     monkeypatch.delenv("ECHOSYNTH_BUNDLED_MODELS", raising=False)

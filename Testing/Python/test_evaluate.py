@@ -322,7 +322,7 @@ def test_synthetic_images_on_the_test_label_maps_are_counted():
 def test_make_demo_ends_with_a_report_when_an_encoder_is_installed(encoder, tmp_path, monkeypatch, capsys):
     import shutil
 
-    from EchoSynthLib.evaluation.features import DEFAULT_ENCODER
+    from EchoSynthLib.evaluation.feature_spaces import DEFAULT_ENCODER
 
     monkeypatch.setenv("ECHOSYNTH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("ECHOSYNTH_BUNDLED_MODELS", str(tmp_path / "none"))

@@ -152,7 +152,7 @@ def test_a_toy_family_trains_packages_lists_and_synthesizes(tiny_cache, tmp_path
     image = read_image(tmp_path / "cli" / "map_synth01.nii.gz")
     assert image.same_geometry(labels) and len(set(image.array.ravel().tolist())) > 1  # learnt brightness
 
-    from EchoSynthLib.jobs.process import JobProcess
+    from EchoSynthLib.jobs.launcher import JobProcess
     from EchoSynthLib.jobs.spec import JobSpec, read_result
     from EchoSynthScene.models import generator_choices
 

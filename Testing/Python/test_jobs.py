@@ -16,7 +16,8 @@ from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.engine.device import pick_device
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.jobs.process import (
+from EchoSynthLib.inference.generators import GeneratorSettings, SimulatorGenerator, open_generator
+from EchoSynthLib.jobs.launcher import (
     CREATE_NO_WINDOW,
     JobFailed,
     JobProcess,
@@ -27,7 +28,6 @@ from EchoSynthLib.jobs.process import (
 )
 from EchoSynthLib.jobs.spec import OUTPUT_DIR, RESULT_FILE, JobSpec, read_result
 from EchoSynthLib.jobs.worker import main as worker_main
-from EchoSynthLib.sampling.generators import GeneratorSettings, SimulatorGenerator, open_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = ROOT / "EchoSynth" / "Resources" / "Scripts" / "batch_synthesize.py"

@@ -18,6 +18,7 @@ from EchoSynthLib.diffusion.processes import NoiseProcess
 from EchoSynthLib.diffusion.schedules import BetaSchedule
 from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError, UnknownLabelError
+from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
 from EchoSynthLib.models.autoencoder.trainer import AutoencoderTrainer
 from EchoSynthLib.models.latent.cleanup import clean_labels
@@ -25,7 +26,6 @@ from EchoSynthLib.models.latent.config import LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
 from EchoSynthLib.models.latent.pipeline import LatentModel
 from EchoSynthLib.models.latent.trainer import LATENTS, LatentTrainer
-from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
 from EchoSynthLib.store.package import read_package_header
 
 DENOISER = LatentConfig.from_dict(TINY_DENOISER)
@@ -297,7 +297,7 @@ def test_every_sampler_recovers_the_data_with_an_exact_denoiser(sampler):
 
     generators = [torch.Generator().manual_seed(0)]
     start = torch.randn(target.shape, generator=torch.Generator().manual_seed(1))
-    out = process.integrate(predict, start, sampler, 20, generators)
+    out = process.denoise(predict, start, sampler, 20, generators)
     torch.testing.assert_close(out, target, atol=2e-3, rtol=0)
 
 
@@ -323,7 +323,7 @@ def test_a_rectified_flow_model_trains_and_samples_with_its_own_sampler(
     trainer = _train(tiny_cache, tmp_path / "flow", coders["image"], process="rflow")
     folder = str(trainer.run / "model")
     generator = open_generator(GeneratorSettings(folder, steps=3, device="cpu"))  # default sampler given
-    assert generator.sampler == "rflow" and "rflow" in generator.description
+    assert generator.sampling.sampler == "rflow" and "rflow" in generator.description
     image = generator.generate(generator.prepare(phantom_2d.labels), 1, seed=0)[0]
     assert image.same_geometry(phantom_2d.labels) and image.array.any()
     with pytest.raises(InputError, match="cannot sample with 'ddim'"):
@@ -366,7 +366,7 @@ def test_every_sampler_can_start_from_an_image_at_its_strength(sampler):
 
     noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(1))
     generators = [torch.Generator().manual_seed(0)]
-    out = process.integrate(predict, noise, sampler, 20, generators, init=start, strength=0.3)
+    out = process.denoise(predict, noise, sampler, 20, generators, init=start, strength=0.3)
     assert len(calls) == 6  # 30 % of 20 steps
     first, x = calls[0]
     assert abs(first - 300) <= 50  # within one step of 30 % of the way
@@ -378,7 +378,7 @@ def test_every_sampler_can_start_from_an_image_at_its_strength(sampler):
     torch.testing.assert_close(x, expected.float(), atol=1e-5, rtol=0)
     torch.testing.assert_close(out, target, atol=2e-3, rtol=0)
     with pytest.raises(InputError, match="strength"):
-        process.integrate(predict, noise, sampler, 20, generators, init=start, strength=0.0)
+        process.denoise(predict, noise, sampler, 20, generators, init=start, strength=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -394,19 +394,19 @@ def test_a_conditioned_model_can_start_from_the_simulators_image(
 ):
     import EchoSynthLib.models.latent.pipeline as pipeline
     from EchoSynthLib.data.io import write_label_map
-    from EchoSynthLib.sampling.grids import model_conditioning, start_images
+    from EchoSynthLib.inference.grids import model_conditioning, start_images
 
     model = LatentModel.load(conditioned.run / "model", "cpu")
     labels = phantom_2d.labels
     target = model.prepare(labels)
     # What sampling starts from: the autoencoder's latents of the simulator's images of the map.
-    seen, draw = [], pipeline.draw
+    seen, draw = [], pipeline.denoise
 
     def recording_draw(*args, **kwargs):
         seen.append((kwargs["init"], kwargs["strength"]))
         return draw(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "draw", recording_draw)
+    monkeypatch.setattr(pipeline, "denoise", recording_draw)
     start = model.synthesize(labels, n=2, steps=10, seed=5, strength=0.3, sampler="ddim")
     _, grid = model_conditioning(target, model.config.classes, model.config.image_shape)
     simulated = start_images(target, grid, model.config.image_shape, 5, 2)
@@ -499,13 +499,13 @@ def test_synthesize_batches_images_across_maps_with_each_images_own_seed(
     import EchoSynthLib.models.latent.pipeline as pipeline
 
     maps = write_phantom_maps(tmp_path / "maps", ("4CH", "2CH", "4CH"))
-    batches, draw = [], pipeline.draw
+    batches, draw = [], pipeline.denoise
 
     def counting_draw(*args, **kwargs):
         batches.append(args[3])  # count
         return draw(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "draw", counting_draw)
+    monkeypatch.setattr(pipeline, "denoise", counting_draw)
     command = ["synthesize", "--model", str(from_simulator), "--labels", str(tmp_path / "maps"), "--n", "2"]
     command += ["--seed", "7", "--steps", "4", "--out", str(tmp_path / "out")]
     assert main(command) == 0, capsys.readouterr().err

@@ -16,7 +16,7 @@ from EchoSynthLib.data.io import write_label_map
 from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
-from EchoSynthLib.diffusion.samplers import _denoiser, sample
+from EchoSynthLib.diffusion.samplers import _denoiser, denoise
 from EchoSynthLib.engine.settings import RUN_SETTING_NAMES, RunSettings
 from EchoSynthLib.errors import InputError, UnknownLabelError
 from EchoSynthLib.models.sdm.config import SDMConfig
@@ -298,8 +298,8 @@ def test_guidance_scale_one_is_plain_conditioning(synthesizer):
     torch.testing.assert_close(guided, plain, atol=1e-4, rtol=1e-4)
     assert SDMConfig().label_dropout == 0.0  # guidance is off by default, as in the paper
     diffusion = GaussianDiffusion()
-    a = sample(synthesizer.model, seg, diffusion, steps=2, seed=1)
-    b = sample(synthesizer.model, seg, diffusion, steps=2, seed=1, guidance_scale=1.0)
+    a = denoise(synthesizer.model, seg, diffusion, steps=2, seed=1)
+    b = denoise(synthesizer.model, seg, diffusion, steps=2, seed=1, guidance_scale=1.0)
     assert torch.equal(a, b)
 
 
@@ -359,7 +359,7 @@ def test_synthesize_cli_writes_images_and_augmented_anatomies(
     made = []  # the model's conditioning of each map is made once per job (not at prepare and again)
     conditioning = Synthesizer.conditioning
     monkeypatch.setattr(
-        Synthesizer, "conditioning", lambda self, x: made.append(x.array.shape) or conditioning(self, x)
+        Synthesizer, "conditioning", lambda self, x, *a: made.append(x.array.shape) or conditioning(self, x, *a)
     )
     assert main([*args, "--n", "2", "--steps", "2", "--augment", "1"]) == 0
     assert len(made) == 2  # the map and its one new anatomy
@@ -414,7 +414,7 @@ class _Oracle(torch.nn.Module):
 def test_samplers_recover_the_data_with_an_exact_denoiser(sampler, steps):
     diffusion = GaussianDiffusion()
     target = torch.linspace(-0.9, 0.9, 64).view(1, 1, 8, 8)
-    images = sample(
+    images = denoise(
         _Oracle(target, diffusion), torch.zeros((2, 5, 8, 8)), diffusion, sampler=sampler, steps=steps
     )
     torch.testing.assert_close(images, target.expand(2, -1, -1, -1), atol=2e-3, rtol=0)
@@ -438,7 +438,7 @@ def test_a_start_image_is_noised_to_its_strength_and_only_the_rest_runs(sampler)
     target = torch.linspace(-0.9, 0.9, 64).view(1, 1, 8, 8)
     start = -target.flip(-1)
     oracle = _Recording(target, diffusion)
-    images = sample(
+    images = denoise(
         oracle,
         torch.zeros((2, 5, 8, 8)),
         diffusion,
@@ -458,7 +458,7 @@ def test_a_start_image_is_noised_to_its_strength_and_only_the_rest_runs(sampler)
     torch.testing.assert_close(images, target.expand(2, -1, -1, -1), atol=2e-3, rtol=0)
     for strength in (0.0, 1.5, float("nan")):
         with pytest.raises(InputError, match="strength"):
-            sample(oracle, torch.zeros((1, 5, 8, 8)), diffusion, init=start, strength=strength)
+            denoise(oracle, torch.zeros((1, 5, 8, 8)), diffusion, init=start, strength=strength)
 
 
 @pytest.fixture(scope="module")
@@ -470,9 +470,9 @@ def from_simulator(trained, tmp_path_factory):
 
 @pytest.mark.numerics  # compares float results: run again with lower CPU kernels (.ci/run)
 def test_sampling_can_start_from_the_simulators_image(synthesizer, from_simulator, odd_map, tmp_path, capsys):
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.inference.grids import image_back_onto, with_sector
     from EchoSynthLib.preprocessing.prepare import image_on_grid
-    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
-    from EchoSynthLib.sampling.grids import image_back_onto, with_sector
     from EchoSynthLib.simulation import simulate_bmode
 
     start = synthesizer.synthesize(odd_map, n=2, steps=10, seed=5, strength=0.2)
@@ -483,7 +483,7 @@ def test_sampling_can_start_from_the_simulators_image(synthesizer, from_simulato
         assert_within_one_grey_level(start[k].array, again[k].array)  # seeded, independent of batching
         # the simulator's image of the map, through the model's grid and back
         target = with_sector(odd_map)
-        _, grid = synthesizer.conditioning(target)
+        grid = synthesizer.conditioning(target).grid
         simulated = image_back_onto(target, image_on_grid(simulate_bmode(target, 5 + k), grid), grid)
         near, far = (np.abs(x[k].array - simulated.array.astype(float)).mean() for x in (start, noise))
         assert near < 0.6 * far  # measured: about half
@@ -518,8 +518,8 @@ def test_sampling_can_start_from_the_simulators_image(synthesizer, from_simulato
 def test_translation_starts_from_the_source_image(synthesizer, from_simulator, odd_map, tmp_path):
     from EchoSynthLib.cli.main import main
     from EchoSynthLib.data.io import read_image, write_image
-    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
-    from EchoSynthLib.sampling.grids import with_sector
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.inference.grids import with_sector
 
     target = with_sector(odd_map)
     # a "scanner" image of the map: another simulator draw, made darker, so it is no simulator default

@@ -97,8 +97,8 @@ def test_the_command_line_sampling_flags_are_the_declared_options(tmp_path, caps
     from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
     from EchoSynthLib.cli.main import build_parser, main
     from EchoSynthLib.data.io import write_label_map
-    from EchoSynthLib.sampling.generators import GeneratorSettings
-    from EchoSynthLib.sampling.options import SAMPLING_OPTIONS, sampling_values
+    from EchoSynthLib.inference.generators import GeneratorSettings
+    from EchoSynthLib.inference.options import SAMPLING_OPTIONS, sampling_values
 
     args = build_parser().parse_args(["synthesize", "--model", "simulator", "--labels", "x", "--out", "y"])
     assert sampling_values(args) == sampling_values(GeneratorSettings())
@@ -121,8 +121,8 @@ def test_generator_settings_are_made_from_the_declared_sampling_options():
     import dataclasses
 
     from EchoSynthLib.errors import InputError
-    from EchoSynthLib.sampling.generators import GeneratorSettings
-    from EchoSynthLib.sampling.options import SAMPLING_OPTIONS
+    from EchoSynthLib.inference.generators import GeneratorSettings
+    from EchoSynthLib.inference.options import SAMPLING_OPTIONS
 
     fields = dataclasses.fields(GeneratorSettings)
     assert [f.name for f in fields] == ["generator", *(o.name for o in SAMPLING_OPTIONS), "device"]

@@ -47,7 +47,7 @@ def test_a_shipped_generator_follows_a_map_with_its_own_defaults(model):
     """A generator makes an image from the map; a model that only translates (guided by the source image)
     makes it from the simulator's image of the map, and refuses the map alone."""
     from EchoSynthLib.errors import InputError
-    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
     from EchoSynthLib.simulation import simulate_bmode
 
     labels = phantom_label_map("4CH", "ED", seed=3, grid=PhantomGrid.for_view("4CH", size=64)).labels

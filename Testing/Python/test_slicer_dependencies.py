@@ -371,7 +371,7 @@ def test_the_simulator_worker_needs_nothing_that_slicer_lacks(tmp_path):
     """torch, MONAI, diffusers and every other requirements.txt package unimportable in the worker."""
     from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
     from EchoSynthLib.data.io import write_label_map
-    from EchoSynthLib.jobs.process import JobProcess
+    from EchoSynthLib.jobs.launcher import JobProcess
     from EchoSynthLib.jobs.spec import JobSpec, read_result
 
     needed = {r.name for r in dependencies.read_requirements()} - set(dependencies.SLICER_BUNDLED)

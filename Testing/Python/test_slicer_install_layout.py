@@ -104,7 +104,7 @@ sys.path.append(str(tree))  # what Slicer's scripted-module factory does
 import EchoSynthLib, EchoSynthScene
 from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
 from EchoSynthLib.data.io import read_image, write_label_map
-from EchoSynthLib.jobs.process import JobProcess, library_root
+from EchoSynthLib.jobs.launcher import JobProcess, library_root
 from EchoSynthLib.jobs.spec import JobSpec, read_result
 from EchoSynthLib.store import registry
 from EchoSynthScene import dependencies

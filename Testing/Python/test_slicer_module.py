@@ -131,8 +131,8 @@ def test_every_parameter_name_binds_to_a_widget_that_shows_its_type(module):
 def test_the_panel_sampling_parameters_are_the_declared_options(module):
     """Each declared sampling option has its panel parameter with the same default, range or choices, and
     the panel's defaults make the library's default settings."""
-    from EchoSynthLib.sampling.generators import GeneratorSettings
-    from EchoSynthLib.sampling.options import SAMPLING_OPTIONS, sampling_values
+    from EchoSynthLib.inference.generators import GeneratorSettings
+    from EchoSynthLib.inference.options import SAMPLING_OPTIONS, sampling_values
 
     fields = _fields(module)
     node = module.EchoSynthParameterNode

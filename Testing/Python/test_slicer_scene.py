@@ -12,7 +12,7 @@ from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
 from EchoSynthLib.data.io import write_label_map
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import UnknownLabelError
-from EchoSynthLib.jobs.process import JobFailed
+from EchoSynthLib.jobs.launcher import JobFailed
 from EchoSynthScene import synthesis
 from EchoSynthScene.geometry import fill_volume_node, same_geometry, volume_from_node
 from EchoSynthScene.labels import add_segmentation_node, label_map_from_node
@@ -210,7 +210,7 @@ def test_the_generator_list_offers_only_models_that_make_images(tmp_path, monkey
     import torch
 
     from EchoSynthLib.errors import InputError
-    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
     from EchoSynthLib.store.families import SEGMENTER_KIND
     from EchoSynthLib.store.package import save_package
     from EchoSynthLib.store.registry import BUNDLED_ENV, CACHE_ENV, MANIFEST_ENV
@@ -305,7 +305,7 @@ def test_translate_adds_the_translated_volume_beside_the_input(scene, phantom, t
     real worker; the translated volume lands in the input's study with the input's grid, equal to the
     library's image for the seed; a 2D+t sequence gives a sequence in the same browser; cancel adds
     nothing."""
-    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
     from EchoSynthLib.simulation import simulate_bmode
     from EchoSynthScene import translation
     from EchoSynthScene.nodes import add_image_node, image_node

@@ -141,11 +141,11 @@ def test_the_sdm_samplers_compute_the_terms_once_with_and_without_guidance(monke
     seg = _map(0)
     for guidance in (1.0, 2.0):
         calls.clear()
-        cached = samplers.sample(network, seg, GaussianDiffusion(), steps=5, seed=1, guidance_scale=guidance)
+        cached = samplers.denoise(network, seg, GaussianDiffusion(), steps=5, seed=1, guidance_scale=guidance)
         assert len(calls) == _spade_blocks(network)
         with monkeypatch.context() as patched:
             _plain(patched, samplers)
-            plain = samplers.sample(
+            plain = samplers.denoise(
                 network, seg, GaussianDiffusion(), steps=5, seed=1, guidance_scale=guidance
             )
         assert torch.equal(cached, plain)

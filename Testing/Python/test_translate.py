@@ -222,8 +222,8 @@ def test_evaluate_reads_translations_with_their_guides_and_pairs_them_with_their
 def test_every_frame_of_a_video_shares_one_seed_so_frames_flicker_less(tiny_adversarial, tmp_path, capsys):
     from test_reader_echonet import N_FRAMES, filelist_row, rectangle, write_dataset
 
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
     from EchoSynthLib.models.segmenter.network import Segmenter
-    from EchoSynthLib.sampling.generators import GeneratorSettings, open_generator
     from EchoSynthLib.sampling.translate import echonet_sources, translate_files
 
     root = write_dataset(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from EchoSynthLib.sampling.generators import Generator, GeneratorSettings, Warn
+    from EchoSynthLib.inference.generators import Generator, GeneratorSettings, Warn
     from EchoSynthLib.training.runs import StepTrainer
 
 
@@ -34,6 +34,6 @@ def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], d
 
 def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn | None = None) -> Generator:
     """A Generator sampling the package in ``folder`` (plane and slice from ``settings``)."""
-    from EchoSynthLib.models.adversarial.pipeline import AdversarialGenerator, AdversarialModel
+    from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
 
-    return AdversarialGenerator.of(AdversarialModel.load(folder, settings.device, warn), settings)
+    return AdversarialModel.load(folder, settings.device, warn).configure(settings)

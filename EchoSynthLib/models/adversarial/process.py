@@ -97,7 +97,7 @@ class FewStepProcess:
         mean = _per_sample(self.x0_coefficient, t, x_t) * x0 + _per_sample(self.xt_coefficient, t, x_t) * x_t
         return mean + _per_sample(self.std, t, x_t) * noise
 
-    def sample(
+    def denoise(
         self,
         predict_x0: Callable[[Tensor, Tensor], Tensor],
         x: Tensor,

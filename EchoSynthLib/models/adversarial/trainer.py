@@ -322,15 +322,15 @@ class AdversarialTrainer(StepTrainer):
             x0, seg, guides = self._inputs(batch, draws, "val")
             x_t = self.process.noisy(x0, draws["t"], draws["noise"])
             one_step.append((generator(x_t, draws["t"], draws["z"], guides, seg) - x0).abs().mean().item())
-            images = self.sample(generator, seg, guides, seed=start)
+            images = self.denoise(generator, seg, guides, seed=start)
             sampled.append((images - x0).abs().mean().item())
         return {"val_l1_x0": float(np.mean(one_step)), "val_l1_sample": float(np.mean(sampled))}
 
-    def sample(self, generator, seg: torch.Tensor, guides: torch.Tensor, seed: int) -> torch.Tensor:
-        """T-step samples (B, 1, H, W) for one-hot maps; image b uses seed + b (``pipeline.draw``)."""
-        from EchoSynthLib.models.adversarial.pipeline import draw
+    def denoise(self, generator, seg: torch.Tensor, guides: torch.Tensor, seed: int) -> torch.Tensor:
+        """T-step samples (B, 1, H, W) for one-hot maps; image b uses seed + b (``pipeline.denoise``)."""
+        from EchoSynthLib.models.adversarial.pipeline import denoise
 
-        return draw(generator, self.process, self.config, seg, guides, seed)
+        return denoise(generator, self.process, self.config, seg, guides, seed)
 
     @torch.no_grad()
     def sample_grid(self, path: Path) -> Path:
@@ -344,7 +344,7 @@ class AdversarialTrainer(StepTrainer):
         batch["case_id"] = [x["case_id"] for x in items]
         draws = self._draws(0, 98, len(items), train=False)
         _, seg, guides = self._inputs(batch, draws, split)
-        images = self.sample(self.state.ema.module.eval(), seg, guides, seed=0)
+        images = self.denoise(self.state.ema.module.eval(), seg, guides, seed=0)
 
         rows = real_and_label_rows(items, self.config.classes)
         if self.config.image_guides:

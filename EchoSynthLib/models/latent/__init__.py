@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from EchoSynthLib.sampling.generators import Generator, GeneratorSettings, Warn
+    from EchoSynthLib.inference.generators import Generator, GeneratorSettings, Warn
     from EchoSynthLib.training.runs import StepTrainer
 
 
@@ -32,9 +32,7 @@ def build_trainer(
 
 def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn | None = None) -> Generator:
     """A Generator sampling the label-conditioned package in ``folder`` with ``settings``."""
-    from EchoSynthLib.models.latent.generator import LatentGenerator
     from EchoSynthLib.models.latent.pipeline import LatentModel
     from EchoSynthLib.store.families import LATENT
 
-    model = LatentModel.load(folder, settings.device, warn, kind=LATENT.kind)
-    return LatentGenerator.of(model, settings)
+    return LatentModel.load(folder, settings.device, warn, kind=LATENT.kind).configure(settings)

@@ -1,10 +1,11 @@
 """Inference of the latent diffusion models, 2D and 3D.
 
 ``LatentModel.load(folder)`` reads a package (the EMA denoiser and the autoencoder it was trained on);
-``synthesize(labels, n, ...)`` makes images that follow a label map, on the map's own grid (resampled to
-the model's grid and back as the semantic diffusion model does, ``sampling.grids``); ``generate_pairs(n,
-...)`` makes image + label map pairs from nothing (DIFF-3) on the training grid, probe at the top.
-``draw`` is the sampling loop both use, and the trainers' sample grids too. Below a start strength of 1
+a label-conditioned model is a ``inference.pipeline.LabelToImagePipeline`` (``synthesize(labels, n, ...)``:
+images that follow a label map, on the map's own grid) whose denoising call runs in the autoencoder's
+latent space; ``generate_pairs(n, ...)`` makes image + label map pairs from nothing (DIFF-3) on the
+training grid, probe at the top. ``denoise`` is the reverse process both use, and the trainers' sample
+grids too. Below a start strength of 1
 (``strength``, or the package's ``start_strength``), a label-conditioned model starts image k from the
 autoencoder's latent (posterior mean) of the training-free simulator's image of the map (seed + k), or of
 the image to translate (``source``), noised that far along the chain (SDEdit, as the semantic diffusion
@@ -18,7 +19,7 @@ scale factor) are used here directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,33 +27,25 @@ import numpy as np
 import torch
 
 from EchoSynthLib.checks import check_seed
-from EchoSynthLib.data.labels import Structure, require_heart
-from EchoSynthLib.data.planes import slice_of
+from EchoSynthLib.data.labels import ClassLayout, Structure
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.processes import NoiseProcess
 from EchoSynthLib.diffusion.samplers import (
     check_guidance,
     seeded_noise,
-    steps_from,
     with_and_without_map,
 )
 from EchoSynthLib.diffusion.schedules import BetaSchedule
 from EchoSynthLib.diffusion.spade_terms import reused_map_terms
 from EchoSynthLib.engine.device import bf16_autocast, pick_device, uses_bf16
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.inference.generators import step_batches
+from EchoSynthLib.inference.pipeline import Batch, LabelToImagePipeline, Sampling
 from EchoSynthLib.models.autoencoder.config import AutoencoderConfig
 from EchoSynthLib.models.autoencoder.network import build_autoencoder
 from EchoSynthLib.models.latent.cleanup import clean_labels
 from EchoSynthLib.models.latent.config import LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
-from EchoSynthLib.sampling.generators import image_owners, step_batches
-from EchoSynthLib.sampling.grids import (
-    image_back_onto,
-    model_conditioning,
-    require_source_on,
-    start_images,
-    with_sector,
-)
 from EchoSynthLib.store.package import load_weights, read_package_header
 
 AUTOENCODER = "autoencoder"  # the package component holding the autoencoder's weights
@@ -72,7 +65,7 @@ def noise_process(config: LatentConfig) -> NoiseProcess:
 
 
 @torch.no_grad()
-def draw(
+def denoise(
     denoiser: torch.nn.Module,
     process: NoiseProcess,
     config: LatentConfig,
@@ -110,12 +103,12 @@ def draw(
     predict = process.clipped(predict, config.latent_clip)
     with reused_map_terms(denoiser):
         start = None if init is None else init.to(device) * config.scale_factor
-        latents = process.integrate(predict, noise, sampler, steps, generators, progress, start, strength)
+        latents = process.denoise(predict, noise, sampler, steps, generators, progress, start, strength)
     return latents / config.scale_factor
 
 
 @dataclass
-class LatentModel:
+class LatentModel(LabelToImagePipeline):
     """A loaded latent diffusion model (EMA denoiser + autoencoder) ready to sample."""
 
     config: LatentConfig
@@ -127,6 +120,7 @@ class LatentModel:
     bf16: bool = field(init=False)  # the networks run under bf16 autocast (GPUs: ``uses_bf16``)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.process = noise_process(self.config)
         self.bf16 = uses_bf16(self.device, self.config.mixed_precision)  # on GPUs, as in training
 
@@ -158,27 +152,81 @@ class LatentModel:
     def sampler_for(self, requested: str | None) -> str:
         """The sampler to use for ``requested``: None, or the option's default where this model cannot use
         it (a rectified-flow model has only ``rflow``), means the model's own default."""
-        from EchoSynthLib.sampling.options import sampling_option
+        from EchoSynthLib.inference.options import sampling_option
 
         default = sampling_option("sampler").default
         if requested is None or (requested == default and requested not in self.process.samplers):
             return self.process.samplers[0]
         return requested
 
-    def check_sampling(
-        self, sampler: str, steps: int, guidance_scale: float, strength: float | None = None
-    ) -> None:
-        """InputError for settings this model cannot sample with."""
-        self.process.check(sampler, steps)
-        check_guidance(guidance_scale, self.config.label_dropout if self.config.conditioned else 0.0)
-        chosen = self.start_strength(strength)
-        steps_from(steps, chosen)
-        if chosen < 1.0 and not self.config.conditioned:
+    @property
+    def spatial_dims(self) -> int:
+        return self.config.spatial_dims
+
+    @property
+    def classes(self) -> ClassLayout:
+        return self.config.classes
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.config.image_shape
+
+    @property
+    def what(self) -> str:
+        return f"{self.config.spatial_dims}D latent model"
+
+    def defaults(self) -> dict[str, object]:
+        return {"strength": self.config.start_strength}
+
+    def resolve(self, **given: object) -> Sampling:
+        """As the base's, with the sampler as ``sampler_for`` picks it."""
+        chosen = given.get("sampler") or self.options.get("sampler")
+        return super().resolve(**{**given, "sampler": self.sampler_for(chosen)})
+
+    def check(self, sampling: Sampling) -> None:
+        self.process.check(sampling.sampler, sampling.steps)
+        check_guidance(sampling.guidance_scale, self.config.label_dropout if self.config.conditioned else 0.0)
+        if sampling.strength < 1.0 and not self.config.conditioned:
             raise InputError(f"{self.source}: a paired-generation model starts from noise only (strength 1)")
 
-    def start_strength(self, strength: float | None) -> float:
-        """``strength``, or the package's default (``start_strength``) for None."""
-        return self.config.start_strength if strength is None else strength
+    def prepare(
+        self, labels: Volume | np.ndarray, plane: str | None = None, slice_index: int | None = None
+    ) -> Volume:
+        """As the base's; a paired-generation model takes no label map."""
+        if not self.config.conditioned:
+            raise InputError(f"{self.source}: a paired-generation model takes no label map (use generate)")
+        return super().prepare(labels, plane, slice_index)
+
+    def denoise_batch(self, batch: Batch) -> torch.Tensor:
+        starts = batch.starts()
+        latents = self._latents(batch.count, batch.seg(), batch.seed, batch.sampling, batch.progress, starts)
+        return self.decoded(latents)[:, :1].clamp(-1.0, 1.0)
+
+    def _latents(
+        self,
+        count: int,
+        seg: torch.Tensor | None,
+        seed: int,
+        sampling: Sampling,
+        progress: Steps | None,
+        starts: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``count`` latents (``denoise``); below strength 1 from the autoencoder's latents of ``starts``."""
+        return denoise(
+            self.denoiser,
+            self.process,
+            self.config,
+            count,
+            seg,
+            sampler=sampling.sampler,
+            steps=sampling.steps,
+            seed=seed,
+            guidance_scale=sampling.guidance_scale,
+            progress=progress,
+            init=None if starts is None else self.encoded(starts.numpy()),
+            strength=sampling.strength,
+            bf16=self.bf16,
+        )
 
     def encoded(self, images: np.ndarray) -> torch.Tensor:
         """The autoencoder's posterior means of images (B, 1, ...) in [-1, 1]: latents to start from."""
@@ -196,142 +244,6 @@ class LatentModel:
         images (its full-resolution activations of 16 images outgrow the caches: 2x slower per image)."""
         return batch.split(CPU_AUTOENCODER_BATCH) if self.device.type == "cpu" else (batch,)
 
-    def _batches(
-        self,
-        n: int,
-        seg: torch.Tensor | Callable[[int, int], torch.Tensor] | None,
-        sampler: str,
-        steps: int,
-        seed: int,
-        guidance_scale: float,
-        batch_size: int,
-        progress: Steps | None,
-        strength: float = 1.0,
-        starts: Callable[[int, int], np.ndarray] | None = None,
-    ):
-        """Decoded outputs (B, C, ...) batch by batch; progress counts sampler steps over all batches.
-        ``seg``: one map for every image, or ``seg(first, count)`` the maps of images first .. first +
-        count - 1 (batches across maps). Below ``strength`` 1, ``starts(seed, count)`` gives the images
-        (count, 1, ...) to start from."""
-        if n < 1 or batch_size < 1:
-            raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
-        check_seed(seed, n)
-        self.check_sampling(sampler, steps, guidance_scale, strength)
-        for start, count, advance in step_batches(n, batch_size, progress):
-            init = None if strength == 1.0 else self.encoded(starts(seed + start, count))
-            latents = draw(
-                self.denoiser,
-                self.process,
-                self.config,
-                count,
-                seg(start, count) if callable(seg) else seg,
-                sampler=sampler,
-                steps=steps,
-                seed=seed + start,
-                guidance_scale=guidance_scale,
-                progress=advance,
-                init=init,
-                strength=strength,
-                bf16=self.bf16,
-            )
-            yield self.decoded(latents)
-
-    def prepare(self, labels: Volume, plane: str = "ij", slice_index: int | None = None) -> Volume:
-        """The map a conditioned model works on: a 2D model takes a plane of a 3D map, a 3D model needs a
-        3D map; a sector is added where the map has none. Checked (heart present, known labels)."""
-        if not self.config.conditioned:
-            raise InputError(f"{self.source}: a paired-generation model takes no label map (use generate)")
-        labels = Volume.of(labels)
-        if self.config.spatial_dims == 3 and labels.is_2d:
-            raise InputError(f"{self.source}: a 3D model needs a 3D label map, got a 2D one")
-        target = slice_of(labels, slice_index, plane) if self.config.spatial_dims == 2 else labels
-        target = with_sector(target)
-        require_heart(target.array)  # the resampled one-hot map is made once, by ``synthesize``
-        return target
-
-    def synthesize(
-        self,
-        labels: Volume | np.ndarray,
-        n: int = 1,
-        steps: int = 25,
-        sampler: str | None = None,
-        seed: int = 0,
-        guidance_scale: float = 1.0,
-        batch_size: int = 16,
-        progress: Steps | None = None,
-        plane: str = "ij",
-        slice_index: int | None = None,
-        strength: float | None = None,
-        source: Volume | None = None,
-    ) -> list[Volume]:
-        """``n`` uint8 images following a canonical label map, each on the (prepared) map's grid; image k
-        uses seed + k. ``sampler``: see ``sampler_for``; ``strength`` and ``source`` (an image on the
-        prepared map's grid to start from instead of the simulator's: a translation): see the module
-        docstring."""
-        return self.synthesize_maps(
-            [labels],
-            [n],
-            steps=steps,
-            sampler=sampler,
-            seed=seed,
-            guidance_scale=guidance_scale,
-            batch_size=batch_size,
-            progress=progress,
-            plane=plane,
-            slice_index=slice_index,
-            strength=strength,
-            sources=[source],
-        )[0]
-
-    def synthesize_maps(
-        self,
-        maps: Sequence[Volume | np.ndarray],
-        counts: Sequence[int],
-        steps: int = 25,
-        sampler: str | None = None,
-        seed: int = 0,
-        guidance_scale: float = 1.0,
-        batch_size: int = 16,
-        progress: Steps | None = None,
-        plane: str = "ij",
-        slice_index: int | None = None,
-        strength: float | None = None,
-        sources: Sequence[Volume | None] | None = None,
-    ) -> list[list[Volume]]:
-        """``counts[m]`` images of each map, drawn in batches that run across maps (a network call per
-        batch, not per map); image c of map m is image j = counts[:m] + c of the run and uses seed + j,
-        as ``synthesize`` of each map alone would with its own seed. ``sources``: per map, an image to
-        start from (a translation) or None."""
-        owner, sources = image_owners(maps, counts, sources)  # owner[j]: the map of run image j
-        targets = [self.prepare(labels, plane, slice_index) for labels in maps]
-        for target, source in zip(targets, sources, strict=True):
-            require_source_on(target, source)
-        shape = self.config.image_shape
-        conditions = [model_conditioning(target, self.config.classes, shape) for target in targets]
-
-        def seg(first: int, count: int) -> torch.Tensor:
-            return torch.from_numpy(np.stack([conditions[owner[j]][0] for j in range(first, first + count)]))
-
-        def starts(first_seed: int, count: int) -> np.ndarray:
-            run = range(first_seed - seed, first_seed - seed + count)
-            return np.concatenate([start_of(owner[j], seed + j) for j in run])
-
-        def start_of(m: int, image_seed: int) -> np.ndarray:
-            return start_images(targets[m], conditions[m][1], shape, image_seed, 1, sources[m])
-
-        images: list[list[Volume]] = [[] for _ in targets]
-        chosen, sampler = self.start_strength(strength), self.sampler_for(sampler)
-        batches = self._batches(
-            len(owner), seg, sampler, steps, seed, guidance_scale, batch_size, progress, chosen, starts
-        )
-        run = iter(owner)
-        for output in batches:
-            for image in output:
-                m = next(run)
-                grid = conditions[m][1]
-                images[m].append(image_back_onto(targets[m], image[0].clamp(-1, 1).numpy(), grid))
-        return images
-
     def generate_pairs(
         self,
         n: int = 1,
@@ -346,11 +258,15 @@ class LatentModel:
         black outside the sector."""
         if self.config.conditioned:
             raise InputError(f"{self.source}: a label-conditioned model needs a label map (use synthesize)")
+        if n < 1 or batch_size < 1:
+            raise InputError(f"n and batch_size must be at least 1, got {n} and {batch_size}")
+        check_seed(seed, n)
+        sampling = self.resolve(steps=steps, sampler=sampler, guidance_scale=1.0, strength=1.0)
         layout = self.config.classes
         pairs = []
-        sampler = self.sampler_for(sampler)
-        for output in self._batches(n, None, sampler, steps, seed, 1.0, batch_size, progress):
-            for item in output.numpy():
+        for start, count, advance in step_batches(n, batch_size, progress):
+            latents = self._latents(count, None, seed + start, sampling, advance)
+            for item in self.decoded(latents).numpy():
                 labels = clean_labels(layout.to_canonical(layout.channel_values[item[1:].argmax(0)]))
                 grey = np.rint((np.clip(item[0], -1, 1) + 1.0) * 127.5)
                 if layout.has(Structure.SECTOR):

@@ -25,7 +25,7 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.autoencoder.network import Autoencoder
 from EchoSynthLib.models.latent.config import NO_AUTOENCODER, RUN_DEFAULTS, LatentConfig
 from EchoSynthLib.models.latent.network import Denoiser
-from EchoSynthLib.models.latent.pipeline import AUTOENCODER, draw, noise_process
+from EchoSynthLib.models.latent.pipeline import AUTOENCODER, denoise, noise_process
 from EchoSynthLib.store.families import LATENT, LATENT_PAIRS
 from EchoSynthLib.store.package import save_package
 from EchoSynthLib.training.cards import model_card
@@ -263,7 +263,7 @@ class LatentTrainer(StepTrainer):
             items = [source[i] for i in range(min(GRID_CASES, len(source)))]
             latents = torch.cat(
                 [
-                    draw(
+                    denoise(
                         model,
                         self.process,
                         self.config,
@@ -280,7 +280,7 @@ class LatentTrainer(StepTrainer):
             rows = real_and_label_rows(items, layout)
             rows.append((f"synthetic ({sampler} {steps} steps)", [grey_of(x[0]) for x in images]))
         else:
-            latents = draw(
+            latents = denoise(
                 model, self.process, self.config, GRID_CASES, None, sampler=sampler, steps=steps, seed=0
             )
             outputs = self.autoencoder.decode(latents)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from EchoSynthLib.sampling.generators import Generator, GeneratorSettings, Warn
+    from EchoSynthLib.inference.generators import Generator, GeneratorSettings, Warn
     from EchoSynthLib.training.runs import StepTrainer
 
 
@@ -32,16 +32,6 @@ def build_trainer(data: str | Path, run: str | Path, settings: dict[str, Any], d
 
 def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn | None = None) -> Generator:
     """A Generator sampling the package in ``folder`` with ``settings`` (sampler, steps, guidance, plane)."""
-    from EchoSynthLib.models.sdm.pipeline import DiffusionGenerator, Synthesizer
+    from EchoSynthLib.models.sdm.pipeline import Synthesizer
 
-    synthesizer = Synthesizer.load(folder, settings.device, warn)
-    synthesizer.check_sampling(settings.steps, settings.guidance_scale, settings.strength)
-    return DiffusionGenerator(
-        synthesizer,
-        settings.steps,
-        settings.sampler,
-        settings.guidance_scale,
-        settings.plane,
-        settings.slice_index,
-        strength=synthesizer.start_strength(settings.strength),
-    )
+    return Synthesizer.load(folder, settings.device, warn).configure(settings)

@@ -18,7 +18,7 @@ from torch.optim.swa_utils import AveragedModel
 from EchoSynthLib.cache.dataset import CachedPairs
 from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
-from EchoSynthLib.diffusion.samplers import sample
+from EchoSynthLib.diffusion.samplers import denoise
 from EchoSynthLib.engine.device import bf16_autocast, uses_bf16
 from EchoSynthLib.engine.settings import RunSettings
 from EchoSynthLib.errors import InputError
@@ -136,7 +136,7 @@ class SDMTrainer(StepTrainer):
         items = [source[i] for i in range(min(GRID_CASES, len(source)))]
         seg = torch.stack([x["labels"] for x in items]).to(self.device)
         model = self.state.ema.module.eval()
-        images = sample(
+        images = denoise(
             model, seg, self.diffusion, sampler="dpm++sde", steps=self.settings.sample_steps, seed=0
         )
 

@@ -25,7 +25,7 @@ def pair_names(n: int, first: int = 0, prefix: str = "case") -> list[tuple[str, 
 def open_paired_model(name: str, device: str = "auto", warn: Callable[[str], None] | None = None):
     """The paired-generation model ``name`` (an installed name or a package folder), loaded; an InputError
     names a package of another task."""
-    from EchoSynthLib.sampling.generators import SIMULATOR
+    from EchoSynthLib.inference.generators import SIMULATOR
     from EchoSynthLib.store.families import NOTHING_TO_PAIRS, kinds_for, require_task
     from EchoSynthLib.store.package import read_package_header
     from EchoSynthLib.store.registry import resolve_model
@@ -56,7 +56,7 @@ def generate_pair_files(
     if n < 1:
         raise InputError(f"n must be at least 1, got {n}")
     check_seed(seed, n)
-    model.check_sampling(model.sampler_for(sampler), steps, 1.0)  # before anything is written
+    model.resolve(steps=steps, sampler=sampler, strength=1.0)  # checked before anything is written
     out_dir = Path(out_dir)
     names = pair_names(n)
     written: list[tuple[Path, Path]] = []

@@ -1,9 +1,9 @@
 """Generators: one interface over everything that turns a label map into echo images.
 
 - ``simulator``: the training-free B-mode simulator (2D and 3D maps, no torch, no model file);
-- a model package (a name from ``models.registry`` or a folder) of any family whose task is label map ->
-  image (``models.families``); the family builds its own Generator (e.g. the 2D semantic diffusion
-  model, which makes images of one plane of a 3D map).
+- a model package (a name from ``store.registry`` or a folder) of any family whose task is label map ->
+  image (``store.families``): the family's loaded model, an ``inference.pipeline.LabelToImagePipeline``
+  configured with the settings (a 2D model makes images of one plane of a 3D map).
 
 ``open_generator(settings)`` picks one; ``prepare(labels)`` cuts and checks a map before anything is
 written, ``generate(labels, n, seed)`` makes ``n`` images on the prepared map's grid (image k uses
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from EchoSynthLib.data.labels import Structure, require_heart
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.sampling.options import SAMPLING_OPTIONS, sampling_option
+from EchoSynthLib.inference.options import SAMPLING_OPTIONS
 
 if TYPE_CHECKING:
     from EchoSynthLib.simulation import SimulatorSettings
@@ -164,60 +164,6 @@ def generate_for_maps(
     return images
 
 
-@dataclass
-class ModelGenerator:
-    """A trained label-conditioned model as a Generator: ``model.synthesize(labels, n=, steps=, sampler=,
-    seed=, guidance_scale=, progress=)`` makes the images; a family's subclass prepares the maps and sets
-    the description."""
-
-    model: object
-    steps: int = sampling_option("steps").default
-    sampler: str = sampling_option("sampler").default
-    guidance_scale: float = sampling_option("guidance_scale").default
-    plane: str = sampling_option("plane").default
-    slice_index: int | None = sampling_option("slice_index").default
-    description: str = ""
-    strength: float | None = sampling_option("strength").default
-
-    def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
-        """``n`` sampled images of a prepared map."""
-        # Only a family that starts from the simulator's image (its Family.sampling lists "strength") is
-        # ever given one; the others' synthesize has no such argument.
-        start = {} if self.strength is None else {"strength": self.strength}
-        return self.model.synthesize(
-            labels,
-            n=n,
-            steps=self.steps,
-            sampler=self.sampler,
-            seed=seed,
-            guidance_scale=self.guidance_scale,
-            progress=None if progress is None else (lambda done, total: progress(done / total)),
-            **start,
-        )
-
-    def translate(self, image: Volume, labels: Volume, seed: int) -> Volume:
-        """``image`` (2D, on the prepared map's grid) with the look the model learned: sampling starts from
-        the image itself (a latent model: its latent), noised ``strength`` of the way (SDEdit), guided by
-        its map; at strength 1 (from pure noise) the image is not used and this is ``generate``."""
-        return self.model.synthesize(
-            labels,
-            n=1,
-            steps=self.steps,
-            sampler=self.sampler,
-            seed=seed,
-            guidance_scale=self.guidance_scale,
-            strength=self.strength,
-            source=image,
-        )[0]
-
-    @staticmethod
-    def start_description(strength: float | None) -> str:
-        """What a description adds for a start below strength 1 (nothing at 1 or unset)."""
-        if strength is None or strength >= 1.0:
-            return ""
-        return f" from the simulator's image (a translation: its source image) at strength {strength:g}"
-
-
 class _SettingsChecks:
     """The checks every generator shares (a family checks the rest, e.g. steps against its schedule)."""
 
@@ -231,7 +177,7 @@ class _SettingsChecks:
 
 
 # Which generator ('simulator', a model name or folder), how it samples and on which device. The sampling
-# fields are made from ``sampling.options.SAMPLING_OPTIONS`` (names, types, defaults; checked there), so an
+# fields are made from ``inference.options.SAMPLING_OPTIONS`` (names, types, defaults; checked there), so an
 # option is declared once: ``options.py`` plus the panel that shows it.
 GeneratorSettings = make_dataclass(
     "GeneratorSettings",
