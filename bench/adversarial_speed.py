@@ -28,7 +28,7 @@ def _model(size: int, guide: str, device: str, network: dict):
     from EchoSynthLib.data.labels import ClassLayout, schema_named
     from EchoSynthLib.engine.device import pick_device
     from EchoSynthLib.models.adversarial.config import AdversarialConfig
-    from EchoSynthLib.models.adversarial.network import Generator
+    from EchoSynthLib.models.adversarial.network import GanGenerator
     from EchoSynthLib.models.adversarial.pipeline import AdversarialModel
     from EchoSynthLib.models.adversarial.trainer import build_process
 
@@ -36,7 +36,7 @@ def _model(size: int, guide: str, device: str, network: dict):
         image_size=size, guide=guide, classes=ClassLayout.of(schema_named("echosynth")), **network
     )
     resolved = pick_device(device)
-    generator = Generator(config).eval().to(resolved)
+    generator = GanGenerator(config).eval().to(resolved)
     return AdversarialModel(config, generator, build_process(config), resolved, Path("untrained"))
 
 

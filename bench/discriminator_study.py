@@ -49,7 +49,7 @@ def _generator(folder: Path):
     from safetensors.torch import load_file
 
     from EchoSynthLib.models.adversarial.config import AdversarialConfig
-    from EchoSynthLib.models.adversarial.network import Generator
+    from EchoSynthLib.models.adversarial.network import GanGenerator
 
     own = folder / "config.json"
     settings = json.loads((own if own.exists() else folder.parent / "config.json").read_text())
@@ -58,7 +58,7 @@ def _generator(folder: Path):
     config = AdversarialConfig.from_dict(settings)
     if config.guide != "labels":
         raise SystemExit(f"{folder}: a labels-guided generator is needed, this one is '{config.guide}'")
-    generator = Generator(config)
+    generator = GanGenerator(config)
     generator.load_state_dict(load_file(str(folder / "model.safetensors")))
     return config, generator.eval()
 

@@ -14,9 +14,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from EchoSynthLib.data.io import write_image, write_label_map
+from EchoSynthLib.inference.generators import SIMULATOR
 from EchoSynthLib.jobs.launcher import JobEvent
 from EchoSynthLib.jobs.spec import TRANSLATE, JobSpec, SynthesisOptions
-from EchoSynthLib.inference.generators import SIMULATOR
 from EchoSynthScene.geometry import in_frame_of, volume_from_node
 from EchoSynthScene.labels import label_frame, label_map_from_node
 from EchoSynthScene.sequences import frame_in_scene, sequence_of

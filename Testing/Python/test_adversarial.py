@@ -551,7 +551,7 @@ def test_a_package_goes_on_at_another_grid(trained, phantom_2d, tmp_path):
     is the package's (the same outputs at the new size), the discriminator takes every tensor but its
     classifier head (sized by the grid), which starts afresh; the run trains and its package samples on
     the new grid. Fails where the package's grid was taken (the run then asked for 32x32 images)."""
-    from EchoSynthLib.models.adversarial.network import Discriminator, Generator
+    from EchoSynthLib.models.adversarial.network import Discriminator, GanGenerator
 
     cache = _cache_of_size(tmp_path, 16)
     package = trained.run / "model"
@@ -573,7 +573,7 @@ def test_a_package_goes_on_at_another_grid(trained, phantom_2d, tmp_path):
         )
     theirs = trained.state.networks[DISCRIMINATOR].state_dict()
     torch.manual_seed(trainer.config.seed)  # a fresh run's initialisation, in the trainer's order
-    Generator(trainer.config)
+    GanGenerator(trainer.config)
     fresh = Discriminator(trainer.config).state_dict()
     mine = trainer.state.networks[DISCRIMINATOR].state_dict()
     head = [k for k in mine if k.startswith("encoder.out.")]

@@ -358,9 +358,11 @@ def test_synthesize_cli_writes_images_and_augmented_anatomies(
     args = ["synthesize", "--model", str(trained.run / "model"), "--labels", str(labels), "--out", str(out)]
     made = []  # the model's conditioning of each map is made once per job (not at prepare and again)
     conditioning = Synthesizer.conditioning
-    monkeypatch.setattr(
-        Synthesizer, "conditioning", lambda self, x, *a: made.append(x.array.shape) or conditioning(self, x, *a)
-    )
+    def counted(self, target, *rest):
+        made.append(target.array.shape)
+        return conditioning(self, target, *rest)
+
+    monkeypatch.setattr(Synthesizer, "conditioning", counted)
     assert main([*args, "--n", "2", "--steps", "2", "--augment", "1"]) == 0
     assert len(made) == 2  # the map and its one new anatomy
     names = sorted(p.name for p in out.iterdir())

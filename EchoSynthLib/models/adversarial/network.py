@@ -1,6 +1,6 @@
 """The adversarial diffusion model's two networks, both MONAI's.
 
-- Generator G(x_t, t, z, guide) -> x_0: ``SPADEDiffusionModelUNet`` with the label map through SPADE (as
+- GanGenerator G(x_t, t, z, guide) -> x_0: ``SPADEDiffusionModelUNet`` with the label map through SPADE (as
   the semantic diffusion model), x_t, the noise maps z and any image guide stacked as input channels
   (DDGAN modulates its layers with a latent vector instead; MONAI's U-Net has no such input, and noise maps
   give the generator the same freedom), the step index embedded as MONAI embeds diffusion timesteps, and
@@ -26,7 +26,7 @@ from EchoSynthLib.models.adversarial.process import vp_alpha_bar
 DISCRIMINATOR = "discriminator"
 
 
-class Generator(torch.nn.Module):
+class GanGenerator(torch.nn.Module):
     """x_0 from (x_t, t, z, image guides) and the one-hot map ``seg``."""
 
     def __init__(self, config: AdversarialConfig) -> None:

@@ -27,7 +27,7 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.inference.pipeline import Batch, Conditioned, LabelToImagePipeline, Sampling
 from EchoSynthLib.models.adversarial.config import SIMULATOR_GUIDE, SOURCE_GUIDE, AdversarialConfig
 from EchoSynthLib.models.adversarial.guides import on_grid, simulated
-from EchoSynthLib.models.adversarial.network import Generator
+from EchoSynthLib.models.adversarial.network import GanGenerator
 from EchoSynthLib.models.adversarial.process import FewStepProcess, build_process
 from EchoSynthLib.store.families import ADVERSARIAL
 from EchoSynthLib.store.package import load_weights, read_package_config
@@ -95,7 +95,7 @@ class AdversarialModel(LabelToImagePipeline):
         folder = resolve_model(folder)
         config = AdversarialConfig.from_dict(read_package_config(folder, ADVERSARIAL.kind))
         resolved = pick_device(device, warn)
-        generator = load_weights(folder, Generator(config)).eval().to(resolved)
+        generator = load_weights(folder, GanGenerator(config)).eval().to(resolved)
         return cls(config, generator, build_process(config), resolved, Path(folder))
 
     @property

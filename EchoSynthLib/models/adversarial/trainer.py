@@ -34,7 +34,7 @@ from EchoSynthLib.models.adversarial.config import (
     image_guides_of,
 )
 from EchoSynthLib.models.adversarial.from_sdm import load_sdm, sdm_package, settings_from_sdm
-from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, Generator
+from EchoSynthLib.models.adversarial.network import DISCRIMINATOR, Discriminator, GanGenerator
 from EchoSynthLib.models.adversarial.process import build_process
 from EchoSynthLib.store.families import ADVERSARIAL
 from EchoSynthLib.store.package import save_package
@@ -145,7 +145,7 @@ class AdversarialTrainer(StepTrainer):
         self.train_set = CachedPairs(self.cache, "train", one_hot=True)
         self.val_set = CachedPairs(self.cache, "val", one_hot=True) if self.cache.cases("val") else None
         torch.manual_seed(self.config.seed)
-        generator = Generator(self.config).to(self.device)
+        generator = GanGenerator(self.config).to(self.device)
         discriminator = Discriminator(self.config).to(self.device)
         betas = (self.config.adam_beta1, self.config.adam_beta2)
         optimizers = {
