@@ -1,11 +1,13 @@
 """EchoSynth: labelled synthetic echocardiography in 3D Slicer.
 
 Pick a segmentation (or labelmap volume), choose a generator, press Generate: new echo volumes appear in
-the input's study with its geometry. The work runs in a separate PythonSlicer process (files in, files
-out), so the panel stays responsive and Cancel kills it. Scene code lives in ``EchoSynthScene`` (MRML
-only, tested outside Slicer); this file holds the Slicer module classes. It stays light at load time:
-the library, numpy and torch are imported on first use. It parses on Python 3.9, so an older Slicer
-loads it far enough to say which version EchoSynth needs (``MINIMUM_SLICER_VERSION``).
+the input's study with its geometry. "Adapt to my images" fits a model in the look of the user's scanner
+from unlabelled images of it, and installs it among the generators. The work runs in a separate
+PythonSlicer process (files in, files out), so the panel stays responsive and Cancel kills it. Scene
+code lives in ``EchoSynthScene`` (MRML only, tested outside Slicer); this file holds the Slicer module
+classes. It stays light at load time: the library, numpy and torch are imported on first use. It parses
+on Python 3.9, so an older Slicer loads it far enough to say which version EchoSynth needs
+(``MINIMUM_SLICER_VERSION``).
 """
 
 import logging
@@ -90,6 +92,7 @@ class EchoSynth(ScriptedLoadableModule):
             "with the training-free simulator or a trained model. Outputs keep the input's geometry and go "
             "into its study, under its parent transform; a sequence input gives output sequences in the same "
             "browser. Models not installed yet are downloaded on first use, after you accept their licence. "
+            "Adapt to my images fits a model in the look of your scanner from unlabelled images of it. "
             'See the <a href="{url}">documentation</a>.'
         ).format(url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _("Uses MONAI, PyTorch, SimpleITK and slicerio.")
@@ -154,6 +157,8 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._run = None
         self._timer = None
+        self._adaptRun = None  # an "Adapt to my images" run, beside any Generate run
+        self._adaptTimer = None
         self._connecting = False  # True while connectGui fills and sets the bound widgets
 
     def setup(self):
@@ -185,15 +190,26 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.installFileButton.connect("clicked(bool)", self.onInstallFile)
         self.ui.openCacheButton.connect("clicked(bool)", self.onOpenCache)
         self.ui.clearCacheButton.connect("clicked(bool)", self.onClearCache)
+        self._adaptTimer = qt.QTimer()
+        self._adaptTimer.setInterval(POLL_INTERVAL_MS)
+        self._adaptTimer.timeout.connect(self.onAdaptPoll)
+        self.ui.adaptButton.connect("clicked(bool)", self.onAdaptButton)
+        self.ui.adaptVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._checkCanAdapt)
+        self.ui.adaptBaseSelector.connect("currentIndexChanged(int)", self._checkCanAdapt)
+        self.ui.adaptCollapsibleButton.connect("contentsCollapsed(bool)", self.onAdaptSectionCollapsed)
         self.refreshGenerators()
+        self.refreshAdaptBases()
         self.initializeParameterNode()
+        self._checkCanAdapt()
 
     def cleanup(self):
-        if self._timer is not None:
-            self._timer.stop()
-        if self._run is not None:
-            self._run.cancel()
-            self._run = None
+        for timer in (self._timer, self._adaptTimer):
+            if timer is not None:
+                timer.stop()
+        for run in (self._run, self._adaptRun):
+            if run is not None:
+                run.cancel()
+        self._run = self._adaptRun = None
         self.removeObservers()
 
     def enter(self):
@@ -491,6 +507,168 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if volumes:
             slicer.util.setSliceViewerLayers(background=volumes[0], fit=True)
 
+    # --- Adapt to my images --------------------------------------------------------------------
+    # The scanner's images are written to the job when Adapt is pressed; the run then needs nothing of the
+    # scene, so closing the scene does not stop it (the module's cleanup does).
+
+    def refreshAdaptBases(self):
+        """Fill the base model list (the label map -> image models: simulator, installed, listed for
+        download), keeping the choice; the library's default base first time."""
+        from EchoSynthScene.adaptation import DEFAULT_BASE
+        from EchoSynthScene.models import generator_choices
+
+        combo = self.ui.adaptBaseSelector
+        current = combo.itemData(combo.currentIndex) if combo.currentIndex >= 0 else DEFAULT_BASE
+        combo.blockSignals(True)
+        combo.clear()
+        for choice in generator_choices():
+            combo.addItem(choice.label, choice.spec)
+        index = combo.findData(current)
+        combo.currentIndex = index if index >= 0 else max(combo.findData(DEFAULT_BASE), 0)
+        combo.blockSignals(False)
+        self._checkCanAdapt()
+
+    def onAdaptSectionCollapsed(self, collapsed):
+        if not collapsed:  # models may have been installed or removed since the list was filled
+            self.refreshAdaptBases()
+
+    def _adaptBase(self):
+        combo = self.ui.adaptBaseSelector
+        return combo.itemData(combo.currentIndex) if combo.currentIndex >= 0 else ""
+
+    def _checkCanAdapt(self, *args):
+        """The Adapt button: Cancel while a run goes on; else enabled when the images and base will do
+        (its tooltip says what is missing). The name field suggests the default name."""
+        if self._adaptRun is not None:
+            self.ui.adaptButton.text = _("Cancel")
+            self.ui.adaptButton.toolTip = _("Stop the adaptation; nothing is installed")
+            self.ui.adaptButton.enabled = True
+            return
+        from EchoSynthScene.adaptation import adaptation_problem, default_model_name
+
+        node = self.ui.adaptVolumeSelector.currentNode()
+        problem = adaptation_problem(node, self._adaptBase())
+        self.ui.adaptButton.text = _("Adapt")
+        self.ui.adaptButton.enabled = problem is None
+        self.ui.adaptButton.toolTip = problem or _(
+            "Fit the base model's look to these images and install the new model among the generators"
+        )
+        self.ui.adaptNameLineEdit.placeholderText = default_model_name(node) if node is not None else ""
+
+    def onAdaptButton(self):
+        if self._adaptRun is not None:
+            self.cancelAdapt(_("cancelled"))
+            return
+        from EchoSynthScene.adaptation import adaptation_problem, image_count
+
+        node = self.ui.adaptVolumeSelector.currentNode()
+        base = self._adaptBase()
+        problem = adaptation_problem(node, base)
+        if problem is not None:
+            self.ui.adaptStatusLabel.text = problem
+            return
+        if not self._adaptPrepared(base):
+            return
+        settings = {
+            "maps": int(self.ui.adaptMapsSpinBox.value),
+            "rounds": int(self.ui.adaptRoundsSpinBox.value),
+            "device": self._parameterNode.device if self._parameterNode is not None else "auto",
+        }
+        name = self.ui.adaptNameLineEdit.text.strip() or None
+        self.ui.adaptStatusLabel.text = _("Writing {count} images...").format(count=image_count(node))
+        try:
+            self._adaptRun = self.logic.startAdaptation(node, name, base, **settings)
+        except Exception as error:
+            self.ui.adaptStatusLabel.text = _("Nothing was adapted: {error}").format(error=error)
+            slicer.util.errorDisplay(str(error), windowTitle=_("EchoSynth: adapt to my images"))
+            self._checkCanAdapt()
+            return
+        self.ui.adaptProgressBar.value = 0
+        self.ui.adaptProgressBar.visible = True
+        self.ui.adaptStatusLabel.text = _("Starting the worker process...")
+        self._adaptTimer.start()
+        self._checkCanAdapt()
+
+    def _adaptPrepared(self, base):
+        """Install the Python packages an adaptation needs (asking first) and download the base model and
+        the echo encoder when they are listed but not installed; False, with the reason shown, if not."""
+        from EchoSynthLib.store.registry import download_needed
+        from EchoSynthScene.adaptation import ENCODER, adapt_needs
+        from EchoSynthScene.dependencies import DependencyError, ensure
+
+        try:
+            ensure(adapt_needs(base), ask=None)
+        except DependencyError as error:
+            self.ui.adaptStatusLabel.text = _("Nothing was adapted: {error}").format(error=error)
+            if "declined" not in str(error):
+                slicer.util.errorDisplay(str(error), windowTitle=_("EchoSynth: Python packages"))
+            return False
+        needed = [model for model in map(download_needed, (base, ENCODER)) if model is not None]
+        if not needed:
+            return True
+        installed = all(self.downloadModel(model) for model in needed)
+        self.refreshGenerators()
+        self.refreshAdaptBases()
+        if not installed:
+            self.ui.adaptStatusLabel.text = _("Nothing was adapted: a model it needs was not installed")
+        return installed
+
+    def onAdaptPoll(self):
+        """Timer: show the adaptation's progress; install its model when it ends."""
+        if self._adaptRun is None:
+            self._adaptTimer.stop()
+            return
+        for event in self._adaptRun.poll():
+            if event.kind == "progress" and event.fraction is not None:
+                self.ui.adaptProgressBar.value = int(1000 * event.fraction)
+                self.ui.adaptStatusLabel.text = _("Adapting: {what}").format(what=event.message)
+            elif event.kind in ("start", "warning"):
+                prefix = _("Warning: ") if event.kind == "warning" else ""
+                self.ui.adaptStatusLabel.text = prefix + event.message
+                if event.kind == "warning":
+                    logging.warning("EchoSynth: %s", event.message)
+        if self._adaptRun.running:
+            return
+        self._adaptTimer.stop()
+        run, self._adaptRun = self._adaptRun, None
+        self.ui.adaptProgressBar.visible = False
+        try:
+            model = run.finish()
+        except Exception as error:
+            self.ui.adaptStatusLabel.text = _("Adapt failed; nothing was installed: {error}").format(
+                error=error
+            )
+            slicer.util.errorDisplay(_("EchoSynth adaptation failed:\n{error}").format(error=error))
+        else:
+            self.showAdaptedModel(model.name)
+            self.ui.adaptStatusLabel.text = _(
+                "Installed '{name}' in {path}; it is chosen as the Generator: Generate draws in your "
+                "scanner's look."
+            ).format(name=model.name, path=model.path)
+        self._checkCanAdapt()
+
+    def showAdaptedModel(self, name):
+        """A new model in the lists, chosen as the Generator (in synthesize mode when the panel was in
+        generate mode, which takes paired models only) and selected in the model manager."""
+        if self._parameterNode is not None:
+            if self._parameterNode.mode == "generate":
+                self._parameterNode.mode = "synthesize"
+            self._parameterNode.generator = name
+        self.refreshGenerators()
+        self.refreshAdaptBases()
+        items = self.ui.modelsList.findItems(f"{name} ", qt.Qt.MatchStartsWith)
+        if items:
+            self.ui.modelsList.setCurrentItem(items[0])
+
+    def cancelAdapt(self, reason):
+        self._adaptTimer.stop()
+        run, self._adaptRun = self._adaptRun, None
+        if run is not None:
+            run.cancel()
+        self.ui.adaptProgressBar.visible = False
+        self.ui.adaptStatusLabel.text = _("Stopped ({reason}); nothing was installed.").format(reason=reason)
+        self._checkCanAdapt()
+
     # --- model manager --------------------------------------------------------------------------
 
     def refreshModelList(self):
@@ -619,6 +797,12 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
             )
         return BackgroundSynthesis(parameters.inputNode, options, parameters.referenceVolume)
 
+    def startAdaptation(self, node, name=None, base=None, **settings):
+        """Start a background adaptation (EchoSynthScene.adaptation.BackgroundAdaptation) for the panel."""
+        from EchoSynthScene.adaptation import DEFAULT_BASE, BackgroundAdaptation
+
+        return BackgroundAdaptation(node, name, base or DEFAULT_BASE, **settings)
+
     @staticmethod
     def interactive(ask=None):
         """Whether to show dialogs: ``ask``, or when None, only when Slicer has a main window (a headless
@@ -711,6 +895,29 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
             volumeNode, segmentationNode, progress, segment=segment, generator=model, **options
         )
 
+    def adapt(self, node, name=None, base=None, progress=None, ask=None, acceptLicence=False, **settings):
+        """Blocking: a model in the look of your scanner, fitted to the images of ``node`` (a scalar volume:
+        every frame of a sequence, or every slice of a stack of frames; at least 16 images) and installed in
+        the user's model cache; returns its summary (``.name``, ``.path``): ``synthesize(..., model=name)``
+        draws in that look. ``name``: the model's name (default "<node>-look"; "-2", "-3", ... are added
+        when taken). ``base``: the model whose images are adapted (default latent-camus128; 'simulator', a
+        name or a folder). Other settings: maps (base images, default 64), rounds (5), candidates (8),
+        seed, device; ``ask`` and ``acceptLicence`` as for ``synthesize``."""
+        problem = slicerVersionProblem(slicer.app)
+        if problem:
+            raise RuntimeError(problem)
+        from EchoSynthScene import adaptation, dependencies
+
+        base = base or adaptation.DEFAULT_BASE
+        problem = adaptation.adaptation_problem(node, base)
+        if problem is not None:  # before anything is installed or downloaded
+            raise ValueError(problem)
+        adaptation.check_settings(settings)
+        dependencies.ensure(adaptation.adapt_needs(base), ask=self.interactive(ask))
+        self.downloadModel(base, acceptLicence=acceptLicence, ask=ask)
+        self.downloadModel(adaptation.ENCODER, acceptLicence=acceptLicence, ask=ask)
+        return adaptation.adapt(node, name, base, progress, **settings)
+
 
 class EchoSynthTest(ScriptedLoadableModuleTest):
     """Self-test, run inside Slicer (Reload and Test, or ctest in a Slicer build). Must pass before a
@@ -733,6 +940,8 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
         self.test_generate_cases_needs_a_paired_model()
         self.setUp()
         self.test_translate_mode()
+        self.setUp()
+        self.test_adapt_to_my_images()
 
     def _phantomLabelmap(self, name="phantom"):
         from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
@@ -876,3 +1085,49 @@ class EchoSynthTest(ScriptedLoadableModuleTest):
             self.delayDisplay("Translate: passed")
         widget.ui.modeSelector.currentIndex = widget.ui.modeSelector.findText("synthesize")
         self.assertFalse(widget.ui.translateVolumeSelector.enabled)
+
+    def test_adapt_to_my_images(self):
+        """Adapt to my images: too few frames are refused before any work; a sequence of 16 simulated frames
+        gives a model, installed in a temporary model cache (the user's is not touched), that synthesize
+        draws with."""
+        import tempfile
+
+        from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+        from EchoSynthLib.simulation import simulate_bmode
+        from EchoSynthLib.store.registry import CACHE_ENV
+        from EchoSynthScene.adaptation import ENCODER
+        from EchoSynthScene.nodes import add_image_node, image_node
+        from EchoSynthScene.sequences import sequences_logic
+
+        frames = []
+        for seed in range(16):
+            view = ("4CH", "2CH")[seed % 2]
+            labels = phantom_label_map(view, "ED", seed, PhantomGrid.for_view(view, size=48)).labels
+            frames.append(simulate_bmode(labels, seed=seed))
+        single = add_image_node(slicer.mrmlScene, frames[0], "one frame")
+        with self.assertRaisesRegex(ValueError, "at least 16"):
+            EchoSynthLogic().adapt(single, base="simulator", ask=False)
+        if not self._installed(ENCODER):  # the fit compares images in the echo encoder's features
+            return
+        sequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", "scanner cine")
+        for index, frame in enumerate(frames):
+            sequence.SetDataNodeAtValue(image_node(frame, "frame"), str(index))
+        browser = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "scanner browser")
+        browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+        sequences_logic(slicer.mrmlScene).UpdateProxyNodesFromSequences(browser)
+        proxy = browser.GetProxyNode(sequence)
+        previous = os.environ.get(CACHE_ENV)
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ[CACHE_ENV] = cache
+            try:
+                tiny = {"maps": 8, "rounds": 1, "candidates": 1}
+                model = EchoSynthLogic().adapt(proxy, "self test", base="simulator", ask=False, **tiny)
+                self.assertEqual((model.name, model.kind), ("self-test", "adapted-look"))
+                (image,) = EchoSynthLogic().synthesize(self._phantomLabelmap(), model=model.name, ask=False)
+                self.assertEqual(image.GetName(), "phantom echo")
+            finally:
+                if previous is None:
+                    os.environ.pop(CACHE_ENV, None)
+                else:
+                    os.environ[CACHE_ENV] = previous
+        self.delayDisplay("Adapt to my images: passed")

@@ -206,13 +206,80 @@ def degrade_one(
     probability ``APPLY``, each of ``always`` applied for sure; black stays black outside ``inside``."""
     draw = np.random.default_rng(seed)
     noise = torch.Generator().manual_seed(int(draw.integers(2**62)))
-    unit = (image.detach().float().cpu() + 1.0) / 2.0
-    mask = inside.cpu().bool()
+    unit, mask = (image.detach().float().cpu() + 1.0) / 2.0, inside.cpu().bool()
     for name, kind in CHAIN.items():
         chosen = draw.random() < APPLY  # drawn for every kind, so a chain's draws do not depend on ``kinds``
         if name in always or (name in kinds and chosen):
             unit = kind(unit, mask, draw, noise).clamp(0, 1)
-    return (torch.where(mask, unit, torch.zeros_like(unit)) * 2.0 - 1.0).to(image.device)
+    return _in_sector(unit, mask).to(image.device)
+
+
+def _in_sector(unit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A chain's result in [0, 1] back in [-1, 1], black outside the sector."""
+    return torch.where(mask, unit, torch.zeros_like(unit)) * 2.0 - 1.0
+
+
+SETTINGS_PER_KIND = 8  # the most uniforms a kind draws (``grey_map``: 8)
+
+
+class FixedDraws:
+    """Stands in for the random generator a kind draws its settings from: each draw takes the next of
+    given numbers in [0, 1], mapped onto the range the kind asks for. A kind's settings are then a point
+    in [0, 1]^8 (its ranges written once, in the kind), which a search can move in (``echosynth adapt``)."""
+
+    def __init__(self, values: Sequence[float]) -> None:
+        self.values = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+        self.used = 0
+
+    def _next(self, size: int | None) -> np.ndarray:
+        count = 1 if size is None else int(size)
+        if self.used + count > len(self.values):
+            raise ValueError(f"a kind drew more than the {len(self.values)} settings it was given")
+        taken = self.values[self.used : self.used + count]
+        self.used += count
+        return taken
+
+    def random(self, size: int | None = None) -> float | np.ndarray:
+        taken = self._next(size)
+        return float(taken[0]) if size is None else taken.copy()
+
+    def uniform(self, low: float = 0.0, high: float = 1.0, size: int | None = None) -> float | np.ndarray:
+        taken = low + (high - low) * self._next(size)
+        return float(taken[0]) if size is None else taken
+
+    def choice(self, options: Sequence) -> object:
+        return options[min(int(self._next(None)[0] * len(options)), len(options) - 1)]
+
+    def integers(self, low: int, high: int) -> int:
+        return low + min(int(self._next(None)[0] * (high - low)), high - low - 1)
+
+
+def degrade_fixed(
+    images: torch.Tensor,
+    inside: torch.Tensor,
+    kinds: Sequence[str],
+    settings: np.ndarray,
+    seeds: Sequence[int],
+) -> torch.Tensor:
+    """Each image (B, 1, H, W) in [-1, 1] through one fixed chain: ``kinds`` (applied in the chain's order)
+    with ``settings[KINDS.index(kind)]`` each (``FixedDraws``); a look, the same for every image. ``seeds``
+    (one per image) draw only the noise fields (speckle, haze, noise floor)."""
+    check_kinds(kinds)
+    settings = np.asarray(settings, dtype=np.float64)
+    if settings.shape != (len(KINDS), SETTINGS_PER_KIND):
+        raise ValueError(f"settings must be {(len(KINDS), SETTINGS_PER_KIND)}, got {settings.shape}")
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != images.shape[0]:
+        raise ValueError(f"one seed per image: {images.shape[0]} images, {len(seeds)} seeds")
+    out = []
+    for b, seed in enumerate(seeds):
+        noise = torch.Generator().manual_seed(seed)
+        unit, mask = (images[b : b + 1].detach().float().cpu() + 1.0) / 2.0, inside[b : b + 1].cpu().bool()
+        for index, (name, kind) in enumerate(CHAIN.items()):
+            if name in kinds:
+                unit = kind(unit, mask, FixedDraws(settings[index]), noise).clamp(0, 1)
+        out.append(_in_sector(unit, mask))
+    return torch.cat(out).to(images.device)
 
 
 def degrade(

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from EchoSynthLib.cli import (
+    adapt_commands,
     data_commands,
     evaluate_commands,
     generate_commands,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         data_commands,
         generate_commands,
         translate_commands,
+        adapt_commands,
         evaluate_commands,
         model_store_commands,
     ):

@@ -21,6 +21,7 @@ import numpy as np
 from EchoSynthLib.data.atomic import write_atomically
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.evaluation.image_sets import ImageSet
+from EchoSynthLib.store.package import package_identity
 
 DEFAULT_ENCODER = "echo-encoder-camus"
 SLICES_PER_AXIS = 8
@@ -36,13 +37,6 @@ class FeatureSpace:
     embed: Callable[[np.ndarray], np.ndarray]
 
 
-def _identity(folder: Path) -> str:
-    from EchoSynthLib.store.package import read_package_header
-
-    components = read_package_header(folder)["components"]
-    return "-".join(c["sha256"][:12] for c in components)
-
-
 def echo_space(model: str | Path = DEFAULT_ENCODER, device: str = "auto") -> FeatureSpace:
     """The echo encoder of a package (a name or a folder)."""
     from EchoSynthLib.models.features.network import EchoEncoder
@@ -52,7 +46,7 @@ def echo_space(model: str | Path = DEFAULT_ENCODER, device: str = "auto") -> Fea
     folder = resolve_model(model, kind=ENCODER_KIND)
     encoder = EchoEncoder.load(folder, device)
     return FeatureSpace(
-        "echo", f"echo encoder '{folder.name}' (self-supervised)", _identity(folder), encoder.embed
+        "echo", f"echo encoder '{folder.name}' (self-supervised)", package_identity(folder), encoder.embed
     )
 
 
@@ -90,7 +84,7 @@ def segmenter_space(model: str | Path, device: str = "auto") -> FeatureSpace:
             parts.append(deepest.mean(dim=(-2, -1)).double().cpu().numpy())
         return np.concatenate(parts)
 
-    return FeatureSpace("segmenter", f"segmenter '{folder.name}' bottleneck", _identity(folder), embed)
+    return FeatureSpace("segmenter", f"segmenter '{folder.name}' bottleneck", package_identity(folder), embed)
 
 
 INCEPTION_KEY = "Mixed_7c.branch_pool.conv.weight"  # the last block of torchvision's Inception-v3

@@ -23,6 +23,8 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.inference.options import SAMPLING_OPTIONS
 
 if TYPE_CHECKING:
+    import torch
+
     from EchoSynthLib.simulation import SimulatorSettings
 
 SIMULATOR = "simulator"
@@ -80,19 +82,35 @@ class SimulatorGenerator:
 
 
 LOOK_SEEDS = 7_919  # image i's look is drawn from seed LOOK_SEEDS * (seed + i): apart from its noise's
+# A look: the slices (S, 1, H, W) in [-1, 1] of one image, their sector masks and the image's seed in, the
+# slices in the look out.
+Look = Callable[["torch.Tensor", "torch.Tensor", int], "torch.Tensor"]
+
+
+def random_look(kinds: tuple[str, ...]) -> Look:
+    """A look of its own for every image (``--looks``): a chain of ``kinds`` of ``augmentation.degradations``
+    drawn from the image's seed (the same for every slice of a volume)."""
+
+    def look(slices, inside, seed):
+        from EchoSynthLib.augmentation.degradations import degrade
+
+        return degrade(slices, inside, [LOOK_SEEDS * seed] * slices.shape[0], kinds=kinds)
+
+    return look
 
 
 @dataclass
 class LookedGenerator:
-    """A generator whose images each get a scanner look of their own (``--looks``): a chain of
-    ``augmentation.degradations`` drawn from the image's seed, black kept outside the sector."""
+    """A generator whose images are put through a look after they are drawn (``--looks``, an adapted
+    model): black is kept outside the sector; ``what`` is added to the description."""
 
     inner: Generator
-    kinds: tuple[str, ...]
+    look: Look
+    what: str
 
     @property
     def description(self) -> str:
-        return f"{self.inner.description}, each image in a scanner look of its own ({len(self.kinds)} kinds)"
+        return f"{self.inner.description}, {self.what}"
 
     def prepare(self, labels: Volume) -> Volume:
         return self.inner.prepare(labels)
@@ -112,18 +130,19 @@ class LookedGenerator:
             for labels, images, first in zip(maps, drawn, firsts, strict=True)
         ]
 
+    def translate(self, image: Volume, labels: Volume, seed: int) -> Volume:
+        """The inner generator's translation of ``image``, in the look."""
+        return self.looked(labels, self.inner.translate(image, labels, seed), seed)
+
     def looked(self, labels: Volume, image: Volume, seed: int) -> Volume:
-        """``image`` (uint8, on the map's grid) in the look drawn from ``seed``."""
+        """``image`` (uint8, on the map's grid) in the look of image seed ``seed``."""
         import numpy as np
         import torch
-
-        from EchoSynthLib.augmentation.degradations import degrade
 
         array = np.asarray(image.array)
         flat = torch.from_numpy(array.reshape(-1, 1, *array.shape[-2:]).astype(np.float32) / 127.5 - 1.0)
         inside = torch.from_numpy(np.asarray(labels.array).reshape(flat.shape) != Structure.BACKGROUND.label)
-        chain = [LOOK_SEEDS * seed] * flat.shape[0]  # one look for every slice of a volume
-        looked = degrade(flat, inside, chain, kinds=self.kinds)
+        looked = self.look(flat, inside, seed)
         grey = np.rint((looked.numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8).reshape(array.shape)
         return image.with_array(grey)
 
@@ -209,7 +228,10 @@ def open_generator(settings: GeneratorSettings | str, warn: Warn | None = None) 
         return generator
     from EchoSynthLib.augmentation.degradations import KINDS, TRAINING
 
-    return LookedGenerator(generator, TRAINING if settings.looks == "family" else KINDS)
+    kinds = TRAINING if settings.looks == "family" else KINDS
+    return LookedGenerator(
+        generator, random_look(kinds), f"each image in a scanner look of its own ({len(kinds)} kinds)"
+    )
 
 
 def _open(settings: GeneratorSettings, warn: Warn | None) -> Generator:

@@ -1,9 +1,11 @@
 """The job file: ``job.json`` in a job folder, naming input label files and the generator settings.
 
-Two tasks: ``synthesize`` (images for input label maps) and ``generate`` (paired cases from a paired
-model, no input). Paths inside are relative to the job folder, so a folder can be moved or inspected as a
-whole. The worker writes ``output/`` (images, augmented label maps, generated pairs) and, last,
-``result.json`` listing them (per input, or as pairs).
+Four tasks: ``synthesize`` (images for input label maps), ``generate`` (paired cases from a paired
+model, no input), ``translate`` (input images translated through their anatomy) and ``adapt`` (a model in
+the look of the scanner whose unlabelled images are the inputs: ``adaptation.adapt``). Paths inside are
+relative to the job folder, so a folder can be moved or inspected as a whole. The worker writes
+``output/`` (images, augmented label maps, generated pairs, the adapted model package) and, last,
+``result.json`` listing them (per input, as pairs, or the model's folder).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from EchoSynthLib.adaptation.adapt import AdaptSettings
 from EchoSynthLib.data.atomic import write_atomically
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.inference.generators import GeneratorSettings
@@ -21,8 +24,14 @@ FORMAT_VERSION = 1
 JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
 OUTPUT_DIR = "output"
-SYNTHESIZE, GENERATE, TRANSLATE = "synthesize", "generate", "translate"
-TASKS = (SYNTHESIZE, GENERATE, TRANSLATE)
+SYNTHESIZE, GENERATE, TRANSLATE, ADAPT = "synthesize", "generate", "translate", "adapt"
+TASKS = (SYNTHESIZE, GENERATE, TRANSLATE, ADAPT)
+ADAPTED_MODEL = f"{OUTPUT_DIR}/model"  # where an 'adapt' job writes its model package
+# The fit of an 'adapt' job: phantom maps the base draws, rounds of the search, settings tried per kind and
+# round (``adaptation.adapt.AdaptSettings``' defaults; the worker checks their ranges there).
+ADAPT_DEFAULTS = {
+    f.name: f.default for f in fields(AdaptSettings) if f.name in ("maps", "rounds", "candidates")
+}
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,10 @@ class JobSpec(SynthesisOptions):
     """A job: ``n`` images of every input label file (and of ``augment`` new anatomies of each); with
     ``task`` 'generate', ``n`` paired cases of a paired model and no input; with ``task`` 'translate', the
     input images translated, their anatomy from ``labels`` (one label file per image, or none) and/or the
-    ``segmenter`` (``segment``)."""
+    ``segmenter`` (``segment``); with ``task`` 'adapt', the input images (the scanner's, all in one folder
+    that holds nothing else) give a look for the base model ``generator``, fitted from ``maps`` of its
+    images in ``rounds`` rounds of ``candidates`` settings, written as a model package to
+    ``ADAPTED_MODEL``."""
 
     inputs: tuple[str, ...] = ()
     schema: str = "echosynth"
@@ -62,6 +74,9 @@ class JobSpec(SynthesisOptions):
     labels: tuple[str, ...] = ()
     segment: bool = False
     segmenter: str = "segmenter-camus"
+    maps: int = ADAPT_DEFAULTS["maps"]
+    rounds: int = ADAPT_DEFAULTS["rounds"]
+    candidates: int = ADAPT_DEFAULTS["candidates"]
     format_version: int = field(default=FORMAT_VERSION)
 
     def __post_init__(self) -> None:
@@ -70,7 +85,7 @@ class JobSpec(SynthesisOptions):
         object.__setattr__(self, "labels", tuple(str(p) for p in self.labels))
         if self.task not in TASKS:
             raise InputError(f"unknown job task '{self.task}' (known: {', '.join(TASKS)})")
-        if self.task in (SYNTHESIZE, TRANSLATE) and not self.inputs:
+        if self.task in (SYNTHESIZE, TRANSLATE, ADAPT) and not self.inputs:
             raise InputError(f"a '{self.task}' job needs at least one input file")
         if self.task == GENERATE and (self.inputs or self.augment):
             raise InputError("a 'generate' job takes no input label file and no augmentation")
@@ -83,6 +98,14 @@ class JobSpec(SynthesisOptions):
                 raise InputError("a 'translate' job needs label files or the segmenter")
             if self.n != 1 or self.augment:
                 raise InputError("a 'translate' job makes one image per input and no new anatomy")
+        fit = {name: getattr(self, name) for name in ADAPT_DEFAULTS}
+        if self.task != ADAPT and fit != ADAPT_DEFAULTS:
+            raise InputError("maps, rounds and candidates go with 'adapt' jobs only")
+        if self.task == ADAPT:
+            if self.n != 1 or self.augment:
+                raise InputError("an 'adapt' job makes one model and no images")
+            if len({str(Path(name).parent) for name in self.inputs}) != 1:
+                raise InputError("the images of an 'adapt' job must all be in one folder")
 
     def write(self, folder: str | Path) -> Path:
         """Write ``folder/job.json`` atomically."""
@@ -119,15 +142,18 @@ def write_result(
     results: list[InputResult],
     warnings: list[str],
     pairs: list[tuple[str, str]] | None = None,
+    model: str | None = None,
 ) -> Path:
     """Write ``folder/result.json`` atomically: the job is complete once it exists. ``pairs``: the
-    (image, labels) files of a 'generate' job."""
+    (image, labels) files of a 'generate' job; ``model``: the package folder an 'adapt' job wrote."""
     document = {
         "format_version": FORMAT_VERSION,
         "inputs": [asdict(r) for r in results],
         "pairs": [list(p) for p in pairs or []],
         "warnings": warnings,
     }
+    if model is not None:
+        document["model"] = model
     text = json.dumps(document, indent=1)
     return write_atomically(Path(folder) / RESULT_FILE, lambda tmp: tmp.write_text(text))
 
@@ -151,6 +177,15 @@ def read_pairs(folder: str | Path) -> list[tuple[str, str]]:
     """The (image, labels) files of a finished 'generate' job, relative to its folder."""
     document = read_json(Path(folder) / RESULT_FILE)
     return [(str(image), str(labels)) for image, labels in document.get("pairs", [])]
+
+
+def read_model(folder: str | Path) -> Path:
+    """The model package folder a finished 'adapt' job wrote (InputError if it names none)."""
+    folder = Path(folder)
+    model = read_json(folder / RESULT_FILE).get("model")
+    if not isinstance(model, str) or not (folder / model).is_dir():
+        raise InputError(f"{folder / RESULT_FILE}: names no model package folder")
+    return folder / model
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Reports are JSON lines on stdout, one event each: ``start`` (what generates), ``progress`` (``fraction``
 of the whole job, ``message``), ``warning``, ``error`` and ``done``. Exit status 0 once ``result.json`` is
 written, 2 for bad input (the error event names the problem), 130 when interrupted. Outputs are staged,
-so a failed or killed job leaves no partial output files.
+so a failed or killed job leaves no partial output files (an 'adapt' job's model and its work lie in the
+job folder, which the caller removes).
 """
 
 from __future__ import annotations
@@ -16,9 +17,20 @@ from typing import Any
 
 from EchoSynthLib.cpu_threads import prepare_environment, use_threads
 from EchoSynthLib.errors import EXIT_ERROR, run_main
-from EchoSynthLib.jobs.spec import GENERATE, OUTPUT_DIR, TRANSLATE, InputResult, JobSpec, write_result
+from EchoSynthLib.jobs.spec import (
+    ADAPT,
+    ADAPTED_MODEL,
+    GENERATE,
+    OUTPUT_DIR,
+    TRANSLATE,
+    InputResult,
+    JobSpec,
+    write_result,
+)
 
 Report = Callable[[dict[str, Any]], None]
+# The share of an 'adapt' job's progress bar that drawing the base's images takes (the fit's rounds the rest).
+ADAPT_DRAW_SHARE = 0.25
 
 
 def run_job(folder: str | Path, report: Report) -> list[InputResult]:
@@ -39,6 +51,8 @@ def run_job(folder: str | Path, report: Report) -> list[InputResult]:
         return _generate(folder, spec, warn, report, warnings)
     if spec.task == TRANSLATE:
         return _translate(folder, spec, warn, report, warnings)
+    if spec.task == ADAPT:
+        return _adapt(folder, spec, warn, report, warnings)
     generator = open_generator(spec, warn)
     report({"event": "start", "message": generator.description})
     outputs = synthesize_files(
@@ -118,6 +132,46 @@ def _generate(folder: Path, spec: JobSpec, warn, report: Report, warnings: list[
     pairs = [(str(i.relative_to(folder)), str(lab.relative_to(folder))) for i, lab in written]
     write_result(folder, [], warnings, pairs)
     report({"event": "done", "message": f"{len(pairs)} cases"})
+    return []
+
+
+def _adapt(folder: Path, spec: JobSpec, warn, report: Report, warnings: list[str]) -> list[InputResult]:
+    """An 'adapt' job: a look for the base model ``spec.generator`` fitted to the input images, written as
+    a model package to ``ADAPTED_MODEL`` (``adaptation.adapt``; its work folder lies beside it)."""
+    from EchoSynthLib.adaptation.adapt import AdaptSettings, adapt
+    from EchoSynthLib.data.io import readable_files
+    from EchoSynthLib.errors import InputError
+
+    images = (folder / spec.inputs[0]).parent
+    missing = [name for name in spec.inputs if not (folder / name).is_file()]
+    if missing:
+        raise InputError(f"{folder / missing[0]}: no such image ({len(missing)} of the job's are missing)")
+    others = sorted(set(readable_files(images)) - {folder / name for name in spec.inputs})
+    if others:  # the fit reads the whole folder: it must hold the job's images alone
+        raise InputError(f"{images}: holds {others[0].name}, which is not one of the job's images")
+    settings = AdaptSettings(
+        images,
+        folder / ADAPTED_MODEL,
+        spec.generator,
+        spec.maps,
+        spec.rounds,
+        spec.candidates,
+        spec.seed,
+        spec.device,
+    )
+    report({"event": "start", "message": f"adapting '{spec.generator}' to {len(spec.inputs)} images"})
+
+    def progress(stage: str, done: int, total: int) -> None:
+        part = done / total if total else 1.0
+        if stage == "draw":
+            fraction, message = ADAPT_DRAW_SHARE * part, f"base images {done}/{total}"
+        else:
+            fraction, message = ADAPT_DRAW_SHARE + (1.0 - ADAPT_DRAW_SHARE) * part, f"round {done}/{total}"
+        report({"event": "progress", "fraction": fraction, "message": message})
+
+    model = adapt(settings, progress, warn)
+    write_result(folder, [], warnings, model=model.relative_to(folder).as_posix())
+    report({"event": "done", "message": f"adapted model in {ADAPTED_MODEL}"})
     return []
 
 

@@ -148,6 +148,18 @@ ADVERSARIAL = register(
         ("guide", "labels+source"),
     )
 )
+# A model put in the look of the user's scanner (``echosynth adapt``): its base model samples (so it takes
+# every option the base takes), the fitted look follows.
+ADAPTED = register(
+    Family(
+        "adapted",
+        "adapted-look",
+        LABELS_TO_IMAGE,
+        "EchoSynthLib.models.adapted",
+        ("steps", "sampler", "guidance_scale", "plane", "slice_index", "strength"),
+        "EchoSynthLib.models.adapted.config:AdaptedConfig",
+    )
+)
 SDM_KIND, SEGMENTER_KIND, ENCODER_KIND = SDM.kind, SEGMENTER.kind, ENCODER.kind
 AUTOENCODER_KIND = AUTOENCODER.kind
 LATENT_KINDS = (LATENT.kind, LATENT_PAIRS.kind)

@@ -196,6 +196,11 @@ def component_path(folder: str | Path, header: dict[str, Any], name: str = DEFAU
     return path
 
 
+def package_identity(folder: str | Path) -> str:
+    """A package's identity: its components' SHA-256 prefixes (changes when any weights change)."""
+    return "-".join(c["sha256"][:12] for c in read_package_header(folder)["components"])
+
+
 def read_package_config(folder: str | Path, kind: str) -> dict[str, Any]:
     """The settings of a ``kind`` package (the family config's)."""
     from EchoSynthLib.engine.settings import RUN_SETTING_NAMES

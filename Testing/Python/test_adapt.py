@@ -1,0 +1,196 @@
+"""``echosynth adapt`` (issue 33 section 3): a look fitted from unlabelled images of a scanner brings a
+model's images nearer that scanner's, resumes where it stopped, and gives a model package that
+``synthesize`` and ``translate`` use; bad input is refused with one line and nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import edit_package_settings, write_phantom_maps
+
+from EchoSynthLib.adaptation.adapt import work_folder
+from EchoSynthLib.adaptation.fit import FitState, fit_look
+from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+from EchoSynthLib.augmentation.degradations import (
+    KINDS,
+    SETTINGS_PER_KIND,
+    FixedDraws,
+    degrade_fixed,
+)
+from EchoSynthLib.cli.main import main
+from EchoSynthLib.data.io import read_image, write_image
+from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.models.adapted.look import FittedLook
+from EchoSynthLib.simulation import simulate_bmode
+
+SCANNER = ("blur", "grey_map")  # the look of the test's "scanner"
+
+
+def scanner_settings() -> np.ndarray:
+    settings = np.full((len(KINDS), SETTINGS_PER_KIND), 0.5)
+    settings[KINDS.index("blur")] = 0.9  # wide point spread
+    settings[KINDS.index("grey_map")] = [0.9, 0.1, 0.9, 0.1, 0.9, 0.95, 0.1, 0.2]  # hard, dark grey map
+    return settings
+
+
+def simulated(count: int, size: int = 48, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Simulator images (count, 1, size, size) in [-1, 1] of phantom maps, and their sectors."""
+    images, inside = [], []
+    for k in range(count):
+        view = ("4CH", "2CH")[k % 2]
+        labels = phantom_label_map(view, "ED", first + k, PhantomGrid.for_view(view, size=size)).labels
+        images.append(simulate_bmode(labels, first + k).array.reshape(size, size) / 127.5 - 1.0)
+        inside.append(labels.array.reshape(size, size) != 0)
+    return torch.from_numpy(np.stack(images)[:, None].astype(np.float32)), torch.from_numpy(
+        np.stack(inside)[:, None]
+    )
+
+
+def statistics(images: np.ndarray) -> np.ndarray:
+    """A cheap stand-in for the echo encoder: grey-level histogram and edge energy of each image."""
+    histogram = np.stack([np.histogram(x, bins=8, range=(-1, 1))[0] / x.size for x in images])
+    edges = np.abs(np.diff(images, axis=-1)).mean(axis=(-1, -2))[:, None]
+    return np.concatenate([histogram, 4 * edges], axis=1)
+
+
+def test_fixed_draws_map_numbers_onto_the_ranges_a_kind_asks_for():
+    draws = FixedDraws([0.5, 0.25, 0.0, 1.0, 0.6, 0.99])
+    assert draws.uniform(2.0, 4.0) == 3.0 and draws.random() == 0.25
+    assert draws.choice(["a", "b"]) == "a" and draws.choice(["a", "b"]) == "b"
+    assert draws.integers(8, 60) == 8 + int(0.6 * 52)
+    assert list(draws.uniform(0.0, 2.0, size=1)) == [1.98]
+    with pytest.raises(ValueError, match="more than the 6"):
+        draws.random()
+    # every kind draws at most SETTINGS_PER_KIND numbers (a look has room for each kind's settings)
+    images, inside = simulated(1, 32)
+    everything = degrade_fixed(images, inside, KINDS, np.full((len(KINDS), SETTINGS_PER_KIND), 0.5), [0])
+    assert everything.shape == images.shape and not torch.equal(everything, images)
+
+
+def test_a_fixed_look_is_the_same_for_every_image_and_seeded_only_in_its_noise():
+    images, inside = simulated(2, 32)
+    look = FittedLook(SCANNER, scanner_settings())
+    first = look.apply(images, inside, [3, 4])
+    torch.testing.assert_close(first, look.apply(images, inside, [3, 4]))
+    assert (first[~inside] == -1).all()  # black outside the sector
+    # no noise kind: the seed changes nothing; with one, only the noise differs
+    torch.testing.assert_close(first, look.apply(images, inside, [7, 8]))
+    noisy = FittedLook(("noise",), scanner_settings())
+    assert not torch.equal(noisy.apply(images, inside, [1, 2]), noisy.apply(images, inside, [3, 4]))
+
+
+def test_the_fit_brings_the_images_nearer_the_scanner_and_resumes_where_it_stopped(tmp_path):
+    base, inside = simulated(12)
+    truth, truth_inside = simulated(12, first=100)
+    target = statistics(
+        degrade_fixed(truth, truth_inside, SCANNER, scanner_settings(), range(12))[:, 0].numpy()
+    )
+    embed = statistics
+    whole = fit_look(base, inside, target, embed, tmp_path / "whole.json", rounds=3, candidates=3, seed=1)
+    assert whole.distance < 0.5 * whole.start_distance  # measured: about a tenth
+    assert set(whole.look.kinds) & {"grey_map", "tgc", "scanner_look"}  # a kind that changes grey levels
+    # stopped after one round, then run again: the same look as one run
+    state = tmp_path / "resumed.json"
+    fit_look(base, inside, target, embed, state, rounds=1, candidates=3, seed=1)
+    assert FitState.load(state).rounds_done == 1
+    resumed = fit_look(base, inside, target, embed, state, rounds=3, candidates=3, seed=1)
+    assert resumed.look.kinds == whole.look.kinds and resumed.distance == whole.distance
+    np.testing.assert_array_equal(resumed.look.settings, whole.look.settings)
+
+
+def write_scanner_images(folder, count: int = 16, size: int = 64):
+    folder.mkdir()
+    images, inside = simulated(count, size, first=200)
+    looked = degrade_fixed(images, inside, SCANNER, scanner_settings(), range(count))
+    for k, image in enumerate(looked[:, 0].numpy()):
+        grey = np.rint((image + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+        write_image(Volume.from_2d(grey, (0.5, 0.5)), folder / f"frame{k:02d}.nii.gz")
+
+
+def test_adapt_writes_a_model_that_synthesize_draws_in_the_scanners_look(tmp_path, capsys):
+    scanner = tmp_path / "scanner"
+    write_scanner_images(scanner)
+    out = tmp_path / "my-scanner"
+    command = ["adapt", "--images", str(scanner), "--out", str(out), "--base", "simulator"]
+    command += ["--maps", "8", "--rounds", "2", "--candidates", "2", "--threads", "1"]
+    assert main(command) == 0, capsys.readouterr().err
+    assert not work_folder(out).exists()  # the work is removed once the package is written
+    document = json.loads((out / "config.json").read_text())
+    fit = document["provenance"]["fit"]
+    assert document["kind"] == "adapted-look" and fit["images"] == 16
+    assert fit["echo_frechet_distance_after"] < fit["echo_frechet_distance_before"]
+    assert "simulator" in (out / "MODEL_CARD.md").read_text()
+    maps = write_phantom_maps(tmp_path / "maps", ("4CH",), size=48)
+    capsys.readouterr()
+    synthesize = ["synthesize", "--model", str(out), "--labels", str(tmp_path / "maps"), "--out"]
+    assert main([*synthesize, str(tmp_path / "drawn"), "--seed", "4"]) == 0
+    assert "in the look adapted to my-scanner" in capsys.readouterr().out
+    drawn = read_image(tmp_path / "drawn" / "m0_synth00.nii.gz")
+    plain = simulate_bmode(maps[0], 4)
+    assert drawn.same_geometry(maps[0]) and not np.array_equal(drawn.array, plain.array)
+    assert document["settings"]["kinds"]  # the fit kept at least one kind
+    assert main(command) == 0  # a rerun replaces the adapted model it wrote
+
+
+def test_adapt_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path, capsys):
+    few = tmp_path / "few"
+    write_scanner_images(few, count=3)
+    out = tmp_path / "out"
+    base = ["adapt", "--base", "simulator", "--maps", "8", "--rounds", "1", "--candidates", "1"]
+    assert main([*base, "--images", str(few), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "at least 16" in error and error.count("\n") == 1
+    assert not out.exists() and not work_folder(out).exists()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    scanner = tmp_path / "scanner"
+    write_scanner_images(scanner)
+    assert main([*base, "--images", str(scanner), "--out", str(taken)]) == 2
+    assert "refusing" in capsys.readouterr().err and (taken / "notes.txt").read_text() == "mine"
+    assert main([*base, "--images", str(scanner), "--out", str(scanner / "inside")]) == 2
+    assert not (scanner / "inside").exists()
+
+
+def test_an_adapted_model_whose_base_changed_is_refused(tmp_path, capsys, tiny_adversarial):
+    from EchoSynthLib.errors import InputError
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
+
+    scanner = tmp_path / "scanner"
+    write_scanner_images(scanner)
+    out = tmp_path / "adapted"
+    command = ["adapt", "--images", str(scanner), "--out", str(out), "--base", "simulator"]
+    assert main([*command, "--maps", "8", "--rounds", "1", "--candidates", "1"]) == 0, capsys.readouterr().err
+    edit_package_settings(out, lambda s: s.update(base=str(tiny_adversarial.run / "model")))
+    with pytest.raises(InputError, match="not the one this look was fitted to"):
+        open_generator(GeneratorSettings(str(out), device="cpu"))
+
+
+def test_cine_loops_give_their_frames(tmp_path, capsys):
+    """``--video``: evenly spaced frames of each loop (at most FRAMES_PER_VIDEO), in the scanner's look."""
+    import cv2
+
+    from EchoSynthLib.adaptation.adapt import FRAMES_PER_VIDEO, scanner_images
+
+    images, inside = simulated(40, 64, first=300)
+    looked = degrade_fixed(images, inside, SCANNER, scanner_settings(), range(40))
+    loop = tmp_path / "loop.avi"
+    writer = cv2.VideoWriter(str(loop), cv2.VideoWriter_fourcc(*"MJPG"), 50, (64, 64))
+    for image in looked[:, 0].numpy():
+        grey = np.rint((image + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+        writer.write(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    frames = scanner_images(None, (loop,), (32, 32))
+    assert frames.shape == (20, 32, 32) and len(frames) <= FRAMES_PER_VIDEO  # every 2nd of 40 frames
+    # the first frame, halved onto the 32 grid (MJPG is lossy: within a few grey levels)
+    first = looked[0, 0].numpy().reshape(32, 2, 32, 2).mean(axis=(1, 3))
+    assert np.abs(frames[0] - first).mean() < 0.05
+    out = tmp_path / "from-loop"
+    command = ["adapt", "--video", str(loop), "--out", str(out), "--base", "simulator"]
+    assert main([*command, "--maps", "8", "--rounds", "1", "--candidates", "1"]) == 0, capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["provenance"]["fit"]["images"] == 20
+    assert main(["adapt", "--out", str(tmp_path / "none"), "--base", "simulator"]) == 2
+    assert "--images" in capsys.readouterr().err

@@ -1,0 +1,151 @@
+"""``echosynth adapt`` on a scanner of held-out kinds: does a segmenter trained on label maps drawn in the
+adapted look work on that scanner's real images?
+
+"My scanner": CAMUS validation images through one fixed chain of degradations that includes the kinds no
+translator trains on (``HELD_OUT``: speckle grain, edge enhancement) and a coarser grid and JPEG. The first
+half of the validation patients' images (unlabelled) go to ``adapt``; the second half, with their labels
+used only to score, is the test set. A segmenter (the downstream recipe, ``evaluation.downstream``) is
+trained on N CAMUS training label maps drawn by the base model as it is, in random looks of the
+translator's training kinds (``--looks family``: the held-out kinds never among them), by the adapted
+model, and on the N real CAMUS training images, and tested on the scanner's test images.
+
+    .venv/bin/python bench/adapt_held_out.py --data data/camus224-128 --out runs/adapt-bench
+
+Stages are kept in ``--out`` (a rerun skips what is there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+SCANNER_KINDS = ("blur", "speckle", "grey_map", "resample", "sharpen", "compression")
+SCANNER_SEED = 2026
+
+
+def scanner_look(images: np.ndarray, labels: np.ndarray, first_seed: int) -> np.ndarray:
+    """Images (N, H, W) in [-1, 1] in the held-out scanner's look (one look, noise per image)."""
+    import torch
+
+    from EchoSynthLib.augmentation.degradations import KINDS, SETTINGS_PER_KIND, degrade_fixed
+
+    settings = np.random.default_rng(SCANNER_SEED).random((len(KINDS), SETTINGS_PER_KIND))
+    x = torch.from_numpy(images[:, None].astype(np.float32))
+    inside = torch.from_numpy(labels[:, None] != 0)
+    seeds = list(range(first_seed, first_seed + len(images)))
+    return degrade_fixed(x, inside, SCANNER_KINDS, settings, seeds)[:, 0].numpy()
+
+
+def drawn_set(generator, cache, entries, seed: int, description: str):
+    """The generator's image of each entry's label map, on the cache grid, as an ImageSet."""
+    from EchoSynthLib.evaluation.image_sets import ImageSet
+    from EchoSynthLib.inference.generators import generate_for_maps
+
+    maps = [generator.prepare(cache.label_map(e, cache.load(e)[1])) for e in entries]
+    drawn = generate_for_maps(generator, maps, [1] * len(maps), seed)
+    images = np.stack([np.asarray(d[0].array, np.float32).reshape(128, 128) / 127.5 - 1.0 for d in drawn])
+    labels = np.stack([np.asarray(m.array).reshape(128, 128) for m in maps])
+    return ImageSet(description, images, labels, [e["case_id"] for e in entries])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data", type=Path, required=True, help="a camus224 cache at 128 (prepare --size 128)"
+    )
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--base", default="latent-camus128")
+    parser.add_argument("--train-maps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=500, help="segmenter steps per run")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--candidates", type=int, default=8)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="segmenter seeds (one run each)")
+    args = parser.parse_args()
+
+    from EchoSynthLib.adaptation.adapt import AdaptSettings, adapt
+    from EchoSynthLib.data.io import write_image
+    from EchoSynthLib.data.volume import Volume
+    from EchoSynthLib.evaluation.downstream import DownstreamSettings, _train_and_test, paper_dice
+    from EchoSynthLib.evaluation.image_sets import ImageSet, cache_set
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    val, cache = cache_set(f"{args.data}:val", "val")
+    patients = sorted({name.split("_")[0] for name in val.names})
+    half = set(patients[: len(patients) // 2])
+    adapt_rows = [i for i, n in enumerate(val.names) if n.split("_")[0] in half]
+    test_rows = [i for i, n in enumerate(val.names) if n.split("_")[0] not in half]
+    looked = scanner_look(val.images, val.labels, 0)
+    scanner = args.out / "scanner"
+    if not scanner.is_dir():
+        scanner.mkdir()
+        for i in adapt_rows:
+            grey = np.rint((looked[i] + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+            write_image(Volume.from_2d(grey, (1.0, 1.0)), scanner / f"{val.names[i]}.nii.gz")
+    model = args.out / "adapted"
+    if "adapt" not in results:
+        began = time.perf_counter()
+        adapt(AdaptSettings(scanner, model, args.base, rounds=args.rounds, candidates=args.candidates))
+        header = json.loads((model / "config.json").read_text())
+        results["adapt"] = {"seconds": round(time.perf_counter() - began), **header["provenance"]["fit"]}
+        results["adapt"]["kinds"] = header["settings"]["kinds"]
+        results_path.write_text(json.dumps(results, indent=1))
+    test = ImageSet(
+        "scanner test", looked[test_rows], val.labels[test_rows], [val.names[i] for i in test_rows]
+    )
+    entries = cache.cases("train")[:: max(1, len(cache.cases("train")) // args.train_maps)][: args.train_maps]
+    real_train, _ = cache_set(f"{args.data}:train", "train")
+    chosen = [real_train.names.index(e["case_id"]) for e in entries]
+    sets = {
+        "real CAMUS images": lambda: ImageSet(
+            "real",
+            real_train.images[chosen],
+            real_train.labels[chosen],
+            [real_train.names[i] for i in chosen],
+        ),
+        f"{args.base} as it is": lambda: drawn_set(
+            open_generator(GeneratorSettings(args.base, device="cpu")), cache, entries, 0, "base"
+        ),
+        f"{args.base} --looks family": lambda: drawn_set(
+            open_generator(GeneratorSettings(args.base, device="cpu", looks="family")),
+            cache,
+            entries,
+            0,
+            "family",
+        ),
+        "adapted": lambda: drawn_set(
+            open_generator(GeneratorSettings(str(model), device="cpu")), cache, entries, 0, "adapted"
+        ),
+    }
+    from EchoSynthLib.evaluation.downstream import _prepared
+
+    drawn = {}
+    for seed in args.seeds:
+        settings = DownstreamSettings(steps=args.steps, seeds=(seed,))
+        for name, make in sets.items():
+            key = name if seed == 0 else f"{name} (seed {seed})"
+            if key in results.get("downstream", {}):
+                continue
+            began = time.perf_counter()
+            train = drawn[name] = drawn.get(name) or make()
+            folder = args.out / f"work-{len(results.get('downstream', {}))}"
+            predicted = _train_and_test(_prepared(train, "train"), test, settings, seed, folder)
+            dice = {k: float(np.nanmean(v)) for k, v in paper_dice(predicted, test.labels).items()}
+            results.setdefault("downstream", {})[key] = {
+                "dice": dice,
+                "training_images": len(train.images),
+                "seconds": round(time.perf_counter() - began),
+            }
+            results_path.write_text(json.dumps(results, indent=1))
+            print(key, dice)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
