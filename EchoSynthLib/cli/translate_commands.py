@@ -8,6 +8,9 @@ from pathlib import Path
 from EchoSynthLib.cli.arguments import add_compute_arguments, advance_to, seed_argument
 
 SEGMENTER = "segmenter-camus"
+STEADY_FRAMES = (
+    2.0  # as ``sampling.translate.STEADY_FRAMES`` (this module stays light: a test holds them equal)
+)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -50,6 +53,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="translate 3D volumes slice by slice (k slices, one seed each volume)",
     )
     translate.add_argument("--segmenter", default=SEGMENTER, help=f"segmenter package (default {SEGMENTER})")
+    translate.add_argument(
+        "--steady",
+        type=float,
+        default=STEADY_FRAMES,
+        metavar="FRAMES",
+        help="with --every-frame: hold each video's look steady over about this many frames (the "
+        f"translation's difference from its source smoothed over time; 0: off; default {STEADY_FRAMES:g})",
+    )
     translate.add_argument("--out", required=True, type=Path, help="output folder")
     add_sampling_arguments(translate)
     translate.add_argument("--seed", type=seed_argument, default=0, help="image i uses seed + i")
@@ -114,5 +125,6 @@ def _run_translate(args: argparse.Namespace) -> None:
             progress=lambda fraction, _name: advance_to(bar, fraction, len(sources)),
             inputs=inputs,
             slices=args.slices,
+            steady=args.steady,
         )
     print(f"wrote {2 * len(outputs) + 1} files to {args.out}/")

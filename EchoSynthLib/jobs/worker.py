@@ -97,7 +97,8 @@ def _translate(folder: Path, spec: JobSpec, warn, report: Report, warnings: list
     labels = [folder / name for name in spec.labels] or None
     outputs = translate_files(
         generator,
-        file_sources(images, labels, schema_named(spec.schema)),
+        # Several inputs are the frames of one sequence: one seed, the look held steady (``steady_look``).
+        file_sources(images, labels, schema_named(spec.schema), "sequence" if len(images) > 1 else ""),
         folder / OUTPUT_DIR,
         segment=segment,
         seed=spec.seed,

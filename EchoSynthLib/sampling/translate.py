@@ -35,6 +35,7 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.inference.generators import Generator
 
 REPORT = "translation.json"
+STEADY_FRAMES = 2.0  # a video's look held steady over about this many frames (``steady_look``)
 FROM_LABELS, FROM_SEGMENTER, ABSENT = "labels", "segmenter", "absent"
 HEART = (Structure.LV_CAVITY, Structure.LV_MYOCARDIUM, Structure.LEFT_ATRIUM)
 
@@ -106,9 +107,13 @@ def require_echo_image(image: Volume) -> None:
 
 
 def file_sources(
-    images: Sequence[Path], labels: Sequence[Path] | None = None, schema: LabelSchema = ECHOSYNTH
+    images: Sequence[Path],
+    labels: Sequence[Path] | None = None,
+    schema: LabelSchema = ECHOSYNTH,
+    group: str = "",
 ) -> list[TranslationSource]:
-    """Image files (and one label file per image, in order) as sources."""
+    """Image files (and one label file per image, in order) as sources; ``group``: the frames of one
+    video, in order (one seed, the look held steady), or "" (each image on its own)."""
     images = [Path(p) for p in images]
     if labels is not None and len(labels) != len(images):
         raise InputError(f"{len(images)} images but {len(labels)} label files: give one label file per image")
@@ -129,6 +134,7 @@ def file_sources(
             full_suffix(path),
             str(path) if labels is None else f"{path} (labels {labels[index]})",
             lambda index=index: load(index),
+            group,
         )
         for index, path in enumerate(images)
     ]
@@ -210,6 +216,7 @@ def translate_files(
     progress: Callable[[float, str], None] | None = None,
     inputs: Sequence[Path] = (),
     slices: bool = False,
+    steady: float = STEADY_FRAMES,
 ) -> list[TranslationOutput]:
     """Translate every source (group k, in order of first appearance, uses seed + k: every source its own
     seed unless grouped, like the frames of a video); ``segment``: image -> canonical label map on its
@@ -217,7 +224,8 @@ def translate_files(
     group of several frames, the mean absolute change between consecutive frames of the sources and of
     the translations (grey levels 0..255). ``slices``: a 3D volume is translated slice by slice (its k
     slices, one seed for the volume; slices without a heart structure stay black); without it a 3D volume
-    is an InputError."""
+    is an InputError. ``steady``: the frames of a video (a group of 2D sources in a row) are held steady
+    over this many frames (``steady_look``; 0: each frame as translated)."""
     groups: dict[str, int] = {}
     for index, source in enumerate(sources):
         groups.setdefault(source.group or f"#{index}", len(groups))
@@ -252,23 +260,30 @@ def translate_files(
             raise InputError(message if source.origin in message else f"{source.origin}: {message}") from None
     outputs: list[TranslationOutput] = []
     with new_files(out_dir, finals, inputs) as staged:
-        for index, (source, (image, maps, labels_map, structures), (image_name, labels_name)) in enumerate(
-            zip(sources, prepared, names, strict=True)
-        ):
-            planes = [
-                np.zeros(plane.array.shape, np.uint8)
-                if m is None
-                else _translated(generator, plane, m, seeds[index])
-                for m, plane in maps
-            ]
-            translated = image.with_array(np.concatenate(planes).astype(np.uint8))
-            if source.group:
-                change.add(source.group, "translated", translated.array)
-            written_image = staged.final(write_image(translated, staged.path(image_name)))
-            written_labels = staged.final(write_label_map(labels_map, staged.path(labels_name)))
-            outputs.append(TranslationOutput(source.origin, written_image, written_labels, structures))
-            if progress is not None:
-                progress((index + 1) / len(sources), source.stem)
+        for run in _runs(sources):  # a video's frames together (held steady), other sources one by one
+            frames = []
+            for index in run:
+                image, maps, _, _ = prepared[index]
+                planes = [
+                    np.zeros(plane.array.shape, np.uint8)
+                    if m is None
+                    else _translated(generator, plane, m, seeds[index])
+                    for m, plane in maps
+                ]
+                frames.append(np.concatenate(planes).astype(np.uint8))
+            if len(run) > 1 and steady > 0:
+                frames = steady_look([prepared[i][0].array for i in run], frames, steady)
+            for index, frame in zip(run, frames, strict=True):
+                source, (image, _, labels_map, structures) = sources[index], prepared[index]
+                image_name, labels_name = names[index]
+                translated = image.with_array(frame)
+                if source.group:
+                    change.add(source.group, "translated", translated.array)
+                written_image = staged.final(write_image(translated, staged.path(image_name)))
+                written_labels = staged.final(write_label_map(labels_map, staged.path(labels_name)))
+                outputs.append(TranslationOutput(source.origin, written_image, written_labels, structures))
+                if progress is not None:
+                    progress(len(outputs) / len(sources), source.stem)
         report = {
             "generator": generator.description,
             "seed": seed,
@@ -285,8 +300,35 @@ def translate_files(
         }
         if change.pairs:
             report["frame_to_frame_change"] = change.report()
+            report["steady_frames"] = steady
         staged.path(REPORT).write_text(json.dumps(report, indent=1))
     return outputs
+
+
+def _runs(sources: Sequence[TranslationSource]) -> list[list[int]]:
+    """The sources' indices in order, the consecutive frames of one group (a video) as one run."""
+    runs: list[list[int]] = []
+    for index, source in enumerate(sources):
+        if runs and source.group and sources[runs[-1][0]].group == source.group:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return runs
+
+
+def steady_look(
+    sources: Sequence[np.ndarray], translated: Sequence[np.ndarray], frames: float
+) -> list[np.ndarray]:
+    """The translated frames of one video with the look held steady: each frame is its source plus the
+    translation's difference from its source smoothed over time (a Gaussian of ``frames`` frames, the
+    ends repeated), so the output moves with the source (its anatomy and speckle, frame by frame) while
+    the look the model gives it does not flicker. SciPy's ``gaussian_filter1d`` does the smoothing."""
+    from scipy.ndimage import gaussian_filter1d
+
+    source = np.stack([np.asarray(a, np.float32) for a in sources])
+    change = np.stack([np.asarray(a, np.float32) for a in translated]) - source
+    held = source + gaussian_filter1d(change, frames, axis=0, mode="nearest")
+    return list(np.clip(np.rint(held), 0, 255).astype(np.uint8))
 
 
 def _prepare_planes(

@@ -292,3 +292,57 @@ def test_a_3d_volume_translates_slice_by_slice_with_its_geometry(tiny_adversaria
         assert translated.array[k].any() == has_heart, k  # slices without a heart structure stay black
     guide = read_label_map(tmp_path / "out" / "volume_translated_labels.seg.nrrd")
     assert guide.same_geometry(labels)
+
+
+def test_a_videos_look_is_held_steady_while_its_anatomy_moves():
+    """``steady_look`` (issue 33 section 5): a translation that flickers (the model's difference from the
+    source jumps from frame to frame) comes out changing no more than its source from frame to frame; a
+    steady look (the same difference every frame) passes unchanged, and so does the source's own motion."""
+    from EchoSynthLib.sampling.translate import steady_look
+
+    rng = np.random.default_rng(0)
+    frames = 12
+    moving = [np.zeros((24, 24)) for _ in range(frames)]
+    for k, frame in enumerate(moving):
+        frame[:, :] = 60.0
+        frame[8:16, k : k + 6] = 180.0  # a bright wall moving one column per frame
+    look = 25.0  # the model makes everything brighter ...
+    flickering = [m + look + rng.normal(0.0, 8.0, m.shape) for m in moving]  # ... with a jumpy texture
+    held = steady_look(moving, flickering, 2.0)
+
+    def change(video):
+        return np.mean([np.abs(b.astype(float) - a).mean() for a, b in itertools.pairwise(video)])
+
+    assert change(flickering) > 2 * change(moving)
+    assert change(held) < 0.5 * change(flickering) and change(held) <= 1.5 * change(moving)
+    assert abs(np.mean([h.mean() - m.mean() for h, m in zip(held, moving, strict=True)]) - look) < 1.0
+    steady = steady_look(moving, [m + look for m in moving], 2.0)
+    for frame, source in zip(steady, moving, strict=True):
+        np.testing.assert_array_equal(frame, np.clip(source + look, 0, 255).astype(np.uint8))
+
+
+def test_the_cli_holds_every_frame_steady_unless_told_not_to(tiny_adversarial, tmp_path, capsys):
+    from test_reader_echonet import filelist_row, rectangle, write_dataset
+
+    from EchoSynthLib.cli import translate_commands
+    from EchoSynthLib.sampling import translate
+
+    assert translate_commands.STEADY_FRAMES == translate.STEADY_FRAMES  # one default, written twice
+    root = write_dataset(
+        tmp_path / "echonet",
+        videos=["VidA"],
+        filelist=[filelist_row("VidA", "TRAIN")],
+        tracings=[
+            ("VidA", 2, rectangle(40.5, 60.5, 30.5, 70.5)),
+            ("VidA", 7, rectangle(30.5, 70.5, 20.5, 80.5)),
+        ],
+    )
+    args = ["translate", "--model", str(tiny_adversarial.run / "model"), "--echonet", str(root)]
+    args += ["--every-frame", "--segment", "--seed", "4", "--out"]
+    changes = {}
+    for steady in ("0", "2"):
+        assert main([*args, str(tmp_path / steady), "--steady", steady]) == 0, capsys.readouterr().err
+        report = json.loads((tmp_path / steady / "translation.json").read_text())
+        assert report["steady_frames"] == float(steady)
+        changes[steady] = report["frame_to_frame_change"]["VidA"]["translated"]
+    assert changes["2"] < changes["0"]
