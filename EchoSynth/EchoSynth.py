@@ -464,20 +464,25 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return False
         return True
 
+    def _showEvents(self, run, bar, label, doing):
+        """A worker's new events on a progress bar and status line (``doing``: the progress text, with
+        ``{what}`` for the event's message)."""
+        for event in run.poll():
+            if event.kind == "progress" and event.fraction is not None:
+                bar.value = int(1000 * event.fraction)
+                label.text = doing.format(what=event.message)
+            elif event.kind in ("start", "warning"):
+                prefix = _("Warning: ") if event.kind == "warning" else ""
+                label.text = prefix + event.message
+                if event.kind == "warning":
+                    logging.warning("EchoSynth: %s", event.message)
+
     def onPoll(self):
         """Timer: show the worker's progress; bring its results in when it ends."""
         if self._run is None:
             self._timer.stop()
             return
-        for event in self._run.poll():
-            if event.kind == "progress" and event.fraction is not None:
-                self.ui.progressBar.value = int(1000 * event.fraction)
-                self.ui.statusLabel.text = _("Synthesizing {what}").format(what=event.message)
-            elif event.kind in ("start", "warning"):
-                prefix = _("Warning: ") if event.kind == "warning" else ""
-                self.ui.statusLabel.text = prefix + event.message
-                if event.kind == "warning":
-                    logging.warning("EchoSynth: %s", event.message)
+        self._showEvents(self._run, self.ui.progressBar, self.ui.statusLabel, _("Synthesizing {what}"))
         if self._run.running:
             return
         self._timer.stop()
@@ -618,15 +623,9 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._adaptRun is None:
             self._adaptTimer.stop()
             return
-        for event in self._adaptRun.poll():
-            if event.kind == "progress" and event.fraction is not None:
-                self.ui.adaptProgressBar.value = int(1000 * event.fraction)
-                self.ui.adaptStatusLabel.text = _("Adapting: {what}").format(what=event.message)
-            elif event.kind in ("start", "warning"):
-                prefix = _("Warning: ") if event.kind == "warning" else ""
-                self.ui.adaptStatusLabel.text = prefix + event.message
-                if event.kind == "warning":
-                    logging.warning("EchoSynth: %s", event.message)
+        self._showEvents(
+            self._adaptRun, self.ui.adaptProgressBar, self.ui.adaptStatusLabel, _("Adapting: {what}")
+        )
         if self._adaptRun.running:
             return
         self._adaptTimer.stop()

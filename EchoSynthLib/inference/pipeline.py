@@ -120,9 +120,11 @@ class Batch:
 class LabelToImagePipeline:
     """A loaded label-conditioned model: label maps in, images on their grids out (module docstring).
 
-    A family's subclass is a dataclass with ``source`` (the package folder) and ``device``, and supplies
-    ``classes``, ``image_shape``, ``what``, ``defaults``, ``check`` and ``denoise_batch``."""
+    A family's subclass is a dataclass with ``config`` (its settings: ``classes``, ``image_size``,
+    ``start_strength``), ``source`` (the package folder) and ``device``, and supplies ``what``, ``check``
+    and ``denoise_batch`` (and overrides the rest where it differs)."""
 
+    config: Any
     source: Path
     device: Any
     spatial_dims: int = 2
@@ -136,13 +138,14 @@ class LabelToImagePipeline:
     # --- what a family supplies -------------------------------------------------------------------------
     @property
     def classes(self) -> ClassLayout:
-        """The model's class layout (its one-hot channels)."""
-        raise NotImplementedError
+        """The model's class layout (its one-hot channels): its config's."""
+        return self.config.classes
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        """The model's grid: (rows, cols), or (slices, rows, cols) for a 3D model."""
-        raise NotImplementedError
+        """The model's grid: (rows, cols) of its config's square ``image_size``, or (slices, rows, cols) for a
+        3D model."""
+        return (self.config.image_size, self.config.image_size)
 
     @property
     def what(self) -> str:
@@ -150,8 +153,8 @@ class LabelToImagePipeline:
         raise NotImplementedError
 
     def defaults(self) -> dict[str, Any]:
-        """The package's own defaults (at least ``strength``); the options' defaults fill the rest."""
-        raise NotImplementedError
+        """The package's own defaults: its start strength (the options' defaults fill the rest)."""
+        return {"strength": self.config.start_strength}
 
     def check(self, sampling: Sampling) -> None:
         """InputError for options this model cannot sample with (beyond the options' own ranges)."""

@@ -219,22 +219,25 @@ def test_evaluate_reads_translations_with_their_guides_and_pairs_them_with_their
         paired_in_order(translated, sources)
 
 
+def one_video(root):
+    """An EchoNet-Dynamic folder with one video, VidA, its LV traced at frames 2 and 7."""
+    from test_reader_echonet import filelist_row, rectangle, write_dataset
+
+    tracings = [
+        ("VidA", 2, rectangle(40.5, 60.5, 30.5, 70.5)),
+        ("VidA", 7, rectangle(30.5, 70.5, 20.5, 80.5)),
+    ]
+    return write_dataset(root, videos=["VidA"], filelist=[filelist_row("VidA", "TRAIN")], tracings=tracings)
+
+
 def test_every_frame_of_a_video_shares_one_seed_so_frames_flicker_less(tiny_adversarial, tmp_path, capsys):
-    from test_reader_echonet import N_FRAMES, filelist_row, rectangle, write_dataset
+    from test_reader_echonet import N_FRAMES
 
     from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
     from EchoSynthLib.models.segmenter.network import Segmenter
     from EchoSynthLib.sampling.translate import echonet_sources, translate_files
 
-    root = write_dataset(
-        tmp_path / "echonet",
-        videos=["VidA"],
-        filelist=[filelist_row("VidA", "TRAIN")],
-        tracings=[
-            ("VidA", 2, rectangle(40.5, 60.5, 30.5, 70.5)),
-            ("VidA", 7, rectangle(30.5, 70.5, 20.5, 80.5)),
-        ],
-    )
+    root = one_video(tmp_path / "echonet")
     model = str(tiny_adversarial.run / "model")
     args = ["translate", "--model", model, "--echonet", str(root), "--every-frame"]
     assert main([*args, "--out", str(tmp_path / "x")]) == 2
@@ -322,21 +325,11 @@ def test_a_videos_look_is_held_steady_while_its_anatomy_moves():
 
 
 def test_the_cli_holds_every_frame_steady_unless_told_not_to(tiny_adversarial, tmp_path, capsys):
-    from test_reader_echonet import filelist_row, rectangle, write_dataset
-
     from EchoSynthLib.cli import translate_commands
     from EchoSynthLib.sampling import translate
 
     assert translate_commands.STEADY_FRAMES == translate.STEADY_FRAMES  # one default, written twice
-    root = write_dataset(
-        tmp_path / "echonet",
-        videos=["VidA"],
-        filelist=[filelist_row("VidA", "TRAIN")],
-        tracings=[
-            ("VidA", 2, rectangle(40.5, 60.5, 30.5, 70.5)),
-            ("VidA", 7, rectangle(30.5, 70.5, 20.5, 80.5)),
-        ],
-    )
+    root = one_video(tmp_path / "echonet")
     args = ["translate", "--model", str(tiny_adversarial.run / "model"), "--echonet", str(root)]
     args += ["--every-frame", "--segment", "--seed", "4", "--out"]
     changes = {}

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.samplers import seeded_noise, steps_from
 from EchoSynthLib.diffusion.spade_terms import reused_map_terms
@@ -99,19 +98,8 @@ class AdversarialModel(LabelToImagePipeline):
         return cls(config, generator, build_process(config), resolved, Path(folder))
 
     @property
-    def classes(self) -> ClassLayout:
-        return self.config.classes
-
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        return (self.config.image_size, self.config.image_size)
-
-    @property
     def what(self) -> str:
         return "adversarial diffusion model"
-
-    def defaults(self) -> dict[str, float]:
-        return {"strength": self.config.start_strength}
 
     def describe_steps(self, sampling: Sampling) -> str:
         """Its T steps are fixed: those that run from the start strength."""

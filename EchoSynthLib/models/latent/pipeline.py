@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from EchoSynthLib.checks import check_seed
-from EchoSynthLib.data.labels import ClassLayout, Structure
+from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.diffusion.processes import NoiseProcess
 from EchoSynthLib.diffusion.samplers import (
@@ -164,19 +164,12 @@ class LatentModel(LabelToImagePipeline):
         return self.config.spatial_dims
 
     @property
-    def classes(self) -> ClassLayout:
-        return self.config.classes
-
-    @property
     def image_shape(self) -> tuple[int, ...]:
         return self.config.image_shape
 
     @property
     def what(self) -> str:
         return f"{self.config.spatial_dims}D latent model"
-
-    def defaults(self) -> dict[str, object]:
-        return {"strength": self.config.start_strength}
 
     def resolve(self, **given: object) -> Sampling:
         """As the base's, with the sampler as ``sampler_for`` picks it."""

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from EchoSynthLib.data.labels import ClassLayout
 from EchoSynthLib.diffusion.gaussian import GaussianDiffusion
 from EchoSynthLib.diffusion.samplers import check_guidance, check_sampler, denoise
 from EchoSynthLib.engine.device import pick_device
@@ -67,19 +66,8 @@ class Synthesizer(LabelToImagePipeline):
         return self
 
     @property
-    def classes(self) -> ClassLayout:
-        return self.config.classes
-
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        return (self.config.image_size, self.config.image_size)
-
-    @property
     def what(self) -> str:
         return "model"
-
-    def defaults(self) -> dict[str, float]:
-        return {"strength": self.config.start_strength}
 
     def check(self, sampling: Sampling) -> None:
         if not 1 <= sampling.steps <= self.diffusion.num_timesteps:
