@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["adversarial-camus128-translate"])
     parser.add_argument("--loops", type=int, default=4)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--steady", type=float, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steady", type=float, nargs="+", default=[0, 2, 4, 8, float("inf")])
     parser.add_argument("--real", default="data/camus224-128:val", help="real CAMUS images (a cache split)")
     args = parser.parse_args()
 
@@ -74,10 +74,13 @@ def main() -> None:
     ]
     from EchoSynthLib.data.io import read_image
     from EchoSynthLib.evaluation.distribution import frechet_distance
+    from EchoSynthLib.evaluation.downstream import paper_dice
     from EchoSynthLib.evaluation.feature_spaces import echo_space
     from EchoSynthLib.evaluation.image_sets import cache_set
+    from EchoSynthLib.models.segmenter.network import Segmenter
     from EchoSynthLib.sampling.translate import steady_look
 
+    segment = Segmenter.load("segmenter-camus", "cpu").segment
     space = echo_space(device="cpu")
     real = space.embed(cache_set(args.real, "val")[0].images)
 
@@ -86,6 +89,15 @@ def main() -> None:
 
     def distance(frames) -> float:
         return frechet_distance(real, space.embed(np.stack(frames).astype(np.float32) / 127.5 - 1.0))
+
+    def lv_dice(videos) -> float:
+        """The CAMUS segmenter's LV cavity Dice on the frames against the loops' label maps."""
+        found, truth = [], []
+        for name, frames in videos.items():
+            for frame, (image, labels) in zip(frames, loops[name], strict=True):
+                found.append(segment(image.with_array(frame.reshape(image.array.shape))).array[0])
+                truth.append(labels.array[0])
+        return float(np.nanmean(paper_dice(np.stack(found), np.stack(truth))["lv_cavity"]))
 
     results = {}
     for model in args.models:
@@ -123,10 +135,12 @@ def main() -> None:
                     2,
                 ),
                 "echo_frechet_to_camus": round(distance([f for v in held.values() for f in v]), 2),
+                "segmenter_lv_dice": round(lv_dice(held), 3),
             }
             print(model, steady, rows[str(steady)])
         rows["source"] = {
-            "echo_frechet_to_camus": round(distance([f for v in sourced.values() for f in v]), 2)
+            "echo_frechet_to_camus": round(distance([f for v in sourced.values() for f in v]), 2),
+            "segmenter_lv_dice": round(lv_dice(sourced), 3),
         }
         results[model] = rows
     (args.out / "results.json").write_text(json.dumps(results, indent=1))

@@ -8,9 +8,8 @@ from pathlib import Path
 from EchoSynthLib.cli.arguments import add_compute_arguments, advance_to, seed_argument
 
 SEGMENTER = "segmenter-camus"
-STEADY_FRAMES = (
-    2.0  # as ``sampling.translate.STEADY_FRAMES`` (this module stays light: a test holds them equal)
-)
+# ``sampling.translate.STEADY_FRAMES`` (this module stays light: a test holds the two equal)
+STEADY_FRAMES = float("inf")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -55,11 +54,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     translate.add_argument("--segmenter", default=SEGMENTER, help=f"segmenter package (default {SEGMENTER})")
     translate.add_argument(
         "--steady",
-        type=float,
+        type=_frames,
         default=STEADY_FRAMES,
         metavar="FRAMES",
-        help="with --every-frame: hold each video's look steady over about this many frames (the "
-        f"translation's difference from its source smoothed over time; 0: off; default {STEADY_FRAMES:g})",
+        help="with --every-frame: each video in one look, no flicker (the translation's difference from its "
+        "source averaged over the video: the output changes from frame to frame as the source does); a "
+        "number: smoothed over about that many frames instead; 0: each frame as translated (default: inf)",
     )
     translate.add_argument("--out", required=True, type=Path, help="output folder")
     add_sampling_arguments(translate)
@@ -68,6 +68,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     translate.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda:N")
     add_compute_arguments(translate)
     translate.set_defaults(run=_run_translate)
+
+
+def _frames(text: str) -> float:
+    """A ``--steady`` value: a number of frames, at least 0, or inf."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(
+            f"--steady takes a number of frames (at least 0) or inf, got '{text}'"
+        )
+    return value
 
 
 def _run_translate(args: argparse.Namespace) -> None:

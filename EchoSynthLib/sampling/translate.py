@@ -12,6 +12,7 @@ map ``<stem>_translated_labels.seg.nrrd`` and ``translation.json``) or not at al
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from EchoSynthLib.errors import InputError
 from EchoSynthLib.inference.generators import Generator
 
 REPORT = "translation.json"
-STEADY_FRAMES = 2.0  # a video's look held steady over about this many frames (``steady_look``)
+STEADY_FRAMES = math.inf  # a video in one look (``steady_look``): measured in docs/BENCHMARKS.md
 FROM_LABELS, FROM_SEGMENTER, ABSENT = "labels", "segmenter", "absent"
 HEART = (Structure.LV_CAVITY, Structure.LV_MYOCARDIUM, Structure.LEFT_ATRIUM)
 
@@ -300,7 +301,7 @@ def translate_files(
         }
         if change.pairs:
             report["frame_to_frame_change"] = change.report()
-            report["steady_frames"] = steady
+            report["steady_frames"] = "video" if math.isinf(steady) else steady
         staged.path(REPORT).write_text(json.dumps(report, indent=1))
     return outputs
 
@@ -317,17 +318,22 @@ def _runs(sources: Sequence[TranslationSource]) -> list[list[int]]:
 
 
 def steady_look(
-    sources: Sequence[np.ndarray], translated: Sequence[np.ndarray], frames: float
+    sources: Sequence[np.ndarray], translated: Sequence[np.ndarray], frames: float = math.inf
 ) -> list[np.ndarray]:
-    """The translated frames of one video with the look held steady: each frame is its source plus the
-    translation's difference from its source smoothed over time (a Gaussian of ``frames`` frames, the
-    ends repeated), so the output moves with the source (its anatomy and speckle, frame by frame) while
-    the look the model gives it does not flicker. SciPy's ``gaussian_filter1d`` does the smoothing."""
+    """The translated frames of one video in one look: each frame is its source plus the translation's
+    difference from its source, smoothed over time, so the output moves with the source (its anatomy and
+    speckle, frame by frame) while the look the model gives it does not flicker. ``frames``: the smoothing
+    (a Gaussian of that many frames, the ends repeated; SciPy's ``gaussian_filter1d``), or infinite: the
+    difference averaged over the whole video (one look; the output then changes from frame to frame
+    exactly as its source does)."""
     from scipy.ndimage import gaussian_filter1d
 
     source = np.stack([np.asarray(a, np.float32) for a in sources])
     change = np.stack([np.asarray(a, np.float32) for a in translated]) - source
-    held = source + gaussian_filter1d(change, frames, axis=0, mode="nearest")
+    if math.isinf(frames):
+        held = source + change.mean(axis=0, keepdims=True)
+    else:
+        held = source + gaussian_filter1d(change, frames, axis=0, mode="nearest")
     return list(np.clip(np.rint(held), 0, 255).astype(np.uint8))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -319,9 +320,13 @@ def test_a_videos_look_is_held_steady_while_its_anatomy_moves():
     assert change(flickering) > 2 * change(moving)
     assert change(held) < 0.5 * change(flickering) and change(held) <= 1.5 * change(moving)
     assert abs(np.mean([h.mean() - m.mean() for h, m in zip(held, moving, strict=True)]) - look) < 1.0
-    steady = steady_look(moving, [m + look for m in moving], 2.0)
-    for frame, source in zip(steady, moving, strict=True):
-        np.testing.assert_array_equal(frame, np.clip(source + look, 0, 255).astype(np.uint8))
+    one_look = steady_look(moving, flickering)  # the default: the video's mean difference, one look
+    assert change(one_look) <= change(moving) + 0.1  # as the source (but for rounding)
+    assert change(held) > change(one_look)
+    for frames in (2.0, math.inf):
+        steady = steady_look(moving, [m + look for m in moving], frames)
+        for frame, source in zip(steady, moving, strict=True):
+            np.testing.assert_array_equal(frame, np.clip(source + look, 0, 255).astype(np.uint8))
 
 
 def test_the_cli_holds_every_frame_steady_unless_told_not_to(tiny_adversarial, tmp_path, capsys):
@@ -333,9 +338,16 @@ def test_the_cli_holds_every_frame_steady_unless_told_not_to(tiny_adversarial, t
     args = ["translate", "--model", str(tiny_adversarial.run / "model"), "--echonet", str(root)]
     args += ["--every-frame", "--segment", "--seed", "4", "--out"]
     changes = {}
-    for steady in ("0", "2"):
+    for steady in ("0", "2", "inf"):
         assert main([*args, str(tmp_path / steady), "--steady", steady]) == 0, capsys.readouterr().err
         report = json.loads((tmp_path / steady / "translation.json").read_text())
-        assert report["steady_frames"] == float(steady)
-        changes[steady] = report["frame_to_frame_change"]["VidA"]["translated"]
-    assert changes["2"] < changes["0"]
+        assert report["steady_frames"] == ("video" if steady == "inf" else float(steady))
+        changes[steady] = report["frame_to_frame_change"]["VidA"]
+    assert changes["inf"]["translated"] < changes["2"]["translated"] < changes["0"]["translated"]
+    assert changes["inf"]["translated"] <= changes["inf"]["source"] + 0.5  # one look: as the source moves
+    assert main([*args, str(tmp_path / "default")]) == 0
+    default = json.loads((tmp_path / "default" / "translation.json").read_text())
+    assert default["steady_frames"] == "video"
+    for bad in ("-1", "nan", "many"):
+        assert main([*args, str(tmp_path / "bad"), "--steady", bad]) == 2
+        assert "--steady takes a number of frames" in capsys.readouterr().err
