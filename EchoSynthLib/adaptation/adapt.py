@@ -117,8 +117,7 @@ def adapt(
         raise InputError(
             f"{where}: needs at least {MINIMUM_IMAGES} 2D images of the scanner, found {len(scanner)}"
         )
-    work = work_folder(out)
-    work.mkdir(parents=True, exist_ok=True)
+    work = _work_for(out, _run_key(settings, scanner))
     drawn, inside = _base_images(generator, shape, settings, work, progress)
     space = echo_space(settings.encoder or DEFAULT_ENCODER, settings.device)
     target = np.asarray(space.embed(scanner), dtype=np.float64)
@@ -141,6 +140,50 @@ def adapt(
     _write_package(out, settings, shape, state, len(scanner))
     shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+WORK_FILES = ("run.key", "fit.json", "base_images.npz")  # all a work folder holds
+
+
+def _run_key(settings: AdaptSettings, scanner: np.ndarray) -> str:
+    """What a run's work depends on: the scanner's images and the settings of the fit."""
+    import hashlib
+    import json
+
+    from EchoSynthLib.models.adapted import base_identity
+
+    fit = [
+        settings.base,
+        base_identity(settings.base),
+        settings.maps,
+        settings.rounds,
+        settings.candidates,
+        settings.seed,
+        settings.encoder,
+    ]
+    digest = hashlib.sha256(json.dumps(fit).encode())
+    digest.update(repr(scanner.shape).encode())
+    digest.update(np.ascontiguousarray(scanner).tobytes())
+    return digest.hexdigest()
+
+
+def _work_for(out: Path, key: str) -> Path:
+    """The work folder of a run: kept when an earlier run of the same images and settings left it (it
+    resumes), emptied when another run's (other images or settings), refused when it holds anything else."""
+    work = work_folder(out)
+    if work.exists():
+        unknown = [p.name for p in work.iterdir() if p.name not in WORK_FILES]
+        if unknown or not work.is_dir():
+            raise InputError(
+                f"{work}: holds {unknown[0] if unknown else 'a file'}, not an earlier adapt run's work"
+            )
+        mark = work / WORK_FILES[0]
+        if mark.is_file() and mark.read_text() == key:
+            return work
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    (work / WORK_FILES[0]).write_text(key)
+    return work
 
 
 def _base_images(generator, shape, settings: AdaptSettings, work: Path, progress):
@@ -180,14 +223,13 @@ def _save(path: Path, images: np.ndarray, inside: np.ndarray) -> None:
 
 
 def _write_package(out: Path, settings: AdaptSettings, shape, state, count: int) -> None:
-    from EchoSynthLib.inference.generators import SIMULATOR
+    from EchoSynthLib.models.adapted import base_identity
     from EchoSynthLib.models.adapted.config import AdaptedConfig
     from EchoSynthLib.models.adapted.look import COMPONENT
     from EchoSynthLib.store.families import ADAPTED
-    from EchoSynthLib.store.package import package_identity, save_package
-    from EchoSynthLib.store.registry import resolve_model
+    from EchoSynthLib.store.package import save_package
 
-    identity = SIMULATOR if settings.base == SIMULATOR else package_identity(resolve_model(settings.base))
+    identity = base_identity(settings.base)
     config = AdaptedConfig(settings.base, identity, state.look.kinds, shape[-1])
     fit = {
         "images": count,

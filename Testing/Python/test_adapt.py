@@ -101,10 +101,11 @@ def test_the_fit_brings_the_images_nearer_the_scanner_and_resumes_where_it_stopp
     np.testing.assert_array_equal(resumed.look.settings, whole.look.settings)
 
 
-def write_scanner_images(folder, count: int = 16, size: int = 64):
+def write_scanner_images(folder, count: int = 16, size: int = 64, kinds: tuple[str, ...] = SCANNER):
+    """``count`` images of the test's scanner (the simulator's in the look of ``kinds``) in ``folder``."""
     folder.mkdir()
     images, inside = simulated(count, size, first=200)
-    looked = degrade_fixed(images, inside, SCANNER, scanner_settings(), range(count))
+    looked = degrade_fixed(images, inside, kinds, scanner_settings(), range(count)) if kinds else images
     for k, image in enumerate(looked[:, 0].numpy()):
         grey = np.rint((image + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
         write_image(Volume.from_2d(grey, (0.5, 0.5)), folder / f"frame{k:02d}.nii.gz")
@@ -194,3 +195,46 @@ def test_cine_loops_give_their_frames(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["provenance"]["fit"]["images"] == 20
     assert main(["adapt", "--out", str(tmp_path / "none"), "--base", "simulator"]) == 2
     assert "--images" in capsys.readouterr().err
+
+
+def test_a_stopped_run_resumes_only_with_the_same_images_and_settings(tmp_path, capsys, monkeypatch):
+    """The work beside the output: a run stopped after its first round resumes from it (the same look as
+    one whole run); another run's work (other images) is thrown away, not resumed; a folder of that name
+    holding anything else is refused."""
+    from EchoSynthLib.adaptation import adapt as adapting
+
+    scanner = tmp_path / "scanner"
+    write_scanner_images(scanner)
+    base = ["adapt", "--base", "simulator", "--maps", "8", "--candidates", "2", "--images", str(scanner)]
+    assert main([*base, "--rounds", "2", "--out", str(tmp_path / "whole")]) == 0, capsys.readouterr().err
+    whole = json.loads((tmp_path / "whole" / "config.json").read_text())
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt  # killed after the fit, before the package is written
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(adapting, "_write_package", stop)
+    with pytest.raises(KeyboardInterrupt):
+        adapting.adapt(adapting.AdaptSettings(scanner, out, "simulator", 8, 1, 2))
+    assert work_folder(out).is_dir() and not out.exists()
+    monkeypatch.undo()
+    assert FitState.load(work_folder(out) / "fit.json").rounds_done == 1
+    assert main([*base, "--rounds", "2", "--out", str(out)]) == 0, capsys.readouterr().err
+    resumed = json.loads((out / "config.json").read_text())
+    assert resumed["settings"] == whole["settings"] and not work_folder(out).exists()
+    # another run's work under the same name: started over, not resumed
+    other = tmp_path / "other"
+    write_scanner_images(other, kinds=())  # another scanner: the simulator's own look
+    monkeypatch.setattr(adapting, "_write_package", stop)
+    with pytest.raises(KeyboardInterrupt):
+        adapting.adapt(adapting.AdaptSettings(other, tmp_path / "again", "simulator", 8, 2, 2))
+    monkeypatch.undo()
+    assert main([*base, "--rounds", "2", "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["provenance"]["fit"]["images"] == 16 and again["settings"] == whole["settings"]
+    foreign = work_folder(tmp_path / "mine")
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main([*base, "--rounds", "1", "--out", str(tmp_path / "mine")]) == 2
+    assert "not an earlier adapt run's work" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "mine" and not (tmp_path / "mine").exists()

@@ -31,17 +31,20 @@ def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn 
     return LookedGenerator(base, look, f"in the look adapted to {Path(folder).name} ({kinds})")
 
 
-def check_base(config) -> None:
-    """InputError unless the base model is installed as the one the look was fitted to."""
-    from EchoSynthLib.errors import InputError
+def base_identity(base: str) -> str:
+    """The identity of a base model (``store.package.package_identity``; the simulator's is its name)."""
     from EchoSynthLib.inference.generators import SIMULATOR
     from EchoSynthLib.store.package import package_identity
     from EchoSynthLib.store.registry import resolve_model
 
-    if config.base == SIMULATOR:
-        return
-    identity = package_identity(resolve_model(config.base))
-    if identity != config.base_identity:
+    return SIMULATOR if base == SIMULATOR else package_identity(resolve_model(base))
+
+
+def check_base(config) -> None:
+    """InputError unless the base model is installed as the one the look was fitted to."""
+    from EchoSynthLib.errors import InputError
+
+    if base_identity(config.base) != config.base_identity:
         raise InputError(
             f"the model '{config.base}' is not the one this look was fitted to (its weights differ); "
             "adapt again with the installed one"
