@@ -27,17 +27,19 @@ SCANNER_KINDS = ("blur", "speckle", "grey_map", "resample", "sharpen", "compress
 SCANNER_SEED = 2026
 
 
-def scanner_look(images: np.ndarray, labels: np.ndarray, first_seed: int) -> np.ndarray:
+def scanner_look(
+    images: np.ndarray, labels: np.ndarray, first_seed: int, kinds=SCANNER_KINDS, seed: int = SCANNER_SEED
+) -> np.ndarray:
     """Images (N, H, W) in [-1, 1] in the held-out scanner's look (one look, noise per image)."""
     import torch
 
     from EchoSynthLib.augmentation.degradations import KINDS, SETTINGS_PER_KIND, degrade_fixed
 
-    settings = np.random.default_rng(SCANNER_SEED).random((len(KINDS), SETTINGS_PER_KIND))
+    settings = np.random.default_rng(seed).random((len(KINDS), SETTINGS_PER_KIND))
     x = torch.from_numpy(images[:, None].astype(np.float32))
     inside = torch.from_numpy(labels[:, None] != 0)
     seeds = list(range(first_seed, first_seed + len(images)))
-    return degrade_fixed(x, inside, SCANNER_KINDS, settings, seeds)[:, 0].numpy()
+    return degrade_fixed(x, inside, kinds, settings, seeds)[:, 0].numpy()
 
 
 def drawn_set(generator, cache, entries, seed: int, description: str):
@@ -64,6 +66,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="segmenter seeds (one run each)")
+    parser.add_argument("--scanner-kinds", nargs="+", default=list(SCANNER_KINDS), help="the scanner's look")
+    parser.add_argument("--scanner-seed", type=int, default=SCANNER_SEED, help="its settings' seed")
+    parser.add_argument("--adapt-only", action="store_true", help="fit the look, skip the segmenters")
     args = parser.parse_args()
 
     from EchoSynthLib.adaptation.adapt import AdaptSettings, adapt
@@ -81,7 +86,7 @@ def main() -> None:
     half = set(patients[: len(patients) // 2])
     adapt_rows = [i for i, n in enumerate(val.names) if n.split("_")[0] in half]
     test_rows = [i for i, n in enumerate(val.names) if n.split("_")[0] not in half]
-    looked = scanner_look(val.images, val.labels, 0)
+    looked = scanner_look(val.images, val.labels, 0, tuple(args.scanner_kinds), args.scanner_seed)
     scanner = args.out / "scanner"
     if not scanner.is_dir():
         scanner.mkdir()
@@ -96,6 +101,9 @@ def main() -> None:
         results["adapt"] = {"seconds": round(time.perf_counter() - began), **header["provenance"]["fit"]}
         results["adapt"]["kinds"] = header["settings"]["kinds"]
         results_path.write_text(json.dumps(results, indent=1))
+    if args.adapt_only:
+        print(json.dumps(results, indent=1))
+        return
     test = ImageSet(
         "scanner test", looked[test_rows], val.labels[test_rows], [val.names[i] for i in test_rows]
     )
