@@ -238,3 +238,22 @@ def test_a_stopped_run_resumes_only_with_the_same_images_and_settings(tmp_path, 
     assert main([*base, "--rounds", "1", "--out", str(tmp_path / "mine")]) == 2
     assert "not an earlier adapt run's work" in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "mine" and not (tmp_path / "mine").exists()
+
+
+def test_a_look_keeps_its_scale_on_a_finer_grid():
+    """An adapted look is applied at the scale it was fitted on: on an image of twice the grid, its blur
+    is twice as wide in pixels (the same relative to the image), and it stays black outside the sector."""
+    images, inside = simulated(1, 48)
+    fine = torch.nn.functional.interpolate(images, scale_factor=2, mode="bilinear", align_corners=False)
+    fine_inside = torch.nn.functional.interpolate(inside.float(), scale_factor=2, mode="nearest") > 0.5
+    look = FittedLook(("blur",), scanner_settings(), grid=48)
+    on_grid = look(images, inside, 0)
+    on_fine = look(fine, fine_inside, 0)
+    plain = FittedLook(("blur",), scanner_settings())(fine, fine_inside, 0)  # pixels of the fine grid
+
+    def sharpness(x):
+        return float(np.abs(np.diff(x[0, 0].numpy(), axis=-1)).mean())
+
+    assert on_fine.shape == fine.shape and (on_fine[~fine_inside] == -1).all()
+    assert sharpness(on_fine) < 0.75 * sharpness(plain)  # blurred at the fitted scale: twice as wide here
+    assert abs(sharpness(on_fine) * 2 - sharpness(on_grid)) < 0.5 * sharpness(on_grid)

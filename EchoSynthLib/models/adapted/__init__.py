@@ -23,7 +23,7 @@ def build_generator(folder: str | Path, settings: GeneratorSettings, warn: Warn 
     from EchoSynthLib.store.package import read_package_config, read_weights
 
     config = AdaptedConfig.from_dict(read_package_config(folder, ADAPTED.kind))
-    look = FittedLook.from_state(config.kinds, read_weights(folder, COMPONENT))
+    look = FittedLook.from_state(config.kinds, read_weights(folder, COMPONENT), config.image_size)
     check_base(config)
     values = {f.name: getattr(settings, f.name) for f in fields(GeneratorSettings)}
     base = open_generator(GeneratorSettings(**{**values, "generator": config.base, "looks": "none"}), warn)
