@@ -62,21 +62,15 @@ def scanner_images(images: Path | None, videos: tuple[Path, ...], shape: tuple[i
     aspect ratio kept): those of the folder ``images`` and up to ``FRAMES_PER_VIDEO`` frames of each video."""
     from EchoSynthLib.data.volume import Volume
     from EchoSynthLib.datasets.echonet import read_video
-    from EchoSynthLib.evaluation.image_sets import folder_set
-    from EchoSynthLib.preprocessing.prepare import PrepareSettings, image_on_grid
-    from EchoSynthLib.preprocessing.resample import target_grid
+    from EchoSynthLib.evaluation.image_sets import folder_set, unlabelled_image
+    from EchoSynthLib.preprocessing.prepare import PrepareSettings
 
-    found = []
-    if images is not None:
-        folder = folder_set(images, PrepareSettings(size=shape)).images
-        if folder.ndim != 3:
-            raise InputError(f"{images}: adapt takes 2D images, found 3D ones")
-        found.extend(folder)
+    settings = PrepareSettings(size=shape)
+    found = [] if images is None else list(folder_set(images, settings).images)  # 3D images: refused there
     for video in videos:
         frames = read_video(video)
         for frame in frames[:: max(1, -(-len(frames) // FRAMES_PER_VIDEO))]:
-            image = Volume.from_2d(frame, (1.0, 1.0))
-            found.append(image_on_grid(image, target_grid(image, shape, "pad")).reshape(shape))
+            found.append(unlabelled_image(Volume.from_2d(frame, (1.0, 1.0)), settings))
     return np.stack(found).astype(np.float32) if found else np.zeros((0, *shape), np.float32)
 
 
@@ -120,7 +114,9 @@ def adapt(
     work = _work_for(out, _run_key(settings, scanner))
     drawn, inside = _base_images(generator, shape, settings, work, progress)
     space = echo_space(settings.encoder or DEFAULT_ENCODER, settings.device)
-    target = np.asarray(space.embed(scanner), dtype=np.float64)
+
+    def embed(array: np.ndarray) -> np.ndarray:
+        return np.asarray(space.embed(array), dtype=np.float64)
 
     def fitted(done: int, total: int) -> None:
         if progress is not None:
@@ -129,8 +125,8 @@ def adapt(
     state = fit_look(
         drawn,
         inside,
-        target,
-        lambda array: np.asarray(space.embed(array), dtype=np.float64),
+        embed(scanner),
+        embed,
         work / "fit.json",
         rounds=settings.rounds,
         candidates=settings.candidates,

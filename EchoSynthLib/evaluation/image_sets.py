@@ -116,7 +116,7 @@ def folder_set(
                 images.append(prepared.image)
                 label_maps.append(settings.schema.to_canonical(prepared.labels))
             else:
-                images.append(_image_only(image, settings))
+                images.append(unlabelled_image(image, settings))
         except InputError as error:
             message = str(error)
             raise InputError(message if str(image_path) in message else f"{image_path}: {message}") from None
@@ -132,7 +132,7 @@ def folder_set(
     )
 
 
-def _image_only(image, settings: PrepareSettings) -> np.ndarray:
+def unlabelled_image(image, settings: PrepareSettings) -> np.ndarray:
     """An unlabelled image on the settings' grid, intensities in [-1, 1] (as ``prepare_case`` makes them)."""
     if image.is_2d != (len(settings.size) == 2):
         raise InputError(

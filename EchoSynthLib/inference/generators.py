@@ -147,17 +147,6 @@ class LookedGenerator:
         return image.with_array(grey)
 
 
-def image_owners(
-    maps: Sequence[object], counts: Sequence[int], sources: Sequence[object] | None = None
-) -> tuple[list[int], list]:
-    """For a run over several maps (``synthesize_maps`` of a family): the map of each run image j (image c
-    of map m is image counts[:m] + c), and one source per map (None where none is given), checked."""
-    sources = list(sources) if sources is not None else [None] * len(maps)
-    if len(counts) != len(maps) or len(sources) != len(maps) or min(counts, default=1) < 1:
-        raise InputError(f"one count (at least 1) and one source per map, got {list(counts)}")
-    return [m for m, count in enumerate(counts) for _ in range(count)], sources
-
-
 def generate_for_maps(
     generator: Generator,
     maps: Sequence[Volume],

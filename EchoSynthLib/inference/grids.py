@@ -55,18 +55,12 @@ def require_source_on(target: Volume, source: Volume | None) -> None:
         raise InputError("the source image's grid differs from its label map's")
 
 
-def start_images(
-    target: Volume, grid: Grid, shape: tuple[int, ...], seed: int, count: int, source: Volume | None = None
-) -> np.ndarray:
+def start_images(target: Volume, grid: Grid, shape: tuple[int, ...], seed: int, count: int) -> np.ndarray:
     """Where a model's sampling starts below strength 1, on its grid of ``shape`` as (count, 1, *shape) in
     [-1, 1]: the training-free simulator's images of the prepared map ``target`` (seeds seed .. seed +
-    count - 1), or ``source``, an image on ``target``'s grid (``require_source_on``), for every one of them
-    (a translation)."""
+    count - 1)."""
     from EchoSynthLib.preprocessing.prepare import image_on_grid
     from EchoSynthLib.simulation import simulate_bmode
 
-    if source is not None:
-        images = [image_on_grid(source, grid)] * count
-    else:
-        images = [image_on_grid(simulate_bmode(target, seed + k), grid) for k in range(count)]
+    images = [image_on_grid(simulate_bmode(target, seed + k), grid) for k in range(count)]
     return np.stack(images).reshape(count, 1, *shape)

@@ -32,7 +32,7 @@ from EchoSynthLib.data.labels import ClassLayout, require_heart
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
-from EchoSynthLib.inference.generators import Progress, image_owners, step_batches
+from EchoSynthLib.inference.generators import Progress, step_batches
 from EchoSynthLib.inference.grids import (
     image_back_onto,
     model_conditioning,
@@ -128,9 +128,8 @@ class LabelToImagePipeline:
     source: Path
     device: Any
     spatial_dims: int = 2
-    options: dict[
-        str, Any
-    ]  # configured values (``configure``); an instance attribute set by ``__post_init__``
+    # The configured values (``configure``), set per instance by ``__post_init__``.
+    options: dict[str, Any]
 
     def __post_init__(self) -> None:
         self.options = {}
@@ -233,8 +232,9 @@ class LabelToImagePipeline:
 
         require_source_on(target, source)
         one_hot, grid = model_conditioning(target, self.classes, self.image_shape)
-        on_grid = None if source is None else image_on_grid(source, grid).reshape(1, *self.image_shape)
-        return Conditioned(target, one_hot, grid, None if on_grid is None else on_grid.astype(np.float32))
+        if source is None:
+            return Conditioned(target, one_hot, grid, None)
+        return Conditioned(target, one_hot, grid, image_on_grid(source, grid).reshape(1, *self.image_shape))
 
     def require_sources(self, sources: Sequence[Volume | None]) -> None:
         """InputError where this model cannot draw without an image to translate (none by default)."""
@@ -288,7 +288,7 @@ class LabelToImagePipeline:
         sources: Sequence[Volume | None] | None = None,
     ) -> list[list[Volume]]:
         """``synthesize_maps`` of maps already prepared, with resolved options."""
-        owner, sources = image_owners(targets, counts, sources)  # owner[j]: the map of run image j
+        owner, sources = _image_owners(targets, counts, sources)  # owner[j]: the map of run image j
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
         check_seed(seed, len(owner))
@@ -321,3 +321,14 @@ class LabelToImagePipeline:
         noised ``strength`` of the way (SDEdit; a source-guided model is also guided by it), guided by its
         map; at strength 1 an unguided model does not use the image."""
         return self.draw_maps([labels], [1], seed, self.resolve(), batch_size=1, sources=[image])[0][0]
+
+
+def _image_owners(
+    maps: Sequence[object], counts: Sequence[int], sources: Sequence[object] | None = None
+) -> tuple[list[int], list]:
+    """For a run over several maps: the map of each run image j (image c of map m is image counts[:m] + c),
+    and one source per map (None where none is given), checked."""
+    sources = list(sources) if sources is not None else [None] * len(maps)
+    if len(counts) != len(maps) or len(sources) != len(maps) or min(counts, default=1) < 1:
+        raise InputError(f"one count (at least 1) and one source per map, got {list(counts)}")
+    return [m for m, count in enumerate(counts) for _ in range(count)], sources
