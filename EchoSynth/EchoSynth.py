@@ -59,6 +59,7 @@ MODES = ["synthesize", "generate", "translate"]
 DEVICES = ["auto", "cpu", "gpu"]
 PLANES = ["ij", "kj"]
 LOOKS = ["none", "family", "all"]  # EchoSynthLib.inference.options' "looks" (a test holds them equal)
+ACQUISITIONS = ["same", "varied"]  # EchoSynthLib.inference.options.ACQUISITIONS (a test holds them equal)
 POLL_INTERVAL_MS = 100
 DOCUMENTATION_URL = "https://github.com/echosynth/SlicerEchoSynth#readme"
 # Slicer 5.10 is the first with Python 3.12 (EchoSynthLib needs Python >= 3.10); slicer.packaging (pip_ensure)
@@ -127,6 +128,7 @@ class EchoSynthParameterNode:
     device: Annotated[str, Choice(DEVICES)] = "auto"
     augment: Annotated[int, WithinRange(0, 100)] = 0
     looks: Annotated[str, Choice(LOOKS)] = "none"
+    acquisition: Annotated[str, Choice(ACQUISITIONS)] = "same"
 
 
 def optionsFromParameters(parameters):
@@ -140,6 +142,7 @@ def optionsFromParameters(parameters):
         "n": parameters.samples,
         "seed": parameters.seed,
         "augment": parameters.augment if parameters.mode == "synthesize" else 0,
+        "acquisition": parameters.acquisition if parameters.mode == "synthesize" else "same",
         "device": parameters.device,
     }
     options.update({o.name: o.from_panel(getattr(parameters, o.panel)) for o in SAMPLING_OPTIONS})
@@ -851,7 +854,8 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         """Blocking: synthesize ``n`` images per label map and return the new nodes.
 
         ``model``: 'simulator', an installed or listed model's name, or a model folder. Other options: seed,
-        steps, sampler, guidance_scale, augment, plane, slice_index, device ('auto', 'cpu', 'gpu').
+        steps, sampler, guidance_scale, augment, acquisition ('same', 'varied': new anatomies at a depth and
+        sector of their own), looks, plane, slice_index, device ('auto', 'cpu', 'gpu').
         ``progress`` receives the worker's events (kind, message, fraction). ``ask``: show dialogs (installs,
         licences); None: only when Slicer has a main window. ``acceptLicence``: download a listed model
         without asking."""

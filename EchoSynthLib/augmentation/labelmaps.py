@@ -4,6 +4,9 @@ One random affine (rotation, translation, scale, shear) combined with a smooth e
 in a single nearest-neighbour resampling by MONAI (``Rand2DElastic`` / ``Rand3DElastic``), then clipped
 to the original ultrasound sector. Everything is in voxels: anisotropic spacing is ignored, as in the
 reference (which works on 256x256 pixel maps).
+
+``zoom`` and ``opening`` (off by default; ``VARIED_ACQUISITION`` turns them on) then show the new anatomy as
+another acquisition would: another imaging depth and sector width (``acquisition.acquire``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ import numpy as np
 import torch
 from monai.transforms import Rand2DElastic, Rand3DElastic
 
+from EchoSynthLib.augmentation.acquisition import (
+    VARIED_OPENING,
+    VARIED_ZOOM,
+    acquire,
+    random_acquisition,
+    sector_of,
+)
 from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.labels import HEART, Structure, require_heart
 from EchoSynthLib.data.volume import Volume
@@ -24,6 +34,7 @@ REFERENCE_SIZE_PX = 256  # the displacement setting is given for 256-pixel maps
 MAX_ATTEMPTS = 10
 FIELD_STD_PER_MAX = 0.5 / math.sqrt(3.0)  # see _transform
 _CANONICAL = tuple(s.label for s in Structure)
+ACQUISITION_STREAM = 1  # a new anatomy's acquisition is drawn apart from its warp (same seed)
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,13 @@ class LabelMapAugmentation:
     control_points: int = 10
     max_displacement_px: float = 30.0
     prob: float = 1.0
+    zoom: tuple[float, float] = (1.0, 1.0)  # the acquisition's zoom range (acquisition.Acquisition)
+    opening: tuple[float, float] = (1.0, 1.0)  # its sector opening range, as a fraction of the map's
+
+    @property
+    def varies_acquisition(self) -> bool:
+        """True when a new anatomy is also shown in an acquisition of its own."""
+        return self.zoom != (1.0, 1.0) or self.opening != (1.0, 1.0)
 
     def __post_init__(self) -> None:
         low, high = self.scale
@@ -49,6 +67,16 @@ class LabelMapAugmentation:
         for name in ("rotate_deg", "translate_fraction", "shear_deg", "max_displacement_px"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"{name} must be a non-negative number, got {getattr(self, name)}")
+        for name in ("zoom", "opening"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise InputError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}")
+
+
+# The Echo-from-noise warp, each new anatomy also in an acquisition of its own (``--acquisition varied``).
+VARIED_ACQUISITION = LabelMapAugmentation(zoom=VARIED_ZOOM, opening=VARIED_OPENING)
+# ``--acquisition``'s choices (``inference.options.ACQUISITIONS``, torch-free, holds the same names).
+ACQUISITIONS = {"same": LabelMapAugmentation(), "varied": VARIED_ACQUISITION}
 
 
 def _affine_ranges(spatial_shape: tuple[int, ...], settings: LabelMapAugmentation) -> dict:
@@ -137,10 +165,15 @@ def augment_label_map(
     values = require_heart(labels.array)
     heart = {s.label for s in HEART} & {int(v) for v in values}
     original = labels.array.astype(np.uint8)
+    sector = sector_of(labels) if settings.varies_acquisition else None
     for attempt in range(MAX_ATTEMPTS):
-        out = _clip_to_sector(_warp(original, _retry_seed(seed, attempt), settings), original)
-        if heart <= set(np.unique(out).tolist()):
-            return labels.with_array(out)
+        attempt_seed = _retry_seed(seed, attempt)
+        out = labels.with_array(_clip_to_sector(_warp(original, attempt_seed, settings), original))
+        if sector is not None:
+            draw = np.random.default_rng([attempt_seed, ACQUISITION_STREAM])
+            out = acquire(out, random_acquisition(draw, settings.zoom, settings.opening), sector, labels=True)
+        if heart <= set(np.unique(out.array).tolist()):
+            return out
     raise InputError(
         f"a heart structure vanished in {MAX_ATTEMPTS} augmentation attempts (seed {seed}); "
         "is it too small or at the edge of the sector?"

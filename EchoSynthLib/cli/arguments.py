@@ -165,3 +165,10 @@ def add_licence_argument(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="download a listed model that is not installed without asking (its licence accepted)",
     )
+
+
+def add_acquisition_argument(parser: argparse.ArgumentParser) -> None:
+    """``--acquisition same|varied``: how new anatomies are acquired."""
+    from EchoSynthLib.inference.options import ACQUISITION_HELP, ACQUISITIONS
+
+    parser.add_argument("--acquisition", choices=ACQUISITIONS, default=ACQUISITIONS[0], help=ACQUISITION_HELP)

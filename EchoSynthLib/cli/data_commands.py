@@ -7,7 +7,14 @@ import math
 import sys
 from pathlib import Path
 
-from EchoSynthLib.cli.arguments import count_argument, parse_numbers, parse_pairs, parse_size, seed_argument
+from EchoSynthLib.cli.arguments import (
+    add_acquisition_argument,
+    count_argument,
+    parse_numbers,
+    parse_pairs,
+    parse_size,
+    seed_argument,
+)
 from EchoSynthLib.errors import InputError
 
 
@@ -74,6 +81,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     augment.add_argument("--out", required=True, type=Path, help="output folder")
     augment.add_argument("--seed", type=seed_argument, default=0)
     augment.add_argument("--schema", default="echosynth", help="label values of label images")
+    add_acquisition_argument(augment)
     augment.set_defaults(run=_run_augment)
 
 
@@ -163,6 +171,7 @@ def _run_augment(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from EchoSynthLib.augmentation import augment_files
+    from EchoSynthLib.augmentation.labelmaps import ACQUISITIONS
     from EchoSynthLib.data.io import find_label_files
     from EchoSynthLib.data.outputs import check_place
 
@@ -176,7 +185,9 @@ def _run_augment(args: argparse.Namespace) -> None:
         bars[0].update(1)
 
     try:
-        written = augment_files(files, args.n, args.out, args.seed, args.schema, progress=advance)
+        written = augment_files(
+            files, args.n, args.out, args.seed, args.schema, advance, ACQUISITIONS[args.acquisition]
+        )
     finally:
         for bar in bars:
             bar.close()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from EchoSynthLib.cli.arguments import (
+    add_acquisition_argument,
     add_compute_arguments,
     advance_to,
     count_argument,
@@ -66,6 +67,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     synthesize.add_argument(
         "--augment", type=count_argument(0), default=0, metavar="N", help="also N new anatomies per map"
     )
+    add_acquisition_argument(synthesize)
     synthesize.add_argument("--schema", default="echosynth", help="label values of label images")
     synthesize.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda:N")
     synthesize.add_argument(
@@ -157,6 +159,14 @@ def _run_synthesize(args: argparse.Namespace) -> None:
     from EchoSynthLib.inference.options import sampling_values
     from EchoSynthLib.sampling.files import synthesize_files
 
+    augmentation = None
+    if args.augment:
+        from EchoSynthLib.augmentation.labelmaps import ACQUISITIONS
+
+        augmentation = ACQUISITIONS[args.acquisition]
+    elif args.acquisition != "same":
+        print("warning: --acquisition is used only with --augment (new anatomies)", file=sys.stderr)
+
     check_place(args.out, args.labels, whole=False)  # never into (or as) a folder of the label maps
     inputs = find_label_files(args.labels)
     settings = GeneratorSettings(args.model, device=args.device, **sampling_values(args))
@@ -181,6 +191,7 @@ def _run_synthesize(args: argparse.Namespace) -> None:
             n=args.n,
             seed=args.seed,
             augment=args.augment,
+            augmentation=augmentation,
             progress=advance,
             shard=args.shard,
         )

@@ -111,6 +111,15 @@ SAMPLING_OPTIONS: tuple[SamplingOption, ...] = (
 )
 OPTIONS_BY_NAME = {option.name: option for option in SAMPLING_OPTIONS}
 
+# How new anatomies (``--augment``) are acquired: 'same' (the map's own depth and sector) or 'varied' (each
+# at a depth/zoom and sector opening of its own): the keys of ``augmentation.labelmaps.ACQUISITIONS``,
+# named here without importing MONAI (a test holds the two equal).
+ACQUISITIONS = ("same", "varied")
+ACQUISITION_HELP = (
+    "'varied': show each new anatomy as another acquisition would, at an imaging depth (zoom 0.75 to 1.3) "
+    "and sector opening (65 to 100 %%) of its own (default 'same': the map's own)"
+)
+
 
 def sampling_option(name: str) -> SamplingOption:
     """The option called ``name``."""

@@ -19,6 +19,7 @@ from EchoSynthLib.adaptation.adapt import AdaptSettings
 from EchoSynthLib.data.atomic import write_atomically
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.inference.generators import GeneratorSettings
+from EchoSynthLib.inference.options import ACQUISITIONS
 
 FORMAT_VERSION = 1
 JOB_FILE = "job.json"
@@ -37,16 +38,20 @@ ADAPT_DEFAULTS = {
 @dataclass(frozen=True)
 class SynthesisOptions(GeneratorSettings):
     """What to make: ``n`` images per map, ``augment`` new anatomies per map (image i of the job, maps
-    in order, uses seed + i: ``sampling.files.synthesize_files``), and the generator settings."""
+    in order, uses seed + i: ``sampling.files.synthesize_files``) seen in ``acquisition`` ('same' or
+    'varied'), and the generator settings."""
 
     n: int = 1
     seed: int = 0
     augment: int = 0
+    acquisition: str = ACQUISITIONS[0]
 
     def __post_init__(self) -> None:
         super().__post_init__()  # the generator settings' own checks (strength, sampler, steps, ...)
         if self.n < 1 or self.augment < 0:
             raise InputError(f"n must be at least 1 and augment at least 0, got {self.n} and {self.augment}")
+        if self.acquisition not in ACQUISITIONS:
+            raise InputError(f"unknown acquisition '{self.acquisition}' (known: {', '.join(ACQUISITIONS)})")
 
     @classmethod
     def from_keywords(cls, **options: Any) -> SynthesisOptions:

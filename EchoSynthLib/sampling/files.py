@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.io import file_kind, full_suffix, read_label_map, stem_of, write_image, write_label_map
@@ -20,6 +21,9 @@ from EchoSynthLib.data.outputs import WHOLE, check_new_files, new_files
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.inference.generators import Generator, generate_for_maps
+
+if TYPE_CHECKING:  # importing augmentation imports MONAI
+    from EchoSynthLib.augmentation.labelmaps import LabelMapAugmentation
 
 # Images generated (and held in memory) at a time: one batch across as many maps as it holds (a model
 # draws them in one network call per step), or a part of one map's images.
@@ -155,6 +159,7 @@ def synthesize_files(
     augment: int = 0,
     progress: Callable[[float, str], None] | None = None,
     shard: tuple[int, int] = (0, 1),
+    augmentation: LabelMapAugmentation | None = None,
 ) -> list[SynthesisOutput]:
     """Images (and, with ``augment``, new label maps and their images) for every input label file.
 
@@ -164,7 +169,9 @@ def synthesize_files(
     anatomy after its source map) and image i of the run uses seed + i, so every image of a run, one per
     map or many, starts from its own noise. ``shard`` (K, N) makes only the K-th of N contiguous parts of
     that numbering (an augmented map's label file goes with its image 0), so the shards together write
-    exactly the files of one unsharded run."""
+    exactly the files of one unsharded run. ``augmentation`` makes the new anatomies (default: the
+    Echo-from-noise warp; ``augmentation.labelmaps.VARIED_ACQUISITION`` also shows each in an acquisition
+    of its own)."""
     if n < 1 or augment < 0:
         raise InputError(f"n must be at least 1 and augment at least 0, got {n} and {augment}")
     inputs = [Path(p) for p in inputs]
@@ -176,7 +183,7 @@ def synthesize_files(
     check_new_files(out_dir, names, inputs)  # before any work: nothing is replaced
     maps = read_checked_maps(generator, inputs, schema)
     if augment:
-        from EchoSynthLib.augmentation import augment_label_map, variant_seed
+        from EchoSynthLib.augmentation import LabelMapAugmentation, augment_label_map, variant_seed
     done, total = 0, max(hi - lo, 1)
     part = WHOLE if shard == (0, 1) else f"shard-{shard[0]}-of-{shard[1]}"
     images: dict[tuple[int, int], list[Path]] = {}  # (input, anatomy) -> its images, in run order
@@ -204,7 +211,9 @@ def synthesize_files(
         for position, index, name, files, base, first, stop in shard_maps:
             key, label_map = (position, index), maps[position]
             if index > 0:
-                label_map = augment_label_map(label_map, variant_seed(seed, index - 1))
+                label_map = augment_label_map(
+                    label_map, variant_seed(seed, index - 1), augmentation or LabelMapAugmentation()
+                )
                 if first == 0:
                     path = staged.path(f"{name}{full_suffix(inputs[position])}")
                     labels_written[key] = staged.final(write_label_map(label_map, path))

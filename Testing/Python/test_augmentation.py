@@ -215,3 +215,134 @@ def test_cli_bad_file_writes_nothing(phantom_2d, tmp_path, capsys):
     empty.mkdir()
     code, _, err = _run(["augment", empty, "--out", out_dir], capsys)
     assert code == 2 and "no label files" in err
+
+
+# ---- another acquisition: imaging depth (zoom) and sector opening ----
+
+
+def _apex_distance(volume: Volume, sector, mask: np.ndarray) -> float:
+    """Mean distance (voxels) of ``mask``'s voxels from the sector's apex, in the (i, j) plane."""
+    _, rows, cols = np.nonzero(mask)
+    return float(np.mean(np.hypot(cols - sector.apex_index[0], rows - sector.apex_index[1])))
+
+
+@pytest.mark.parametrize("zoom", [0.75, 1.3])
+def test_acquisition_zoom_scales_the_heart_about_the_apex(phantom_2d, zoom):
+    from EchoSynthLib.augmentation.acquisition import Acquisition, acquire, sector_of
+
+    labels = phantom_2d.labels
+    sector = sector_of(labels)
+    shown = acquire(labels, Acquisition(zoom=zoom), sector, labels=True)
+    assert shown.same_geometry(labels) and shown.array.dtype == labels.array.dtype
+    cavity = Structure.LV_CAVITY.label
+    before, after = labels.array == cavity, shown.array == cavity
+    assert after.sum() / before.sum() == pytest.approx(zoom**2, rel=0.15)  # areas scale with zoom squared
+    ratio = _apex_distance(shown, sector, after) / _apex_distance(labels, sector, before)
+    assert ratio == pytest.approx(zoom, rel=0.05)  # about the probe, not the grid's centre
+    inside = labels.array != 0
+    assert np.array_equal(shown.array != 0, inside)  # the same depth and opening: the same sector
+    if zoom < 1:  # deeper: the tissue the map never showed is the sector class, never a structure
+        assert (shown.array[inside] != 0).all()
+        assert set(np.unique(shown.array[inside & (labels.array == SECTOR)]).tolist()) >= {SECTOR}
+
+
+def test_acquisition_opening_narrows_the_sector(phantom_2d):
+    from EchoSynthLib.augmentation.acquisition import Acquisition, acquire, sector_of
+
+    labels = phantom_2d.labels
+    sector = sector_of(labels)
+    shown = acquire(labels, Acquisition(opening=0.6), sector, labels=True)
+    inside_before, inside_after = labels.array != 0, shown.array != 0
+    assert not (inside_after & ~inside_before).any()
+    assert inside_after.sum() / inside_before.sum() == pytest.approx(0.6, abs=0.06)
+    kept = inside_after
+    np.testing.assert_array_equal(shown.array[kept], labels.array[kept])  # no zoom: the same anatomy
+    assert acquire(labels, Acquisition(), sector, labels=True) is labels
+
+
+def test_acquisition_of_an_image_is_black_where_nothing_was_acquired(phantom_2d):
+    from EchoSynthLib.augmentation.acquisition import Acquisition, acquire, sector_of
+
+    labels = phantom_2d.labels
+    sector = sector_of(labels)
+    image = labels.with_array(np.where(labels.array != 0, 200, 0).astype(np.uint8))
+    deeper = acquire(image, Acquisition(zoom=0.7), sector, labels=False)
+    mask = acquire(labels, Acquisition(zoom=0.7), sector, labels=True).array
+    assert deeper.array.dtype == np.uint8
+    assert not deeper.array[mask == 0].any()
+    # Near the probe the image is the old one shrunk; at the deepest rows of the sector nothing was seen.
+    rows = np.nonzero((labels.array[0] != 0).any(axis=1))[0]
+    assert deeper.array[0, rows[len(rows) // 4]].max() == 200 and deeper.array[0, rows[-2]].max() == 0
+
+
+def test_acquisition_of_a_3d_pyramid(phantom_3d):
+    from EchoSynthLib.augmentation.acquisition import Acquisition, acquire, sector_of
+
+    labels = phantom_3d.labels
+    sector = sector_of(labels)
+    assert sector.is_3d
+    shown = acquire(labels, Acquisition(zoom=0.8, opening=0.8), sector, labels=True)
+    cavity = Structure.LV_CAVITY.label
+    assert (shown.array == cavity).sum() / (labels.array == cavity).sum() == pytest.approx(0.8**3, rel=0.2)
+    assert (shown.array != 0).sum() < (labels.array != 0).sum()
+
+
+def test_bad_acquisitions_are_refused():
+    from EchoSynthLib.augmentation.acquisition import Acquisition
+
+    for bad in ({"zoom": 0.0}, {"zoom": 9.0}, {"opening": 1.5}, {"opening": 0.0}):
+        with pytest.raises(InputError):
+            Acquisition(**bad)
+    with pytest.raises(InputError, match="zoom"):
+        LabelMapAugmentation(zoom=(1.2, 0.9))
+
+
+def test_varied_acquisition_gives_new_anatomies_depths_and_sectors_of_their_own(phantom_2d):
+    labels = phantom_2d.labels
+    varied = labelmaps.VARIED_ACQUISITION
+    plain = augment_label_map(labels, 5)
+    first, again = augment_label_map(labels, 5, varied), augment_label_map(labels, 5, varied)
+    np.testing.assert_array_equal(first.array, again.array)  # the seed draws the acquisition too
+    assert set(np.unique(first.array).tolist()) >= HEART
+    sectors = {int((augment_label_map(labels, s, varied).array != 0).sum()) for s in range(4)}
+    assert len(sectors) > 1 and max(sectors) <= int((labels.array != 0).sum())
+    assert not np.array_equal(first.array, plain.array)
+    # the plain warp is not changed by the acquisition's draws (the same seed, another stream)
+    np.testing.assert_array_equal(plain.array, augment_label_map(labels, 5, LabelMapAugmentation()).array)
+
+
+def test_cli_acquisition_varied(phantom_2d, tmp_path, capsys):
+    path = tmp_path / "in" / "a.nii.gz"
+    write_label_map(phantom_2d.labels, path)
+    runs = {}
+    for acquisition in ("same", "varied"):
+        out = tmp_path / acquisition
+        code, _, err = _run(["augment", path, "--n", "3", "--out", out, "--acquisition", acquisition], capsys)
+        assert code == 0, err
+        runs[acquisition] = [read_label_map(p).array for p in sorted(out.iterdir())]
+    inside = int((phantom_2d.labels.array != 0).sum())
+    assert all(int((a != 0).sum()) == inside for a in runs["same"])
+    assert any(int((a != 0).sum()) < inside for a in runs["varied"])
+    code, _, err = _run(["augment", path, "--out", tmp_path / "x", "--acquisition", "wide"], capsys)
+    assert code == 2 and "acquisition" in err
+
+
+def test_synthesize_draws_new_anatomies_in_their_own_acquisition(phantom_2d, tmp_path, capsys):
+    from EchoSynthLib.data.io import read_image
+
+    path = tmp_path / "in" / "a.nii.gz"
+    write_label_map(phantom_2d.labels, path)
+    out = tmp_path / "out"
+    args = ["synthesize", "--model", "simulator", "--labels", path, "--out", out, "--augment", "2"]
+    code, _, err = _run([*args, "--acquisition", "varied"], capsys)
+    assert code == 0, err
+    inside = int((phantom_2d.labels.array != 0).sum())
+    sectors = []
+    for k in range(2):
+        labels = read_label_map(out / f"a_aug0{k}.nii.gz")
+        image = read_image(out / f"a_aug0{k}_synth00.nii.gz")
+        assert not image.array[labels.array == 0].any()  # the image is drawn in the new anatomy's sector
+        sectors.append(int((labels.array != 0).sum()))
+    assert max(sectors) <= inside and min(sectors) < inside
+    code, _, err = _run([*args[:6], tmp_path / "plain", "--acquisition", "varied"], capsys)
+    assert code == 0 and "--acquisition is used only with --augment" in err

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
-from EchoSynthLib.data.io import read_image, write_label_map
+from EchoSynthLib.data.io import read_image, read_label_map, write_label_map
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.engine.device import pick_device
@@ -55,6 +55,8 @@ def test_job_spec_round_trip_and_refusals(tmp_path):
         JobSpec(inputs=("a.nrrd",), strength=5.0)
     with pytest.raises(InputError, match="bogus"):
         JobSpec(inputs=("a.nrrd",), sampler="bogus")
+    with pytest.raises(InputError, match="acquisition 'wide'"):
+        JobSpec(inputs=("a.nrrd",), augment=1, acquisition="wide")
     document = json.loads((tmp_path / "job.json").read_text())
     (tmp_path / "job.json").write_text(json.dumps(document | {"format_version": 7}))
     with pytest.raises(InputError, match="job format version 7"):
@@ -78,6 +80,15 @@ def test_worker_reports_progress_and_writes_its_result(tmp_path, small_map, caps
     assert labels.startswith(OUTPUT_DIR) and len(images) == 2
     image = read_image(tmp_path / result.images[0])
     assert image.same_geometry(small_map)
+
+
+def test_worker_shows_new_anatomies_in_varied_acquisitions(tmp_path, small_map, capsys):
+    _job(tmp_path, small_map, augment=3, acquisition="varied")
+    assert worker_main([str(tmp_path)]) == 0
+    (result,), _ = read_result(tmp_path)
+    sectors = [int((read_label_map(tmp_path / labels).array != 0).sum()) for labels, _ in result.augmented]
+    inside = int((small_map.array != 0).sum())
+    assert len(sectors) == 3 and max(sectors) <= inside and min(sectors) < inside
 
 
 def test_worker_errors_are_one_event_and_exit_two(tmp_path, small_map, capsys):

@@ -125,6 +125,11 @@ def test_every_parameter_name_binds_to_a_widget_that_shows_its_type(module):
     from EchoSynthLib.diffusion import DEFAULT_SAMPLER, SAMPLERS
 
     assert tuple(module.SAMPLERS) == SAMPLERS and tuple(module.PLANES) == PLANES
+    from EchoSynthLib.augmentation.labelmaps import ACQUISITIONS as MADE
+    from EchoSynthLib.inference.options import ACQUISITIONS
+
+    assert tuple(module.ACQUISITIONS) == ACQUISITIONS == tuple(MADE)
+    assert module.EchoSynthParameterNode.acquisition == ACQUISITIONS[0]
     assert module.EchoSynthParameterNode.sampler == DEFAULT_SAMPLER
 
 
