@@ -21,6 +21,7 @@ from EchoSynthLib.checks import check_count, check_seed
 from EchoSynthLib.errors import InputError
 
 DEFAULT_BASE = "latent-camus128"
+DEFAULT_TRANSLATOR = "adversarial-camus128-translate"  # the way back starts from it (``way_back``)
 MINIMUM_IMAGES = 16
 FRAMES_PER_VIDEO = 32  # at most this many frames of each cine loop, evenly spaced
 VIEWS = ("4CH", "2CH")
@@ -42,6 +43,8 @@ class AdaptSettings:
     device: str = "auto"
     encoder: str = ""  # the echo encoder of the distance (empty: the shipped one)
     videos: tuple[Path, ...] = ()
+    way_back: int = 0  # steps of fine-tuning ``translator`` to undo the look (0: no way back)
+    translator: str = DEFAULT_TRANSLATOR
 
     def __post_init__(self) -> None:
         if self.images is None and not self.videos:
@@ -49,6 +52,7 @@ class AdaptSettings:
         check_count(self.maps, "maps", 8, 4096)
         check_count(self.rounds, "rounds", 1, 50)
         check_count(self.candidates, "candidates", 1, 100)
+        check_count(self.way_back, "way-back steps", 0, 100_000)
         check_seed(self.seed, self.maps)
 
 
@@ -112,7 +116,7 @@ def adapt(
             f"{where}: needs at least {MINIMUM_IMAGES} 2D images of the scanner, found {len(scanner)}"
         )
     work = _work_for(out, _run_key(settings, scanner))
-    drawn, inside = _base_images(generator, shape, settings, work, progress)
+    drawn, inside, labels = _base_images(generator, shape, settings, work, progress)
     space = echo_space(settings.encoder or DEFAULT_ENCODER, settings.device)
 
     def embed(array: np.ndarray) -> np.ndarray:
@@ -133,12 +137,27 @@ def adapt(
         seed=settings.seed,
         progress=fitted,
     )
-    _write_package(out, settings, shape, state, len(scanner))
+    folders = {}
+    if settings.way_back:
+        from EchoSynthLib.adaptation.way_back import FOLDER, fine_tune
+        from EchoSynthLib.models.adapted.look import FittedLook
+
+        look = FittedLook(state.look.kinds, state.look.settings, shape[-1])
+
+        def tuned(step: int, total: int) -> None:
+            if progress is not None:
+                progress("way back", step, total)
+
+        folders[FOLDER] = fine_tune(
+            settings.translator, look, drawn, labels, work, settings.way_back, settings.device, tuned
+        )
+    _write_package(out, settings, shape, state, len(scanner), folders)
     shutil.rmtree(work, ignore_errors=True)
     return out
 
 
-WORK_FILES = ("run.key", "fit.json", "base_images.npz")  # all a work folder holds
+# All a work folder holds: the run's key, the fit's state, the base's images, the way back's cache and run.
+WORK_FILES = ("run.key", "fit.json", "base_images.npz", "way-back-data", "way-back-run")
 
 
 def _run_key(settings: AdaptSettings, scanner: np.ndarray) -> str:
@@ -157,6 +176,8 @@ def _run_key(settings: AdaptSettings, scanner: np.ndarray) -> str:
         settings.seed,
         settings.encoder,
     ]
+    if settings.way_back:  # a stopped way back resumes only with the same translator
+        fit += [settings.translator, base_identity(settings.translator)]
     digest = hashlib.sha256(json.dumps(fit).encode())
     digest.update(repr(scanner.shape).encode())
     digest.update(np.ascontiguousarray(scanner).tobytes())
@@ -183,8 +204,8 @@ def _work_for(out: Path, key: str) -> Path:
 
 
 def _base_images(generator, shape, settings: AdaptSettings, work: Path, progress):
-    """The base's images (B, 1, H, W) of phantom maps and their sectors, drawn once per run (kept in
-    ``work``)."""
+    """The base's images (B, 1, H, W) of phantom maps, their sectors and their label maps (B, H, W), drawn
+    once per run (kept in ``work``)."""
     import torch
 
     from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
@@ -195,7 +216,9 @@ def _base_images(generator, shape, settings: AdaptSettings, work: Path, progress
     path = work / "base_images.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as stored:
-            return torch.from_numpy(stored["images"]), torch.from_numpy(stored["inside"])
+            if "labels" in stored:  # (a work folder of an earlier version has none: drawn again)
+                images, inside = torch.from_numpy(stored["images"]), torch.from_numpy(stored["inside"])
+                return images, inside, stored["labels"]
     maps = []
     for k in range(settings.maps):
         view, phase = VIEWS[k % len(VIEWS)], PHASES[(k // len(VIEWS)) % len(PHASES)]
@@ -208,17 +231,19 @@ def _base_images(generator, shape, settings: AdaptSettings, work: Path, progress
 
     drawn = generate_for_maps(generator, maps, [1] * len(maps), settings.seed, drew)
     images = np.stack([np.asarray(m[0].array, np.float32).reshape(shape) / 127.5 - 1.0 for m in drawn])
-    inside = np.stack([np.asarray(m.array).reshape(shape) != Structure.BACKGROUND.label for m in maps])
-    write_atomically(path, lambda tmp: _save(tmp, images[:, None], inside[:, None]))
-    return torch.from_numpy(images[:, None]), torch.from_numpy(inside[:, None])
+    labels = np.stack([np.asarray(m.array).reshape(shape).astype(np.uint8) for m in maps])
+    inside = labels != Structure.BACKGROUND.label
+    arrays = {"images": images[:, None], "inside": inside[:, None], "labels": labels}
+    write_atomically(path, lambda tmp: _save(tmp, **arrays))
+    return torch.from_numpy(images[:, None]), torch.from_numpy(inside[:, None]), labels
 
 
-def _save(path: Path, images: np.ndarray, inside: np.ndarray) -> None:
+def _save(path: Path, **arrays: np.ndarray) -> None:
     with open(path, "wb") as handle:  # a handle: np.savez would add ".npz" to a temporary name
-        np.savez(handle, images=images, inside=inside)
+        np.savez(handle, **arrays)
 
 
-def _write_package(out: Path, settings: AdaptSettings, shape, state, count: int) -> None:
+def _write_package(out: Path, settings: AdaptSettings, shape, state, count: int, folders: dict) -> None:
     from EchoSynthLib.models.adapted import base_identity
     from EchoSynthLib.models.adapted.config import AdaptedConfig
     from EchoSynthLib.models.adapted.look import COMPONENT
@@ -247,6 +272,16 @@ echo-encoder features: Fréchet distance {fit["echo_frechet_distance_before"]} b
 Terms of use: those of `{settings.base}` (see its model card); this package holds no weights of its own
 but the look's numbers, and draws with the base model, which must be installed.
 """
+    if folders:
+        provenance["way_back"] = {"translator": settings.translator, "steps": settings.way_back}
+        card += f"""
+## The way back: `{out.name}/way-back`
+
+`{settings.translator}` fine-tuned for {settings.way_back} steps to undo this look (pairs: the base's
+{settings.maps} images of phantom maps, each in the fitted look, to the image itself). `echosynth translate
+--model {out.name}/way-back --images SCANNER_IMAGES --segment ...` takes the scanner's images to the base's
+look. Terms of use: those of `{settings.translator}` (see its model card).
+"""
     save_package(
         out,
         ADAPTED.kind,
@@ -255,4 +290,5 @@ but the look's numbers, and draws with the base model, which must be installed.
         card,
         provenance,
         components={COMPONENT: state.look.state()},
+        folders=folders,
     )

@@ -10,7 +10,7 @@ from EchoSynthLib.cli.arguments import add_compute_arguments, count_argument, se
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register this module's subcommands."""
-    from EchoSynthLib.adaptation.adapt import DEFAULT_BASE, MINIMUM_IMAGES
+    from EchoSynthLib.adaptation.adapt import DEFAULT_BASE, DEFAULT_TRANSLATOR, MINIMUM_IMAGES
 
     adapt = commands.add_parser(
         "adapt",
@@ -20,7 +20,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "grain, gain, grey map, resampling, haze, noise, edge enhancement, compression) that brings a "
         "model's images nearest yours in echo-encoder features. Writes a model package: synthesize "
         "--model OUT draws label maps in your scanner's look, translate --model OUT puts images in it. "
-        "Cine loops (--video) give evenly spaced frames. Resumable: run the same command again after a stop.",
+        "Cine loops (--video) give evenly spaced frames. --way-back STEPS also fine-tunes a translator to "
+        "undo the look (OUT/way-back: translate --model OUT/way-back takes your scanner's images to the "
+        "base's look). Resumable: run the same command again after a stop.",
     )
     adapt.add_argument("--images", type=Path, help="a folder of the scanner's 2D images")
     adapt.add_argument(
@@ -48,6 +50,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="settings tried per kind and round (default 8)",
     )
     adapt.add_argument("--seed", type=seed_argument, default=0, help="seed of the maps, noise and search")
+    adapt.add_argument(
+        "--way-back",
+        type=count_argument(0),
+        default=0,
+        metavar="STEPS",
+        help="also fine-tune --translator for STEPS steps to undo the look (default 0: no way back; about "
+        "100 to 200 steps, 10 s each on one CPU thread, batch 8)",
+    )
+    adapt.add_argument(
+        "--translator",
+        default=DEFAULT_TRANSLATOR,
+        help=f"the source-guided translator the way back starts from (default {DEFAULT_TRANSLATOR})",
+    )
     adapt.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda:N")
     add_compute_arguments(adapt)
     adapt.set_defaults(run=_run_adapt)
@@ -70,6 +85,8 @@ def _run_adapt(args: argparse.Namespace) -> None:
         args.seed,
         args.device,
         videos=tuple(args.video),
+        way_back=args.way_back,
+        translator=args.translator,
     )
     bars: dict[str, tqdm] = {}
 
@@ -77,7 +94,7 @@ def _run_adapt(args: argparse.Namespace) -> None:
         if stage not in bars:
             for bar in bars.values():
                 bar.close()
-            unit = "image" if stage == "draw" else "round"
+            unit = {"draw": "image", "fit": "round"}.get(stage, "step")
             bars[stage] = tqdm(total=total, desc=stage, unit=unit, delay=0.5)
         bars[stage].update(done - bars[stage].n)
 

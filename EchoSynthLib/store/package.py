@@ -58,10 +58,15 @@ def save_package(
     provenance: dict[str, Any] | None = None,
     *,
     components: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    folders: Mapping[str, Path] | None = None,
 ) -> Path:
     """Write a package atomically (the folder appears whole or not at all): ``components`` (name -> state
     dict), or ``state`` as the one component ``model``; ``config`` holds the settings; ``provenance``
-    (training data, steps, licence) is stored under its own key."""
+    (training data, steps, licence) is stored under its own key; ``folders`` (name -> a package folder)
+    are copied in, whole, under those names (a package that brings another, e.g. an adapted model's way
+    back)."""
+    import shutil
+
     from safetensors.torch import save_file
 
     parts = dict(components) if components is not None else {DEFAULT_COMPONENT: state}
@@ -86,6 +91,10 @@ def save_package(
         document = _document(kind, task, listed, config, provenance or {})
         (staging / CONFIG).write_text(json.dumps(document, indent=1))
         (staging / CARD).write_text(card)
+        for name, source in (folders or {}).items():
+            if not is_package_folder(source):
+                raise InputError(f"{source}: holds no model package to bring into {folder}")
+            shutil.copytree(source, staging / name)
     return folder
 
 

@@ -257,3 +257,73 @@ def test_a_look_keeps_its_scale_on_a_finer_grid():
     assert on_fine.shape == fine.shape and (on_fine[~fine_inside] == -1).all()
     assert sharpness(on_fine) < 0.75 * sharpness(plain)  # blurred at the fitted scale: twice as wide here
     assert abs(sharpness(on_fine) * 2 - sharpness(on_grid)) < 0.5 * sharpness(on_grid)
+
+
+@pytest.fixture(scope="module")
+def tiny_translator(tiny_cache, tmp_path_factory):
+    """A tiny source-guided translator package (2 steps on ``tiny_cache``)."""
+    from conftest import ADVERSARIAL_RUN, TINY_ADVERSARIAL
+
+    from EchoSynthLib.engine.settings import RunSettings
+    from EchoSynthLib.models.adversarial.config import AdversarialConfig
+    from EchoSynthLib.models.adversarial.trainer import AdversarialTrainer
+
+    config = AdversarialConfig.from_dict({**TINY_ADVERSARIAL, "guide": "labels+source", "batch_size": 2})
+    run = tmp_path_factory.mktemp("translator") / "run"
+    settings = RunSettings(**{**ADVERSARIAL_RUN, "max_steps": 2, "checkpoint_every": 2, "val_every": 2})
+    AdversarialTrainer(tiny_cache, run, config, "cpu", settings).fit()
+    return run / "model"
+
+
+def test_the_way_back_trains_on_the_fitted_look(tiny_translator, tmp_path):
+    """The way back's source guides are its targets in the fitted look (seeded by the step's draws)."""
+    from EchoSynthLib.adaptation.way_back import RECIPE, WayBackTrainer, training_cache
+    from EchoSynthLib.engine.settings import RunSettings
+    from EchoSynthLib.models.adversarial.config import AdversarialConfig
+
+    images, inside = simulated(4, 48)
+    labels = np.where(inside[:, 0].numpy(), 5, 0).astype(np.uint8)
+    labels[:, 20:28, 20:28] = 1  # an LV cavity, so that the maps are heart maps
+    data = training_cache(tmp_path / "data", images, labels, 32)
+    look = FittedLook(SCANNER, scanner_settings(), 48)
+    config = AdversarialConfig.from_dict({**RECIPE, "image_size": 32, "batch_size": 2})
+    settings = RunSettings(max_steps=1, workers=0, init=str(tiny_translator))
+    trainer = WayBackTrainer(data.path, tmp_path / "run", config, look, "cpu", settings)
+    items = [trainer.train_set[i] for i in range(2)]
+    batch = {k: torch.stack([x[k] for x in items]) for k in ("image", "labels")}
+    draws = trainer._draws(0, 0, 2, train=True)
+    guides = trainer._image_guides(batch, "train", draws)
+    image, within = trainer._source(batch)
+    seeds = draws["look_seed"].tolist()
+    for b in range(2):
+        expected = look(image[b : b + 1], within[b : b + 1], int(seeds[b]) % 2**31)
+        torch.testing.assert_close(guides[b : b + 1], expected)
+    assert not torch.equal(guides, image)
+    assert np.isfinite(trainer.train_step(batch | {"case_id": ["a", "b"]}, 0)["loss"])
+
+
+def test_adapt_with_a_way_back_writes_a_translator_from_the_scanner(tiny_translator, tmp_path, capsys):
+    from EchoSynthLib.store.package import read_weights
+
+    scanner = tmp_path / "scanner"
+    write_scanner_images(scanner)
+    out = tmp_path / "my-scanner"
+    command = ["adapt", "--images", str(scanner), "--out", str(out), "--base", "simulator", "--maps", "8"]
+    command += ["--rounds", "1", "--candidates", "1", "--threads", "1", "--way-back", "2"]
+    assert main([*command, "--translator", str(tiny_translator)]) == 0, capsys.readouterr().err
+    assert not work_folder(out).exists()
+    document = json.loads((out / "config.json").read_text())
+    assert document["provenance"]["way_back"]["steps"] == 2
+    back = out / "way-back"
+    header = json.loads((back / "config.json").read_text())
+    assert header["kind"] == "adversarial2d" and header["settings"]["guide"] == "labels+source"
+    tuned, start = read_weights(back), read_weights(tiny_translator)
+    assert any(not torch.equal(tuned[k], start[k]) for k in start)  # fine-tuned, not copied
+    assert "way-back" in (out / "MODEL_CARD.md").read_text()
+    maps = write_phantom_maps(tmp_path / "maps", ("4CH",), size=48)
+    source = tmp_path / "source.nii.gz"
+    write_image(simulate_bmode(maps[0], 1), source)
+    capsys.readouterr()
+    translate = ["translate", "--model", str(back), "--images", str(source), "--labels"]
+    assert main([*translate, str(tmp_path / "maps" / "m0.nii.gz"), "--out", str(tmp_path / "back")]) == 0
+    assert any((tmp_path / "back").iterdir())

@@ -207,9 +207,7 @@ class AdversarialTrainer(StepTrainer):
         if self.config.guide == "labels":
             return image.new_zeros((image.shape[0], 0, *image.shape[2:])).to(self.device)
         if self.config.guide == SOURCE_GUIDE:
-            background = self.config.classes.structures.index(Structure.BACKGROUND)
-            inside = (batch["labels"][:, background : background + 1] < 0.5).to(self.device)  # sector, heart
-            image = image.to(self.device).float()
+            image, inside = self._source(batch)
             if draws is None:
                 return STAND_IN(image, inside)
             if self.config.degradations:
@@ -217,6 +215,12 @@ class AdversarialTrainer(StepTrainer):
             return random_looks(image, inside, draws["look"])
         table = self.guides[split]
         return torch.stack([table[c] for c in batch["case_id"]]).to(self.device)
+
+    def _source(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's images (on the device) and their sectors (heart included), for source guides."""
+        background = self.config.classes.structures.index(Structure.BACKGROUND)
+        inside = (batch["labels"][:, background : background + 1] < 0.5).to(self.device)
+        return batch["image"].to(self.device).float(), inside
 
     def _draws(self, step: int, stream: int, count: int, train: bool) -> dict[str, torch.Tensor]:
         """Every random draw of ``count`` samples of one step: flips, t, the forward and posterior noises,
