@@ -580,6 +580,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings = {
             "maps": int(self.ui.adaptMapsSpinBox.value),
             "rounds": int(self.ui.adaptRoundsSpinBox.value),
+            "way_back": int(self.ui.adaptWayBackSpinBox.value),
             "device": self._parameterNode.device if self._parameterNode is not None else "auto",
         }
         name = self.ui.adaptNameLineEdit.text.strip() or None
@@ -905,7 +906,9 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         draws in that look. ``name``: the model's name (default "<node>-look"; "-2", "-3", ... are added
         when taken). ``base``: the model whose images are adapted (default latent-camus128; 'simulator', a
         name or a folder). Other settings: maps (base images, default 64), rounds (5), candidates (8),
-        seed, device; ``ask`` and ``acceptLicence`` as for ``synthesize``."""
+        way_back (0; steps of a translator fine-tuned to undo the look, installed as the model's
+        ``way-back`` folder: ``translate(..., model=str(summary.path / "way-back"))``), seed, device;
+        ``ask`` and ``acceptLicence`` as for ``synthesize``."""
         problem = slicerVersionProblem(slicer.app)
         if problem:
             raise RuntimeError(problem)

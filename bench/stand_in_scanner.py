@@ -9,6 +9,8 @@ Writes ``OUT/images/CASE.nii.gz`` (uint8) and ``OUT/labels/CASE.nii.gz`` (canoni
 (``FAMILY``: the chain's training kinds but the five-number looks, seeded by the case's position) and
 ``--look held-out`` the same with every held-out kind (``HELD_OUT``, never drawn in training) applied on
 top: a kind never seen.
+``--look scanner-a`` is the held-out-kinds scanner of ``bench/adapt_held_out.py`` (one fixed look), for its
+test patients only (the second half; the first half's images are what ``adapt`` learns the look from).
 ``--look none`` writes the real images as they are: the truth a translation of the stand-in is compared
 with (``echosynth evaluate --paired-with``), or, from a smaller
 cache, the real images on a model's grid (the distance a model of that grid cannot go below).
@@ -41,7 +43,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N cases")
     parser.add_argument(
         "--look",
-        choices=["stand-in", "unseen", "family", "held-out", "none"],
+        choices=["stand-in", "unseen", "family", "held-out", "scanner-a", "none"],
         default="stand-in",
         help="unseen: a look outside the training family (scanner_look.UNSEEN); family / held-out: a seeded"
         " chain of the training degradations, without / with the held-out kinds; none: the real images",
@@ -60,8 +62,14 @@ def main() -> None:
 
     cache = CacheIndex.open(args.data)
     entries = cache.cases(args.split)[: args.limit]
+    positions = list(range(len(entries)))
+    if args.look == "scanner-a":  # its test patients (adapt_held_out's split), noise seeded by position
+        patients = sorted({e["case_id"].split("_")[0] for e in entries})
+        fit_half = set(patients[: len(patients) // 2])
+        positions = [i for i, e in enumerate(entries) if e["case_id"].split("_")[0] not in fit_half]
     with staged_directory(args.out) as staging:
-        for position, entry in enumerate(entries):
+        for position in positions:
+            entry = entries[position]
             image, labels = cache.load(entry)
             label_map = cache.label_map(entry, labels)
             inside = torch.from_numpy(label_map.array != Structure.BACKGROUND.label)[None]
@@ -69,6 +77,10 @@ def main() -> None:
             look = {"stand-in": STAND_IN, "unseen": UNSEEN}.get(args.look)  # none: the real image
             if look is not None:
                 looked = look(looked, inside)
+            elif args.look == "scanner-a":
+                from adapt_held_out import scanner_look
+
+                looked = torch.from_numpy(scanner_look(looked.numpy()[0], label_map.array, position))
             elif args.look in ("family", "held-out"):
                 always = HELD_OUT if args.look == "held-out" else ()
                 looked = degrade(looked, inside, [CHAIN_SEEDS + position], FAMILY, always)
@@ -76,7 +88,7 @@ def main() -> None:
             write_image(label_map.with_array(grey), staging / "images" / f"{entry['case_id']}.nii.gz")
             write_label_map(label_map, staging / "labels" / f"{entry['case_id']}.nii.gz")
     what = "real" if args.look == "none" else args.look
-    print(f"{len(entries)} {what} images and their label maps in {args.out}")
+    print(f"{len(positions)} {what} images and their label maps in {args.out}")
 
 
 if __name__ == "__main__":

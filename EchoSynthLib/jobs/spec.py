@@ -29,9 +29,12 @@ SYNTHESIZE, GENERATE, TRANSLATE, ADAPT = "synthesize", "generate", "translate", 
 TASKS = (SYNTHESIZE, GENERATE, TRANSLATE, ADAPT)
 ADAPTED_MODEL = f"{OUTPUT_DIR}/model"  # where an 'adapt' job writes its model package
 # The fit of an 'adapt' job: phantom maps the base draws, rounds of the search, settings tried per kind and
-# round (``adaptation.adapt.AdaptSettings``' defaults; the worker checks their ranges there).
+# round, and steps of its way back (``adaptation.adapt.AdaptSettings``' defaults; the worker checks their
+# ranges there).
 ADAPT_DEFAULTS = {
-    f.name: f.default for f in fields(AdaptSettings) if f.name in ("maps", "rounds", "candidates")
+    f.name: f.default
+    for f in fields(AdaptSettings)
+    if f.name in ("maps", "rounds", "candidates", "way_back")
 }
 
 
@@ -82,6 +85,7 @@ class JobSpec(SynthesisOptions):
     maps: int = ADAPT_DEFAULTS["maps"]
     rounds: int = ADAPT_DEFAULTS["rounds"]
     candidates: int = ADAPT_DEFAULTS["candidates"]
+    way_back: int = ADAPT_DEFAULTS["way_back"]
     format_version: int = field(default=FORMAT_VERSION)
 
     def __post_init__(self) -> None:
@@ -105,7 +109,7 @@ class JobSpec(SynthesisOptions):
                 raise InputError("a 'translate' job makes one image per input and no new anatomy")
         fit = {name: getattr(self, name) for name in ADAPT_DEFAULTS}
         if self.task != ADAPT and fit != ADAPT_DEFAULTS:
-            raise InputError("maps, rounds and candidates go with 'adapt' jobs only")
+            raise InputError("maps, rounds, candidates and way_back go with 'adapt' jobs only")
         if self.task == ADAPT:
             if self.n != 1 or self.augment:
                 raise InputError("an 'adapt' job makes one model and no images")

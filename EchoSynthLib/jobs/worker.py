@@ -31,6 +31,7 @@ from EchoSynthLib.jobs.spec import (
 Report = Callable[[dict[str, Any]], None]
 # The share of an 'adapt' job's progress bar that drawing the base's images takes (the fit's rounds the rest).
 ADAPT_DRAW_SHARE = 0.25
+ADAPT_FIT_SHARE = 0.4  # with a way back: the bar at the end of the fit (the fine-tune is the longest part)
 
 
 def run_job(folder: str | Path, report: Report) -> list[InputResult]:
@@ -162,15 +163,21 @@ def _adapt(folder: Path, spec: JobSpec, warn, report: Report, warnings: list[str
         spec.candidates,
         spec.seed,
         spec.device,
+        way_back=spec.way_back,
     )
     report({"event": "start", "message": f"adapting '{spec.generator}' to {len(spec.inputs)} images"})
 
     def progress(stage: str, done: int, total: int) -> None:
         part = done / total if total else 1.0
+        # The fit's share of the bar (after the base's images), and with a way back, its share after the fit.
+        fit_share = 1.0 if not spec.way_back else ADAPT_FIT_SHARE
         if stage == "draw":
             fraction, message = ADAPT_DRAW_SHARE * part, f"base images {done}/{total}"
+        elif stage == "fit":
+            fraction = ADAPT_DRAW_SHARE + (fit_share - ADAPT_DRAW_SHARE) * part
+            message = f"round {done}/{total}"
         else:
-            fraction, message = ADAPT_DRAW_SHARE + (1.0 - ADAPT_DRAW_SHARE) * part, f"round {done}/{total}"
+            fraction, message = fit_share + (1.0 - fit_share) * part, f"way back step {done}/{total}"
         report({"event": "progress", "fraction": fraction, "message": message})
 
     model = adapt(settings, progress, warn)

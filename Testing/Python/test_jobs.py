@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
-from EchoSynthLib.data.io import read_image, read_label_map, write_label_map
+from EchoSynthLib.data.io import read_image, read_label_map, write_image, write_label_map
 from EchoSynthLib.data.planes import slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.engine.device import pick_device
@@ -187,3 +187,29 @@ def test_batch_script_runs_with_plain_python_on_a_folder(tmp_path, small_map):
     failed = subprocess.run([*command, "--out", str(tmp_path / "none")], capture_output=True, text=True)
     assert failed.returncode == 2 and "c.nii.gz" in failed.stderr
     assert not any((tmp_path / "none").glob("*.n*"))
+
+
+def test_an_adapt_job_passes_its_way_back_and_reports_its_steps(tmp_path, small_map, monkeypatch, capsys):
+    """The worker gives ``way_back`` to the adaptation and reports its steps after the fit's rounds."""
+    from EchoSynthLib.adaptation import adapt as adaptation
+    from EchoSynthLib.jobs.spec import ADAPT, ADAPTED_MODEL
+    from EchoSynthLib.jobs.worker import ADAPT_FIT_SHARE
+
+    seen = {}
+
+    def fake(settings, progress, warn):
+        seen["way_back"] = settings.way_back
+        for stage, done, total in (("draw", 8, 8), ("fit", 1, 1), ("way back", 5, 10), ("way back", 10, 10)):
+            progress(stage, done, total)
+        return tmp_path / ADAPTED_MODEL
+
+    monkeypatch.setattr(adaptation, "adapt", fake)
+    write_image(small_map, tmp_path / "inputs" / "a.nrrd")
+    JobSpec(task=ADAPT, inputs=("inputs/a.nrrd",), generator="simulator", way_back=10).write(tmp_path)
+    assert worker_main([str(tmp_path)]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    fractions = [e["fraction"] for e in events if e["event"] == "progress"]
+    assert seen["way_back"] == 10
+    halfway = ADAPT_FIT_SHARE + 0.5 * (1 - ADAPT_FIT_SHARE)
+    assert fractions[1] == ADAPT_FIT_SHARE and fractions[2:] == [halfway, 1.0]
+    assert any("way back step 5/10" in e.get("message", "") for e in events)

@@ -149,6 +149,7 @@ def panel(module, cache, monkeypatch):  # noqa: F811
         adaptNameLineEdit=SimpleNamespace(text="", placeholderText=""),
         adaptMapsSpinBox=SimpleNamespace(value=64),
         adaptRoundsSpinBox=SimpleNamespace(value=5),
+        adaptWayBackSpinBox=SimpleNamespace(value=0),
         adaptButton=SimpleNamespace(enabled=False, text="Adapt", toolTip=""),
         adaptProgressBar=SimpleNamespace(value=0, visible=False),
         adaptStatusLabel=SimpleNamespace(text=""),
@@ -354,6 +355,9 @@ def test_the_adapt_job_spec():
         JobSpec(task=ADAPT, inputs=("a.nrrd",), n=2)
     with pytest.raises(InputError, match="'adapt' jobs only"):
         JobSpec(inputs=("map.nrrd",), maps=8)
+    with pytest.raises(InputError, match="'adapt' jobs only"):
+        JobSpec(inputs=("map.nrrd",), way_back=10)
+    assert spec.way_back == 0 and "way_back" in adaptation.SETTINGS
 
 
 def test_the_modules_self_test_of_adapt_runs_and_leaves_the_users_cache_alone(
