@@ -165,7 +165,12 @@ def augment_label_map(
     values = require_heart(labels.array)
     heart = {s.label for s in HEART} & {int(v) for v in values}
     original = labels.array.astype(np.uint8)
-    sector = sector_of(labels) if settings.varies_acquisition else None
+    sector = None
+    if settings.varies_acquisition:
+        try:
+            sector = sector_of(labels)
+        except InputError as error:
+            raise InputError(f"another acquisition needs the map's sector: {error}") from None
     for attempt in range(MAX_ATTEMPTS):
         attempt_seed = _retry_seed(seed, attempt)
         out = labels.with_array(_clip_to_sector(_warp(original, attempt_seed, settings), original))

@@ -346,3 +346,11 @@ def test_synthesize_draws_new_anatomies_in_their_own_acquisition(phantom_2d, tmp
     assert max(sectors) <= inside and min(sectors) < inside
     code, _, err = _run([*args[:6], tmp_path / "plain", "--acquisition", "varied"], capsys)
     assert code == 0 and "--acquisition is used only with --augment" in err
+
+
+def test_varied_acquisition_of_a_map_whose_sector_cannot_be_fitted_says_so(phantom_2d):
+    array = phantom_2d.labels.array.copy()
+    array[array == SECTOR] = 0
+    array[(array == 0)] = SECTOR  # the whole grid is "sector": no side edges to fit
+    with pytest.raises(InputError, match="another acquisition needs the map's sector"):
+        augment_label_map(phantom_2d.labels.with_array(array), 0, labelmaps.VARIED_ACQUISITION)
