@@ -60,6 +60,16 @@ def phantom_maps(count: int, size: int) -> dict[str, Volume]:
     return maps
 
 
+def augmented(maps: dict[str, Volume], count: int) -> dict[str, Volume]:
+    """The first ``count`` maps through the Echo-from-noise warp (``augment``'s), the ED and ES maps of one
+    case and view with the same warp (the same seed), so that their ejection fraction is comparable."""
+    from EchoSynthLib.augmentation import augment_label_map
+
+    names = list(maps)[:count]
+    prefixes = sorted({name[:-3] for name in names})
+    return {name: augment_label_map(maps[name], prefixes.index(name[:-3])) for name in names}
+
+
 def measure(maps: dict[str, Volume]) -> dict[str, Any]:
     """Per map statistics, the (N, S) table and the EF of every ED/ES pair of one case prefix and view."""
     per_map = {name: shape_statistics(labels) for name, labels in maps.items()}
@@ -101,15 +111,22 @@ def main() -> None:
     parser.add_argument("--phantoms", type=int, default=200, help="phantom maps (4 per seed)")
     parser.add_argument("--phantom-size", type=int, default=256, help="phantom grid side in pixels")
     parser.add_argument("--out", type=Path, default=Path("runs/shape-stats.json"))
+    parser.add_argument(
+        "--augmented", type=int, default=0, help="also N phantom and N CAMUS training maps warped (augment)"
+    )
     args = parser.parse_args()
 
     began = time.perf_counter()
     cache = CacheIndex.open(args.data)
+    train, phantoms = camus_maps(cache, "train"), phantom_maps(args.phantoms, args.phantom_size)
     sets = {
         "camus_val": measure(camus_maps(cache, "val")),
-        "camus_train": measure(camus_maps(cache, "train")),
-        "phantoms": measure(phantom_maps(args.phantoms, args.phantom_size)),
+        "camus_train": measure(train),
+        "phantoms": measure(phantoms),
     }
+    if args.augmented:
+        sets["phantoms_augmented"] = measure(augmented(phantoms, args.augmented))
+        sets["camus_train_augmented"] = measure(augmented(train, args.augmented))
     summaries = {
         name: {
             **{s: summary(result["table"][:, i]) for i, s in enumerate(SHAPE_STATISTICS)},
@@ -120,8 +137,9 @@ def main() -> None:
     }
     reference = sets["camus_val"]["table"]
     distances = {
-        "camus_train_vs_camus_val": shape_distance(sets["camus_train"]["table"], reference),
-        "phantoms_vs_camus_val": shape_distance(sets["phantoms"]["table"], reference),
+        f"{name}_vs_camus_val": shape_distance(result["table"], reference)
+        for name, result in sets.items()
+        if name != "camus_val"
     }
     seconds = time.perf_counter() - began
 
