@@ -137,12 +137,13 @@ def optionsFromParameters(parameters):
     ``samples`` is the number of cases and there is no augmentation."""
     from EchoSynthLib.inference.options import SAMPLING_OPTIONS
 
+    augment = parameters.augment if parameters.mode == "synthesize" else 0
     options = {
         "generator": parameters.generator,
         "n": parameters.samples,
         "seed": parameters.seed,
-        "augment": parameters.augment if parameters.mode == "synthesize" else 0,
-        "acquisition": parameters.acquisition if parameters.mode == "synthesize" else "same",
+        "augment": augment,
+        "acquisition": parameters.acquisition if augment else "same",  # new anatomies' acquisition
         "device": parameters.device,
     }
     options.update({o.name: o.from_panel(getattr(parameters, o.panel)) for o in SAMPLING_OPTIONS})
@@ -602,7 +603,7 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Install the Python packages an adaptation needs (asking first) and download the base model and
         the echo encoder when they are listed but not installed; False, with the reason shown, if not."""
         from EchoSynthLib.store.registry import download_needed
-        from EchoSynthScene.adaptation import ENCODER, adapt_needs
+        from EchoSynthScene.adaptation import ENCODER, TRANSLATOR, adapt_needs
         from EchoSynthScene.dependencies import DependencyError, ensure
 
         try:
@@ -612,7 +613,8 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if "declined" not in str(error):
                 slicer.util.errorDisplay(str(error), windowTitle=_("EchoSynth: Python packages"))
             return False
-        needed = [model for model in map(download_needed, (base, ENCODER)) if model is not None]
+        wanted = (base, ENCODER, *((TRANSLATOR,) if self.ui.adaptWayBackSpinBox.value else ()))
+        needed = [model for model in map(download_needed, wanted) if model is not None]
         if not needed:
             return True
         installed = all(self.downloadModel(model) for model in needed)
@@ -922,6 +924,8 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         dependencies.ensure(adaptation.adapt_needs(base), ask=self.interactive(ask))
         self.downloadModel(base, acceptLicence=acceptLicence, ask=ask)
         self.downloadModel(adaptation.ENCODER, acceptLicence=acceptLicence, ask=ask)
+        if settings.get("way_back"):  # the translator the way back starts from
+            self.downloadModel(adaptation.TRANSLATOR, acceptLicence=acceptLicence, ask=ask)
         return adaptation.adapt(node, name, base, progress, **settings)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import slicer
 
-from EchoSynthLib.adaptation.adapt import DEFAULT_BASE, MINIMUM_IMAGES
+from EchoSynthLib.adaptation.adapt import DEFAULT_BASE, DEFAULT_TRANSLATOR, MINIMUM_IMAGES
 from EchoSynthLib.data.io import write_image
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
@@ -32,6 +32,7 @@ from EchoSynthScene.sequences import sequence_of
 from EchoSynthScene.synthesis import INPUTS_DIR, BackgroundSynthesis, SceneJob, wait_for
 
 ENCODER = DEFAULT_ENCODER  # the fit compares images in this encoder's features: it must be installed
+TRANSLATOR = DEFAULT_TRANSLATOR  # the way back starts from this translator: installed when asked for
 SETTINGS = (*ADAPT_DEFAULTS, "seed", "device")  # what an adaptation takes besides the node, name and base
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 80

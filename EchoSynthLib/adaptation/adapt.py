@@ -148,10 +148,18 @@ def adapt(
             if progress is not None:
                 progress("way back", step, total)
 
-        folders[FOLDER] = fine_tune(
-            settings.translator, look, drawn, labels, work, settings.way_back, settings.device, tuned
+        folders[FOLDER], steps = fine_tune(
+            settings.translator,
+            look,
+            drawn,
+            labels,
+            work,
+            settings.way_back,
+            settings.device,
+            tuned,
+            settings.seed,
         )
-    _write_package(out, settings, shape, state, len(scanner), folders)
+    _write_package(out, settings, shape, state, len(scanner), folders, steps if folders else 0)
     shutil.rmtree(work, ignore_errors=True)
     return out
 
@@ -189,7 +197,12 @@ def _work_for(out: Path, key: str) -> Path:
     resumes), emptied when another run's (other images or settings), refused when it holds anything else."""
     work = work_folder(out)
     if work.exists():
-        unknown = [p.name for p in work.iterdir() if p.name not in WORK_FILES]
+        # (a run killed while writing leaves hidden temporaries of its work files: the writer clears them)
+        unknown = [
+            p.name
+            for p in work.iterdir()
+            if p.name not in WORK_FILES and not (p.name.startswith(".") and p.name[1:].startswith(WORK_FILES))
+        ]
         if unknown or not work.is_dir():
             raise InputError(
                 f"{work}: holds {unknown[0] if unknown else 'a file'}, not an earlier adapt run's work"
@@ -243,7 +256,9 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
         np.savez(handle, **arrays)
 
 
-def _write_package(out: Path, settings: AdaptSettings, shape, state, count: int, folders: dict) -> None:
+def _write_package(
+    out: Path, settings: AdaptSettings, shape, state, count: int, folders: dict, steps: int
+) -> None:
     from EchoSynthLib.models.adapted import base_identity
     from EchoSynthLib.models.adapted.config import AdaptedConfig
     from EchoSynthLib.models.adapted.look import COMPONENT
@@ -273,11 +288,11 @@ Terms of use: those of `{settings.base}` (see its model card); this package hold
 but the look's numbers, and draws with the base model, which must be installed.
 """
     if folders:
-        provenance["way_back"] = {"translator": settings.translator, "steps": settings.way_back}
+        provenance["way_back"] = {"translator": settings.translator, "steps": steps}
         card += f"""
 ## The way back: `{out.name}/way-back`
 
-`{settings.translator}` fine-tuned for {settings.way_back} steps to undo this look (pairs: the base's
+`{settings.translator}` fine-tuned for {steps} steps to undo this look (pairs: the base's
 {settings.maps} images of phantom maps, each in the fitted look, to the image itself). `echosynth translate
 --model {out.name}/way-back --images SCANNER_IMAGES --segment ...` takes the scanner's images to the base's
 look. Terms of use: those of `{settings.translator}` (see its model card).

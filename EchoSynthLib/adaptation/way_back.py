@@ -51,8 +51,16 @@ class WayBackTrainer(AdversarialTrainer):
 
 def training_cache(folder: Path, images: torch.Tensor, labels: np.ndarray, size: int):
     """The base's images (B, 1, H, W) and their label maps (B, H, W) as a training cache of ``size`` pixels
-    (``write_prepared_cache``; rewritten whole when there)."""
-    from EchoSynthLib.cache.store import write_prepared_cache
+    (``write_prepared_cache``; a complete one left by a stopped run is kept)."""
+    from EchoSynthLib.cache.store import CacheIndex, write_prepared_cache
+    from EchoSynthLib.errors import InputError
+
+    try:
+        kept = CacheIndex.open(folder)
+        if len(kept.cases("train")) == images.shape[0] and tuple(kept.manifest.shape) == (size, size):
+            return kept
+    except InputError:
+        pass  # none yet, or a part: written (whole) below
     from EchoSynthLib.preprocessing.prepare import PreparedCase, PrepareSettings
 
     if images.shape[-1] != size:
@@ -77,9 +85,11 @@ def fine_tune(
     steps: int,
     device: str,
     progress: Callable[[int, int], None] | None = None,
-) -> Path:
-    """Fine-tune ``translator`` for ``steps`` steps to undo ``look`` on the base's ``images``; its package
-    (``work/way-back-run/model``). Resumes a stopped run of the same work folder."""
+    seed: int = 0,
+) -> tuple[Path, int]:
+    """Fine-tune ``translator`` for ``steps`` steps to undo ``look`` on the base's ``images`` (``seed``: the
+    run's draws); its package (``work/way-back-run/model``) and the steps it was trained. Resumes a stopped
+    run of the same work folder (up to ``steps``, or as far as it went)."""
     from EchoSynthLib.engine.settings import RunSettings
     from EchoSynthLib.models.adversarial.config import AdversarialConfig
     from EchoSynthLib.store.package import read_package_header
@@ -96,7 +106,7 @@ def fine_tune(
         checkpoint_every=CHECKPOINT_EVERY,
         init=translator,
     )
-    config = AdversarialConfig.from_dict({**RECIPE, "image_size": size})
+    config = AdversarialConfig.from_dict({**RECIPE, "image_size": size, "seed": seed})
     trainer = WayBackTrainer(data.path, work / "way-back-run", config, look, device, settings)
     trainer.fit(progress=None if progress is None else lambda step, _: progress(step, steps))
-    return trainer.run / "model"
+    return trainer.run / "model", trainer.state.step

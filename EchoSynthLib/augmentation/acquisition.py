@@ -81,7 +81,9 @@ def acquire(volume: Volume, acquisition: Acquisition, sector: SectorGeometry, la
         image = sitk.Cast(image, sitk.sitkFloat32)
     apex = volume.ijk_to_lps() @ np.append(np.asarray(sector.apex_index, dtype=float), 1.0)
     shrink = 1.0 / acquisition.zoom  # the transform maps a shown point to the map's point
-    scale = sitk.ScaleTransform(3, (shrink, shrink, 1.0 if volume.is_2d else shrink))
+    # Isotropic in physical space: the apex lies in a 2D map's plane, so the scale across it changes nothing
+    # (and a plane that is not axis-aligned, e.g. a kj cut or a Slicer label map, is zoomed in its own axes).
+    scale = sitk.ScaleTransform(3, (shrink, shrink, shrink))
     scale.SetCenter(tuple(float(c) for c in apex[:3]))
     interpolator = sitk.sitkNearestNeighbor if labels else sitk.sitkLinear
     resampled = sitk.Resample(image, image, scale, interpolator, float(NOT_SEEN if labels else 0))
@@ -99,8 +101,10 @@ def acquire(volume: Volume, acquisition: Acquisition, sector: SectorGeometry, la
     before = volume.array != Structure.BACKGROUND.label if drawn else sector.mask(volume)
     inside = before if acquisition.opening == 1.0 else shown.mask(volume) & before
     if labels:
+        # What the view reaches beyond the map: unlabelled tissue (the sector class) where the map draws
+        # its sector; background where it draws none (it gains no class it did not have).
         unseen = (array == NOT_SEEN) | (array == Structure.BACKGROUND.label)
-        array = np.where(unseen, Structure.SECTOR.label, array)
+        array = np.where(unseen, Structure.SECTOR.label if drawn else Structure.BACKGROUND.label, array)
         shown_map = np.where(inside, array, Structure.BACKGROUND.label)
         return volume.with_array(shown_map.astype(volume.array.dtype))
     if np.issubdtype(volume.array.dtype, np.integer):

@@ -89,7 +89,10 @@ def augment_files(
         for path, labels in maps.items():
             base = file_seed(seed, path)
             for index, target in enumerate(outputs[path]):  # one variant in memory at a time
-                variant = augment_label_map(labels, variant_seed(base, index), settings)
+                try:
+                    variant = augment_label_map(labels, variant_seed(base, index), settings)
+                except InputError as error:
+                    raise InputError(f"{path}: {error}") from None
                 write_label_map(variant, staged.path(target.name))
                 if progress is not None:
                     progress(target)

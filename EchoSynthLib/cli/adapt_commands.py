@@ -73,7 +73,10 @@ def _run_adapt(args: argparse.Namespace) -> None:
 
     from tqdm import tqdm
 
-    from EchoSynthLib.adaptation.adapt import AdaptSettings, adapt
+    from EchoSynthLib.adaptation.adapt import DEFAULT_TRANSLATOR, AdaptSettings, adapt
+
+    if args.translator != DEFAULT_TRANSLATOR and not args.way_back:
+        print("warning: --translator is used only with --way-back STEPS", file=sys.stderr)
 
     settings = AdaptSettings(
         args.images,

@@ -55,6 +55,8 @@ class SynthesisOptions(GeneratorSettings):
             raise InputError(f"n must be at least 1 and augment at least 0, got {self.n} and {self.augment}")
         if self.acquisition not in ACQUISITIONS:
             raise InputError(f"unknown acquisition '{self.acquisition}' (known: {', '.join(ACQUISITIONS)})")
+        if self.acquisition != ACQUISITIONS[0] and not self.augment:
+            raise InputError(f"acquisition '{self.acquisition}' goes with new anatomies (augment at least 1)")
 
     @classmethod
     def from_keywords(cls, **options: Any) -> SynthesisOptions:

@@ -184,6 +184,7 @@ def synthesize_files(
     maps = read_checked_maps(generator, inputs, schema)
     if augment:
         from EchoSynthLib.augmentation import LabelMapAugmentation, augment_label_map, variant_seed
+        from EchoSynthLib.augmentation.files import file_seed
     done, total = 0, max(hi - lo, 1)
     part = WHOLE if shard == (0, 1) else f"shard-{shard[0]}-of-{shard[1]}"
     images: dict[tuple[int, int], list[Path]] = {}  # (input, anatomy) -> its images, in run order
@@ -211,9 +212,15 @@ def synthesize_files(
         for position, index, name, files, base, first, stop in shard_maps:
             key, label_map = (position, index), maps[position]
             if index > 0:
-                label_map = augment_label_map(
-                    label_map, variant_seed(seed, index - 1), augmentation or LabelMapAugmentation()
-                )
+                # Seeded by the file, as ``augment`` seeds it: every map's new anatomies (and their
+                # acquisitions) their own, and the same as ``augment`` makes of that file.
+                anatomy_seed = variant_seed(file_seed(seed, inputs[position]), index - 1)
+                try:
+                    label_map = augment_label_map(
+                        label_map, anatomy_seed, augmentation or LabelMapAugmentation()
+                    )
+                except InputError as error:
+                    raise InputError(f"{inputs[position]}: {error}") from None
                 if first == 0:
                     path = staged.path(f"{name}{full_suffix(inputs[position])}")
                     labels_written[key] = staged.final(write_label_map(label_map, path))

@@ -327,3 +327,19 @@ def test_adapt_with_a_way_back_writes_a_translator_from_the_scanner(tiny_transla
     translate = ["translate", "--model", str(back), "--images", str(source), "--labels"]
     assert main([*translate, str(tmp_path / "maps" / "m0.nii.gz"), "--out", str(tmp_path / "back")]) == 0
     assert any((tmp_path / "back").iterdir())
+
+
+def test_a_work_folder_with_a_killed_writers_temporaries_resumes(tmp_path):
+    """A run killed while writing its way back's cache leaves hidden temporaries of a work file: the next
+    run of the same images resumes (the writer clears them); anything else is still refused."""
+    from EchoSynthLib.adaptation.adapt import _work_for
+    from EchoSynthLib.errors import InputError
+
+    out = tmp_path / "model"
+    work = _work_for(out, "key")
+    (work / ".way-back-data.whole.echosynth-lock").write_text("")
+    (work / ".way-back-data.x1.tmp").mkdir()
+    assert _work_for(out, "key") == work and (work / "run.key").read_text() == "key"
+    (work / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"notes\.txt"):
+        _work_for(out, "key")

@@ -348,9 +348,47 @@ def test_synthesize_draws_new_anatomies_in_their_own_acquisition(phantom_2d, tmp
     assert code == 0 and "--acquisition is used only with --augment" in err
 
 
-def test_varied_acquisition_of_a_map_whose_sector_cannot_be_fitted_says_so(phantom_2d):
+def test_varied_acquisition_of_a_map_whose_sector_cannot_be_fitted_says_so(phantom_2d, tmp_path):
     array = phantom_2d.labels.array.copy()
     array[array == SECTOR] = 0
     array[(array == 0)] = SECTOR  # the whole grid is "sector": no side edges to fit
     with pytest.raises(InputError, match="another acquisition needs the map's sector"):
         augment_label_map(phantom_2d.labels.with_array(array), 0, labelmaps.VARIED_ACQUISITION)
+    from EchoSynthLib.augmentation import augment_files
+
+    write_label_map(phantom_2d.labels.with_array(array), tmp_path / "whole.nii.gz")
+    with pytest.raises(InputError, match=r"whole\.nii\.gz: another acquisition"):
+        augment_files(tmp_path / "whole.nii.gz", 1, tmp_path / "out", settings=labelmaps.VARIED_ACQUISITION)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_acquisition_zooms_a_plane_in_its_own_axes_whatever_its_direction(phantom_2d):
+    """A 2D map whose rows run along another physical axis (a kj cut, a Slicer label map) is zoomed as
+    the same map lying in the xy plane: the zoom follows the map's axes, not physical x and y."""
+    from EchoSynthLib.augmentation.acquisition import Acquisition, acquire, sector_of
+
+    flat = phantom_2d.labels
+    upright = Volume(flat.array, flat.spacing, flat.origin, (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0))
+    shown = [acquire(m, Acquisition(zoom=1.3), sector_of(m), labels=True).array for m in (flat, upright)]
+    np.testing.assert_array_equal(shown[1], shown[0])
+
+
+def test_synthesize_seeds_each_files_new_anatomies_as_augment_does(phantom_2d, tmp_path, capsys):
+    from EchoSynthLib.augmentation.files import file_seed
+    from EchoSynthLib.augmentation.labelmaps import VARIED_ACQUISITION, variant_seed
+
+    inputs = tmp_path / "in"
+    for name in ("a.nii.gz", "b.nii.gz"):
+        write_label_map(phantom_2d.labels, inputs / name)
+    out = tmp_path / "out"
+    command = ["synthesize", "--model", "simulator", "--labels", inputs, "--out", out, "--augment", "1"]
+    code, _, err = _run([*command, "--acquisition", "varied", "--seed", "3"], capsys)
+    assert code == 0, err
+    a, b = (read_label_map(out / f"{s}_aug00.nii.gz").array for s in "ab")
+    assert not np.array_equal(a, b)  # the same map in two files: two anatomies, two acquisitions
+    expected = augment_label_map(
+        read_label_map(inputs / "a.nii.gz"),
+        variant_seed(file_seed(3, inputs / "a.nii.gz"), 0),
+        VARIED_ACQUISITION,
+    )
+    np.testing.assert_array_equal(a, expected.array)  # what `augment --seed 3` makes of a.nii.gz

@@ -57,6 +57,8 @@ def test_job_spec_round_trip_and_refusals(tmp_path):
         JobSpec(inputs=("a.nrrd",), sampler="bogus")
     with pytest.raises(InputError, match="acquisition 'wide'"):
         JobSpec(inputs=("a.nrrd",), augment=1, acquisition="wide")
+    with pytest.raises(InputError, match="goes with new anatomies"):
+        JobSpec(inputs=("a.nrrd",), acquisition="varied")  # accepted and ignored before
     document = json.loads((tmp_path / "job.json").read_text())
     (tmp_path / "job.json").write_text(json.dumps(document | {"format_version": 7}))
     with pytest.raises(InputError, match="job format version 7"):
