@@ -9,8 +9,10 @@ Writes ``OUT/images/CASE.nii.gz`` (uint8) and ``OUT/labels/CASE.nii.gz`` (canoni
 (``FAMILY``: the chain's training kinds but the five-number looks, seeded by the case's position) and
 ``--look held-out`` the same with every held-out kind (``HELD_OUT``, never drawn in training) applied on
 top: a kind never seen.
-``--look scanner-a`` is the held-out-kinds scanner of ``bench/adapt_held_out.py`` (one fixed look), for its
-test patients only (the second half; the first half's images are what ``adapt`` learns the look from).
+``--look scanner-a`` is the held-out-kinds scanner of ``bench/adapt_held_out.py`` (one fixed look;
+``scanner-b`` its in-family scanner: ``--scanner-kinds tgc resample haze noise compression
+--scanner-seed 7``), for its test patients only (the second half; the first half's images are what
+``adapt`` learns the look from).
 ``--look none`` writes the real images as they are: the truth a translation of the stand-in is compared
 with (``echosynth evaluate --paired-with``), or, from a smaller
 cache, the real images on a model's grid (the distance a model of that grid cannot go below).
@@ -43,7 +45,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N cases")
     parser.add_argument(
         "--look",
-        choices=["stand-in", "unseen", "family", "held-out", "scanner-a", "none"],
+        choices=["stand-in", "unseen", "family", "held-out", "scanner-a", "scanner-b", "none"],
         default="stand-in",
         help="unseen: a look outside the training family (scanner_look.UNSEEN); family / held-out: a seeded"
         " chain of the training degradations, without / with the held-out kinds; none: the real images",
@@ -63,7 +65,7 @@ def main() -> None:
     cache = CacheIndex.open(args.data)
     entries = cache.cases(args.split)[: args.limit]
     positions = list(range(len(entries)))
-    if args.look == "scanner-a":  # its test patients (adapt_held_out's split), noise seeded by position
+    if args.look in ("scanner-a", "scanner-b"):  # its test patients (adapt_held_out's split)
         patients = sorted({e["case_id"].split("_")[0] for e in entries})
         fit_half = set(patients[: len(patients) // 2])
         positions = [i for i, e in enumerate(entries) if e["case_id"].split("_")[0] not in fit_half]
@@ -77,10 +79,13 @@ def main() -> None:
             look = {"stand-in": STAND_IN, "unseen": UNSEEN}.get(args.look)  # none: the real image
             if look is not None:
                 looked = look(looked, inside)
-            elif args.look == "scanner-a":
+            elif args.look in ("scanner-a", "scanner-b"):
                 from adapt_held_out import scanner_look
 
-                looked = torch.from_numpy(scanner_look(looked.numpy()[0], label_map.array, position))
+                kinds = {"scanner-b": (("tgc", "resample", "haze", "noise", "compression"), 7)}
+                scanner = kinds.get(args.look, ())
+                grey = scanner_look(looked.numpy()[0], label_map.array, position, *scanner)
+                looked = torch.from_numpy(grey)
             elif args.look in ("family", "held-out"):
                 always = HELD_OUT if args.look == "held-out" else ()
                 looked = degrade(looked, inside, [CHAIN_SEEDS + position], FAMILY, always)
