@@ -159,12 +159,7 @@ def _run_synthesize(args: argparse.Namespace) -> None:
     from EchoSynthLib.inference.options import sampling_values
     from EchoSynthLib.sampling.files import synthesize_files
 
-    augmentation = None
-    if args.augment:
-        from EchoSynthLib.augmentation.labelmaps import ACQUISITIONS
-
-        augmentation = ACQUISITIONS[args.acquisition]
-    elif args.acquisition != "same":
+    if not args.augment and args.acquisition != "same":
         print("warning: --acquisition is used only with --augment (new anatomies)", file=sys.stderr)
 
     check_place(args.out, args.labels, whole=False)  # never into (or as) a folder of the label maps
@@ -191,7 +186,7 @@ def _run_synthesize(args: argparse.Namespace) -> None:
             n=args.n,
             seed=args.seed,
             augment=args.augment,
-            augmentation=augmentation,
+            acquisition=args.acquisition,
             progress=advance,
             shard=args.shard,
         )

@@ -56,8 +56,6 @@ def run_job(folder: str | Path, report: Report) -> list[InputResult]:
         return _adapt(folder, spec, warn, report, warnings)
     generator = open_generator(spec, warn)
     report({"event": "start", "message": generator.description})
-    if spec.augment:
-        from EchoSynthLib.augmentation.labelmaps import ACQUISITIONS
     outputs = synthesize_files(
         generator,
         [folder / name for name in spec.inputs],
@@ -66,7 +64,7 @@ def run_job(folder: str | Path, report: Report) -> list[InputResult]:
         n=spec.n,
         seed=spec.seed,
         augment=spec.augment,
-        augmentation=ACQUISITIONS[spec.acquisition] if spec.augment else None,
+        acquisition=spec.acquisition,
         progress=lambda fraction, name: report({"event": "progress", "fraction": fraction, "message": name}),
     )
     results = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from EchoSynthLib.checks import check_seed
 from EchoSynthLib.data.io import file_kind, full_suffix, read_label_map, stem_of, write_image, write_label_map
@@ -21,9 +20,7 @@ from EchoSynthLib.data.outputs import WHOLE, check_new_files, new_files
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.inference.generators import Generator, generate_for_maps
-
-if TYPE_CHECKING:  # importing augmentation imports MONAI
-    from EchoSynthLib.augmentation.labelmaps import LabelMapAugmentation
+from EchoSynthLib.inference.options import ACQUISITIONS
 
 # Images generated (and held in memory) at a time: one batch across as many maps as it holds (a model
 # draws them in one network call per step), or a part of one map's images.
@@ -159,7 +156,7 @@ def synthesize_files(
     augment: int = 0,
     progress: Callable[[float, str], None] | None = None,
     shard: tuple[int, int] = (0, 1),
-    augmentation: LabelMapAugmentation | None = None,
+    acquisition: str = ACQUISITIONS[0],
 ) -> list[SynthesisOutput]:
     """Images (and, with ``augment``, new label maps and their images) for every input label file.
 
@@ -169,9 +166,8 @@ def synthesize_files(
     anatomy after its source map) and image i of the run uses seed + i, so every image of a run, one per
     map or many, starts from its own noise. ``shard`` (K, N) makes only the K-th of N contiguous parts of
     that numbering (an augmented map's label file goes with its image 0), so the shards together write
-    exactly the files of one unsharded run. ``augmentation`` makes the new anatomies (default: the
-    Echo-from-noise warp; ``augmentation.labelmaps.VARIED_ACQUISITION`` also shows each in an acquisition
-    of its own)."""
+    exactly the files of one unsharded run. ``acquisition`` ('same' or 'varied') says how the new anatomies
+    are seen: at the map's own depth and sector, or each in an acquisition of its own."""
     if n < 1 or augment < 0:
         raise InputError(f"n must be at least 1 and augment at least 0, got {n} and {augment}")
     inputs = [Path(p) for p in inputs]
@@ -183,8 +179,11 @@ def synthesize_files(
     check_new_files(out_dir, names, inputs)  # before any work: nothing is replaced
     maps = read_checked_maps(generator, inputs, schema)
     if augment:
-        from EchoSynthLib.augmentation import LabelMapAugmentation, augment_label_map, variant_seed
+        from EchoSynthLib.augmentation import augment_label_map, variant_seed
         from EchoSynthLib.augmentation.files import file_seed
+        from EchoSynthLib.augmentation.labelmaps import ACQUISITIONS as AUGMENTATIONS
+
+        augmentation = AUGMENTATIONS[acquisition]
     done, total = 0, max(hi - lo, 1)
     part = WHOLE if shard == (0, 1) else f"shard-{shard[0]}-of-{shard[1]}"
     images: dict[tuple[int, int], list[Path]] = {}  # (input, anatomy) -> its images, in run order
@@ -216,9 +215,7 @@ def synthesize_files(
                 # acquisitions) their own, and the same as ``augment`` makes of that file.
                 anatomy_seed = variant_seed(file_seed(seed, inputs[position]), index - 1)
                 try:
-                    label_map = augment_label_map(
-                        label_map, anatomy_seed, augmentation or LabelMapAugmentation()
-                    )
+                    label_map = augment_label_map(label_map, anatomy_seed, augmentation)
                 except InputError as error:
                     raise InputError(f"{inputs[position]}: {error}") from None
                 if first == 0:
