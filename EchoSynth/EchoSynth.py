@@ -57,7 +57,7 @@ SAMPLERS = ["dpm++sde", "dpm++", "ddim", "ddpm", "rflow"]
 # From a label map; new cases (image + labels) from nothing; or an echo volume given another scanner's look.
 MODES = ["synthesize", "generate", "translate"]
 DEVICES = ["auto", "cpu", "gpu"]
-PLANES = ["ij", "kj"]
+PLANES = ["ij", "kj", "volume"]  # the library's --plane choices; "volume": every ij plane (a test holds them)
 LOOKS = ["none", "family", "all"]  # EchoSynthLib.inference.options' "looks" (a test holds them equal)
 ACQUISITIONS = ["same", "varied"]  # EchoSynthLib.inference.options.ACQUISITIONS (a test holds them equal)
 POLL_INTERVAL_MS = 100
@@ -360,13 +360,18 @@ class EchoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _modelsInstalled(self):
         """Download what the run names that is listed but not installed (its model; in translate mode with
         the segmenter, the segmenter too); False when one was not installed."""
-        from EchoSynthLib.store.registry import download_needed
+        from EchoSynthLib.store.registry import download_needed, models_drawn_with
         from EchoSynthScene.translation import SEGMENTER
 
         names = [self._parameterNode.generator]
         if self._parameterNode.mode == "translate" and self._parameterNode.useSegmenter:
             names.append(SEGMENTER)
         needed = [model for model in map(download_needed, names) if model is not None]
+        if not all(self.downloadModel(model) for model in needed):
+            return False
+        # A model that draws with another (a shape model's image model, an adapted model's base): that too.
+        used = [u for name in names for u in models_drawn_with(name)]
+        needed = [model for model in map(download_needed, used) if model is not None]
         return all(self.downloadModel(model) for model in needed)
 
     def downloadModel(self, model):
@@ -826,6 +831,10 @@ class EchoSynthLogic(ScriptedLoadableModuleLogic):
         interactive = self.interactive(ask)
         dependencies.ensure(dependencies.needs_for(model, augment, sampler=sampler), ask=interactive)
         self.downloadModel(model, acceptLicence=acceptLicence, ask=interactive)
+        from EchoSynthLib.store.registry import models_drawn_with
+
+        for used in models_drawn_with(model):  # a shape model's image model, an adapted model's base
+            self.downloadModel(used, acceptLicence=acceptLicence, ask=interactive)
 
     def downloadModel(self, model, acceptLicence=False, ask=None):
         """Install ``model`` if it is a manifest model that is not installed yet (nothing to do for the

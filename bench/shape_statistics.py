@@ -2,6 +2,7 @@
 set's anatomy from CAMUS val's?
 
     python bench/shape_statistics.py --data data/camus224-128 --phantoms 200 --out runs/shape-stats.json
+    python bench/shape_statistics.py --shape-model runs/shape128/model 400 --out runs/shape-stats-model.json
 
 Computes ``EchoSynthLib.evaluation.shapes`` statistics of the CAMUS val and train maps (on the cache's
 grid) and of ``--phantoms`` phantom maps (views 4CH/2CH, phases ED/ES, seeds 0, 1, ...), prints a markdown
@@ -70,6 +71,15 @@ def augmented(maps: dict[str, Volume], count: int) -> dict[str, Volume]:
     return {name: augment_label_map(maps[name], prefixes.index(name[:-3])) for name in names}
 
 
+def shape_model_maps(model: str, count: int) -> dict[str, Volume]:
+    """``count`` maps of a shape model, named like CAMUS cases ("heart0003_ED"): cases 2h and 2h + 1 are
+    the ED and ES of heart h."""
+    from EchoSynthLib.models.shape_model.pipeline import ShapeModel
+
+    maps = ShapeModel.load(model, "cpu").generate_maps(count, seed=0)
+    return {f"heart{k // 2:04d}_{('ED', 'ES')[k % 2]}": labels for k, labels in enumerate(maps)}
+
+
 def measure(maps: dict[str, Volume]) -> dict[str, Any]:
     """Per map statistics, the (N, S) table and the EF of every ED/ES pair of one case prefix and view."""
     per_map = {name: shape_statistics(labels) for name, labels in maps.items()}
@@ -114,6 +124,9 @@ def main() -> None:
     parser.add_argument(
         "--augmented", type=int, default=0, help="also N phantom and N CAMUS training maps warped (augment)"
     )
+    parser.add_argument(
+        "--shape-model", nargs=2, metavar=("MODEL", "N"), help="also N maps of a shape model"
+    )
     args = parser.parse_args()
 
     began = time.perf_counter()
@@ -124,6 +137,8 @@ def main() -> None:
         "camus_train": measure(train),
         "phantoms": measure(phantoms),
     }
+    if args.shape_model:
+        sets["shape_model"] = measure(shape_model_maps(args.shape_model[0], int(args.shape_model[1])))
     if args.augmented:
         sets["phantoms_augmented"] = measure(augmented(phantoms, args.augmented))
         sets["camus_train_augmented"] = measure(augmented(train, args.augmented))

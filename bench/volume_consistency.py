@@ -1,7 +1,8 @@
 """CAMUS-look 3D volumes from a 3D map (issue 34 section 2): the simulator's volume of a 3D phantom map,
 translated azimuth plane by azimuth plane (``translate --slices``) with a 2D model, then the translation's
 difference from the simulator smoothed across neighbouring planes (``translate.steady_look`` along the
-slices, a Gaussian of N planes; 0: as translated).
+slices, a Gaussian of N planes; 0: as translated); and the map drawn plane by plane by 2D label-to-image
+models (``synthesize --plane volume``, ``--draw``), timed.
 
 For each: the mean absolute difference between neighbouring planes inside the sector (grey levels; the
 simulator volume's is the goal's reference), the echo-encoder Fréchet distance of the planes (on the
@@ -35,6 +36,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=96, help="the phantom volume's side (voxels)")
     parser.add_argument("--volumes", type=int, default=2)
     parser.add_argument("--smoothing", type=float, nargs="+", default=[0, 1, 2, 4])
+    parser.add_argument("--draw", nargs="*", default=[], help="models drawn with --plane volume")
+    parser.add_argument("--shape", type=int, nargs=3, help="k j i: the phantom cut to this many voxels")
     args = parser.parse_args()
 
     from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
@@ -65,6 +68,11 @@ def main() -> None:
             "3D", ("ED", "ES")[v % 2], seed=v, grid=PhantomGrid.for_view("3D", size=args.size)
         )
         labels = labels.labels
+        if args.shape:  # a cubic phantom cut to (k, j, i) about its middle in k and i, from the probe in j
+            sides = zip((labels.size[2], labels.size[0]), args.shape[::2], strict=True)
+            k0, i0 = [(n - m) // 2 for n, m in sides]
+            cut = labels.array[k0 : k0 + args.shape[0], : args.shape[1], i0 : i0 + args.shape[2]]
+            labels = labels.with_array(np.ascontiguousarray(cut))
         began = time.perf_counter()
         simulated = simulate_bmode(labels, v)
         simulate_s = time.perf_counter() - began
@@ -80,6 +88,12 @@ def main() -> None:
         for n in args.smoothing:
             name = "translated" if n == 0 else f"smoothed over {n:g} planes"
             variants[name] = translated if n == 0 else steady_look(source_arrays, translated, n)
+        for model in args.draw:
+            drawer = open_generator(GeneratorSettings(model, plane="volume", device="cpu"))
+            began = time.perf_counter()
+            volume = drawer.generate(drawer.prepare(labels), 1, 100 + v)[0].array
+            print(f"volume {v}: {model} plane by plane in {time.perf_counter() - began:.1f} s")
+            variants[f"{model} plane by plane"] = [volume[k] for k in planes]
         for name, arrays in variants.items():
             stack = np.stack(arrays)
             row = rows.setdefault(name, {"change": [], "features": [], "lv": [], "myo": []})

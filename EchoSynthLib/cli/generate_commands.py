@@ -202,7 +202,7 @@ def _run_generate(args: argparse.Namespace) -> None:
     from EchoSynthLib.sampling.cases import generate_pair_files, open_paired_model
 
     model = open_paired_model(args.model, args.device, lambda m: print(f"warning: {m}", file=sys.stderr))
-    print(f"{model.config.spatial_dims}D paired model {model.source.name} on {model.device}")
+    print(f"{model.spatial_dims}D paired model {model.source.name} on {model.device}")
     with tqdm(total=args.n, desc="generate", unit="case", delay=0.5) as bar:
         written = generate_pair_files(
             model,

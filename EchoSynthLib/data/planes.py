@@ -16,6 +16,9 @@ from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 
 PLANES = ("ij", "kj")
+# Not a plane: the value of the sampling option ``plane`` that has a 2D model draw every ij plane of a 3D map
+# into a volume (``inference.generators.PlaneByPlaneGenerator``).
+VOLUME = "volume"
 
 
 def slice_of(labels: Volume, index: int | None = None, plane: str = "ij") -> Volume:

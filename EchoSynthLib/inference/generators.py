@@ -14,10 +14,11 @@ generator can (``generate_many``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from EchoSynthLib.data.labels import Structure, require_heart
+from EchoSynthLib.data.planes import PLANES, VOLUME, slice_of
 from EchoSynthLib.data.volume import Volume
 from EchoSynthLib.errors import InputError
 from EchoSynthLib.inference.options import SAMPLING_OPTIONS
@@ -147,6 +148,56 @@ class LookedGenerator:
         return image.with_array(grey)
 
 
+# A 2D model on a 3D map, plane by plane (``--plane volume``): every azimuth (ij) plane that holds heart is
+# drawn by the 2D model and the planes are stacked back into a volume on the map's grid. Every plane of one
+# image uses the image's seed, so each plane starts from the same noise: the texture stays put from plane
+# to plane where the anatomy does (docs/BENCHMARKS.md, "3D volumes plane by plane"). Planes without heart
+# stay black, as ``translate --slices`` leaves them. No maintained library draws a volume with a 2D model.
+class PlaneByPlaneGenerator:
+    """``inner`` (a 2D model, set to draw one ij plane) over every ij plane of a 3D map."""
+
+    def __init__(self, inner: Generator) -> None:
+        self.inner = inner
+
+    @property
+    def description(self) -> str:
+        return f"{self.inner.description}, every azimuth (ij) plane of a 3D map with the image's seed"
+
+    def prepare(self, labels: Volume) -> Volume:
+        """The 3D map, checked: at least one of its ij planes is a map the 2D model takes."""
+        if labels.is_2d:
+            raise InputError("--plane volume draws a 3D map plane by plane; this map is 2D (drop --plane)")
+        if not self._planes(labels):
+            raise InputError("no ij plane of this 3D map holds the heart (LV cavity or myocardium)")
+        return labels
+
+    def _planes(self, labels: Volume) -> dict[int, Volume]:
+        """k -> the prepared map of each ij plane the 2D model takes (one with heart)."""
+        planes = {}
+        for k in range(labels.size[2]):
+            try:
+                planes[k] = self.inner.prepare(slice_of(labels, k))
+            except InputError:  # no heart in this plane: it stays black
+                continue
+        return planes
+
+    def generate(self, labels: Volume, n: int, seed: int, progress: Progress | None = None) -> list[Volume]:
+        """``n`` uint8 volumes on the map's grid; every plane of image c uses seed + c."""
+        import numpy as np
+
+        planes = self._planes(labels)
+        total, done, images = n * len(planes), 0, []
+        for c in range(n):
+            volume = np.zeros(labels.array.shape, np.uint8)
+            for k, plane in planes.items():
+                volume[k] = self.inner.generate(plane, 1, seed + c)[0].array[0]
+                done += 1
+                if progress is not None:
+                    progress(done / total)
+            images.append(labels.with_array(volume))
+        return images
+
+
 def generate_for_maps(
     generator: Generator,
     maps: Sequence[Volume],
@@ -234,7 +285,14 @@ def _open(settings: GeneratorSettings, warn: Warn | None) -> Generator:
     folder = resolve_model(settings.generator)
     family = require_task(read_package_header(folder)["kind"], LABELS_TO_IMAGE, f"'{settings.generator}'")
     _warn_unused(settings, family.sampling, f"a '{family.kind}' model", warn)
-    return family.load().build_generator(folder, settings, warn)
+    if settings.plane != VOLUME:
+        return family.load().build_generator(folder, settings, warn)
+    generator = family.load().build_generator(folder, replace(settings, plane=PLANES[0]), warn)
+    if getattr(generator, "spatial_dims", 2) == 3:
+        if warn is not None:
+            warn("--plane volume is for 2D models: a 3D model draws the whole map")
+        return generator
+    return PlaneByPlaneGenerator(generator)
 
 
 def _warn_unused(settings: GeneratorSettings, used: tuple[str, ...], what: str, warn: Warn | None) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from EchoSynthLib.checks import check_count, check_number
-from EchoSynthLib.data.planes import PLANES
+from EchoSynthLib.data.planes import PLANES, VOLUME
 from EchoSynthLib.diffusion import DEFAULT_SAMPLER, SAMPLERS
 from EchoSynthLib.errors import InputError
 
@@ -70,7 +70,14 @@ SAMPLING_OPTIONS: tuple[SamplingOption, ...] = (
         maximum=20.0,
     ),
     SamplingOption(
-        "plane", "--plane", "plane", str, PLANES[0], "plane of a 3D map for a 2D model", choices=PLANES
+        "plane",
+        "--plane",
+        "plane",
+        str,
+        PLANES[0],
+        "plane of a 3D map for a 2D model; 'volume': every ij plane with the image's seed, stacked into a 3D "
+        "image on the map's grid",
+        choices=(*PLANES, VOLUME),
     ),
     SamplingOption(
         "slice_index",

@@ -160,6 +160,17 @@ ADAPTED = register(
         "EchoSynthLib.models.adapted.config:AdaptedConfig",
     )
 )
+# New anatomies: a statistical shape model of label maps whose maps a label map -> image model draws.
+SHAPE_MODEL = register(
+    Family(
+        "shape-model",
+        "shape-model",
+        NOTHING_TO_PAIRS,
+        "EchoSynthLib.models.shape_model",
+        ("steps", "sampler"),
+        "EchoSynthLib.models.shape_model.config:ShapeModelConfig",
+    )
+)
 SDM_KIND, SEGMENTER_KIND, ENCODER_KIND = SDM.kind, SEGMENTER.kind, ENCODER.kind
 AUTOENCODER_KIND = AUTOENCODER.kind
 LATENT_KINDS = (LATENT.kind, LATENT_PAIRS.kind)

@@ -349,6 +349,23 @@ def download_needed(name: str) -> KnownModel | None:
     return None if installed or not _NAME.fullmatch(name) else listed_model(name)
 
 
+# The settings by which a package names another model it draws with: a shape model's image model, an
+# adapted model's base.
+DRAWS_WITH = ("image_model", "base")
+
+
+def models_drawn_with(name_or_path: str | os.PathLike) -> list[str]:
+    """The models (names or folders) that the installed package ``name_or_path`` draws with, which must
+    be installed too (Slicer downloads them before a run); none for the simulator or a package not
+    installed."""
+    try:
+        settings = read_package_header(resolve_model(name_or_path)).get("settings", {})
+    except InputError:
+        return []
+    named = [settings.get(key) for key in DRAWS_WITH]
+    return [value for value in named if isinstance(value, str) and value and value != "simulator"]
+
+
 def resolve_model(
     name_or_path: str | os.PathLike,
     cache_dir: str | os.PathLike | None = None,

@@ -634,3 +634,64 @@ def test_synthesize_batches_across_maps_with_each_images_own_seed(
             drawn = read_image(tmp_path / "out" / f"m{index}_synth{k:02d}.nii.gz")
             assert drawn.same_geometry(labels)
             assert_within_one_grey_level(drawn.array, alone[k].array)
+
+
+def test_fewer_steps_embed_the_longer_chains_nearest_levels():
+    """A 2-step chain's steps end at s = 1/2 and 1 of the same VP schedule: the 4-step chain's steps 2 and
+    4; one step is the last; 3 steps take the nearest of 1/4..1 for 1/3, 2/3, 1."""
+    from EchoSynthLib.models.adversarial.trainer import fewer_steps
+
+    assert fewer_steps((480, 816, 961, 995), 2) == (816, 995)
+    assert fewer_steps((480, 816, 961, 995), 1) == (995,)
+    assert fewer_steps((480, 816, 961, 995), 3) == (480, 961, 995)
+    four, two = FewStepProcess(4, 0.1, 20.0), FewStepProcess(2, 0.1, 20.0)
+    torch.testing.assert_close(two.scheduler.alphas_cumprod, four.scheduler.alphas_cumprod[1::2])
+
+
+def test_a_run_distils_a_package_into_fewer_steps(trained, tiny_cache, phantom_2d, tmp_path):
+    """``--set steps=2`` from a 4-step package: the run keeps its 2 steps (the package's would be taken
+    otherwise), each embedded as the package's step at the same noise level, the generator's weights the
+    package's; the run trains and its package draws an image in 2 generator calls. Fails where the package's
+    steps override the run's."""
+    package = trained.run / "model"
+    theirs = read_package_header(package)["settings"]
+    assert theirs["steps"] == 4
+    settings = RunSettings(**ADVERSARIAL_RUN | {"init": str(package), "max_steps": 1})
+    trainer = AdversarialTrainer(
+        tiny_cache, tmp_path / "run", TINY.with_overrides({"steps": 2}), "cpu", settings
+    )
+    four = AdversarialConfig.from_dict(theirs).embedded_steps
+    assert trainer.config.steps == 2 and trainer.config.embedded_steps == (four[1], four[3])
+    shipped = AdversarialModel.load(package, "cpu").generator.state_dict()
+    for name, value in trainer.state.networks["model"].state_dict().items():
+        if name in shipped and not name.startswith("embedded"):
+            torch.testing.assert_close(value, shipped[name])
+    trainer.fit()
+    model = AdversarialModel.load(tmp_path / "run" / "model", "cpu")
+    calls = []
+    model.generator.register_forward_hook(lambda *_: calls.append(1))
+    image = model.synthesize(phantom_2d.labels, seed=0)[0]
+    assert len(calls) == 2 and image.array.shape == phantom_2d.labels.array.shape
+
+
+def test_a_folded_generator_runs_its_unet_on_a_smaller_grid(tiny_cache, phantom_2d, tmp_path):
+    """``fold=2``: the U-Net sees the inputs folded 2x2 into channels on the half grid and its output
+    unfolds to the image grid; such a model trains, saves and samples images on the map's grid. Fails where
+    the fold is not applied (the U-Net then runs on the full grid)."""
+    config = TINY.with_overrides({"fold": 2})
+    with pytest.raises(InputError, match="divisible"):
+        TINY.with_overrides({"fold": 3})
+    trainer = AdversarialTrainer(tiny_cache, tmp_path / "run", config, "cpu", RUN)
+    generator = trainer.state.networks["model"]
+    seen = []
+    generator.unet.conv_in.register_forward_hook(lambda _, inputs, __: seen.append(inputs[0].shape))
+    x_t = torch.randn(2, 1, 32, 32)
+    seg = torch.zeros(2, 5, 32, 32)
+    seg[:, 0] = 1
+    out = generator(x_t, torch.tensor([0, 3]), torch.randn(2, 1, 32, 32), x_t[:, :0], seg)
+    assert out.shape == (2, 1, 32, 32) and seen == [(2, 8, 16, 16)]
+    trainer.fit()
+    model = AdversarialModel.load(tmp_path / "run" / "model", "cpu")
+    assert model.config.fold == 2
+    image = model.synthesize(phantom_2d.labels, seed=0)[0]
+    assert image.array.shape == phantom_2d.labels.array.shape

@@ -121,10 +121,10 @@ def test_every_parameter_name_binds_to_a_widget_that_shows_its_type(module):
         (choice,) = [e for e in typing.get_args(fields[name])[1:] if isinstance(e, Choice)]
         assert getattr(module.EchoSynthParameterNode, name) in choice.choices
     # The panel's lists are the library's (the module file cannot import the library at load time).
-    from EchoSynthLib.data.planes import PLANES
     from EchoSynthLib.diffusion import DEFAULT_SAMPLER, SAMPLERS
+    from EchoSynthLib.inference.options import sampling_option
 
-    assert tuple(module.SAMPLERS) == SAMPLERS and tuple(module.PLANES) == PLANES
+    assert tuple(module.SAMPLERS) == SAMPLERS and tuple(module.PLANES) == sampling_option("plane").choices
     from EchoSynthLib.augmentation.labelmaps import ACQUISITIONS as MADE
     from EchoSynthLib.inference.options import ACQUISITIONS
 

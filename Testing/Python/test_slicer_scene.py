@@ -198,6 +198,29 @@ def test_a_cancelled_run_leaves_no_nodes_and_no_outputs(scene):
     assert not run.folder.exists()  # the job folder, staged outputs included, is gone
 
 
+def test_a_3d_segmentation_gives_a_3d_volume_from_a_2d_model(scene, tiny_adversarial):
+    """A 3D segmentation with a 2D model and plane 'volume' (the panel's 3D path): progress through the
+    planes, one 3D volume node on the segmentation's grid whose heart planes are drawn, the others black;
+    equal to the library's volume for the seed. Cancel: the same worker as
+    ``test_a_cancelled_run_leaves_no_nodes_and_no_outputs``."""
+    from EchoSynthLib.inference.generators import GeneratorSettings, open_generator
+
+    labels = phantom_label_map("3D", "ED", seed=3, grid=PhantomGrid.for_view("3D", size=24)).labels
+    labelmap = _labelmap(scene, labels, "LV 3D")
+    model = str(tiny_adversarial.run / "model")
+    events = []
+    (node,) = synthesis.synthesize(labelmap, progress=events.append, generator=model, plane="volume", seed=4)
+    assert any(e.kind == "progress" for e in events)
+    assert same_geometry(node, labelmap)
+    image = slicer.util.arrayFromVolume(node)
+    assert image.shape == labels.array.shape and image.dtype == np.uint8
+    drawer = open_generator(GeneratorSettings(model, plane="volume", device="cpu"))
+    expected = drawer.generate(drawer.prepare(labels), 1, 4)[0].array
+    heart = [k for k in range(labels.size[2]) if expected[k].any()]
+    assert 2 < len(heart) < labels.size[2]
+    assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1
+
+
 def test_worker_errors_reach_the_caller(scene, phantom):
     labelmap = _labelmap(scene, phantom, "A4C")
     before = node_ids(scene)

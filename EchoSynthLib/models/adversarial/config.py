@@ -50,6 +50,11 @@ class AdversarialConfig(SettingsMixin):
     spade_channels: int = 32
     norm_groups: int = 32
     noise_channels: int = 1
+    # The U-Net works on the image folded r x r into channels (PyTorch's pixel_unshuffle), on a grid r times
+    # smaller: about r^2 less work per layer (the CPU speed that one call per 224x224 image needs); its r^2
+    # output channels unfold back (pixel_shuffle). The map reaches every SPADE block at full size (MONAI's
+    # SPADE resamples it to each level). 1: the U-Net on the image grid.
+    fold: int = 1
     prediction: str = "x0"
     # The timestep each of the T steps is embedded as (empty: j * TIME_SCALE / T); a run started from an SDM
     # embeds step j as the SDM's timestep with the nearest abar.
@@ -95,6 +100,7 @@ class AdversarialConfig(SettingsMixin):
         "spade_channels": (1, None),
         "norm_groups": (1, None),
         "noise_channels": (0, None),
+        "fold": (1, 8),
         "discriminator_channels": (1, None),
         "steps": (1, 100),
         "start_strength": (0.01, 1.0),
@@ -136,10 +142,9 @@ class AdversarialConfig(SettingsMixin):
             raise InputError("channels and attention_levels need one entry per resolution level")
         if any(c % self.norm_groups for c in (*self.channels, *self.discriminator_channels)):
             raise InputError(f"every channel count must be a multiple of norm_groups={self.norm_groups}")
-        if self.image_size % 2 ** (len(self.channels) - 1):
-            raise InputError(
-                f"image_size {self.image_size} must be divisible by {2 ** (len(self.channels) - 1)}"
-            )
+        divisor = self.fold * 2 ** (len(self.channels) - 1)  # the fold, then a halving per level
+        if self.image_size % divisor:
+            raise InputError(f"image_size {self.image_size} must be divisible by {divisor}")
 
     @property
     def embedded_steps(self) -> tuple[int, ...]:

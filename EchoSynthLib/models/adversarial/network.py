@@ -6,7 +6,8 @@
   give the generator the same freedom), the step index embedded as MONAI embeds diffusion timesteps, and
   tanh on the output so x_0 stays in the image range; or (``prediction = "epsilon"``, a run started from
   an SDM) the U-Net's output is the noise in x_t and x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar), clipped
-  to the image range.
+  to the image range. With ``fold`` r > 1 the U-Net runs on the inputs folded r x r into channels and its
+  output unfolds back (``torch.nn.functional.pixel_unshuffle`` / ``pixel_shuffle``).
 - Discriminator D(x_{t-1}, x_t, t, guide): ``DiffusionModelEncoder`` (MONAI's time-conditioned classifier:
   residual blocks with the step embedded as in the generator, group norm, so a sample's score does not
   depend on its batch, and one score per image) on the pair, the one-hot map and any image guide. This is
@@ -38,10 +39,11 @@ class GanGenerator(torch.nn.Module):
         self.register_buffer("embedded", torch.tensor(config.embedded_steps), persistent=False)
         alpha_bar = vp_alpha_bar(config.steps, config.beta_min, config.beta_max)
         self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
+        self.fold = config.fold
         self.unet = SPADEDiffusionModelUNet(
             spatial_dims=2,
-            in_channels=1 + config.noise_channels + config.image_guides,
-            out_channels=1,
+            in_channels=(1 + config.noise_channels + config.image_guides) * self.fold**2,
+            out_channels=self.fold**2,
             label_nc=len(config.classes),
             num_res_blocks=config.num_res_blocks,
             channels=config.channels,
@@ -55,7 +57,11 @@ class GanGenerator(torch.nn.Module):
         self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor, guides: torch.Tensor, seg: torch.Tensor
     ):
         inputs = torch.cat([x_t, z, guides], dim=1)
+        if self.fold > 1:
+            inputs = torch.nn.functional.pixel_unshuffle(inputs, self.fold)
         output = self.unet(inputs, self.embedded[t], seg)
+        if self.fold > 1:
+            output = torch.nn.functional.pixel_shuffle(output, self.fold)
         if not self.epsilon:
             return torch.tanh(output)
         alpha_bar = self.alpha_bar[t].view(-1, *[1] * (x_t.ndim - 1))

@@ -69,6 +69,7 @@ MODEL_SETTINGS = (
     "spade_channels",
     "norm_groups",
     "noise_channels",
+    "fold",
     "prediction",
     "timesteps",
     "discriminator_channels",
@@ -79,10 +80,12 @@ MODEL_SETTINGS = (
 )
 
 
-def _model_settings(init: str, guide: str) -> dict:
+def _model_settings(init: str, guide: str, steps: int) -> dict:
     """The networks' and process settings of the adversarial package ``init`` (a name or a folder). The
     run's own ``guide`` stays where it gives as many image channels as the package's: a simulator-guided
-    model can go on as a source-guided one (its image channel then takes the source image)."""
+    model can go on as a source-guided one (its image channel then takes the source image). The run's own
+    ``steps`` stay where they are fewer than the package's (distilling it into fewer network calls): each
+    of the run's steps is embedded as the package's step at the nearest noise level."""
     from EchoSynthLib.store.package import read_package_config
     from EchoSynthLib.store.registry import resolve_model
 
@@ -90,7 +93,23 @@ def _model_settings(init: str, guide: str) -> dict:
     taken = {name: settings[name] for name in MODEL_SETTINGS if name in settings}
     if image_guides_of(taken.get("guide", "labels")) == image_guides_of(guide):
         taken.pop("guide", None)
+    theirs = int(taken.get("steps", steps))
+    if steps < theirs:
+        longer = AdversarialConfig(steps=theirs, timesteps=tuple(taken.get("timesteps", ())))
+        taken["timesteps"] = fewer_steps(longer.embedded_steps, steps)
+        taken["steps"] = steps
     return taken
+
+
+def fewer_steps(embedded: tuple[int, ...], steps: int) -> tuple[int, ...]:
+    """The embedded timesteps of a ``steps``-step chain made from a longer one's (``embedded``, one per
+    step): step k ends at the level s = (k + 1) / steps of the same VP schedule; it takes the embedding
+    of the longer chain's step ending nearest that level (its noise level: abar is monotone in s)."""
+    longer = len(embedded)
+    return tuple(
+        int(embedded[min(range(longer), key=lambda j: abs((j + 1) / longer - (k + 1) / steps))])
+        for k in range(steps)
+    )
 
 
 def _load_all_but_head(folder: Path, discriminator: Discriminator) -> None:
@@ -138,7 +157,7 @@ class AdversarialTrainer(StepTrainer):
         if self.teacher is not None:
             config = config.with_overrides(settings_from_sdm(self.teacher, config))
         elif self.settings.init != NO_INIT:  # continuing an adversarial package: its networks and process
-            config = config.with_overrides(_model_settings(self.settings.init, config.guide))
+            config = config.with_overrides(_model_settings(self.settings.init, config.guide, config.steps))
         self.device = self.start_processes(device, config.batch_size)
         self.config = run_config(self.run, config)
         self.process = build_process(self.config)
