@@ -14,6 +14,7 @@ simulator's image of the map (made once, outside the timed calls).
     .venv/bin/python bench/adversarial_speed.py --threads 2 --size 128 --channels 16 32 64 --no-attention
     .venv/bin/python bench/adversarial_speed.py --threads 2 --model adversarial-camus64 --strength 1 0.25
     .venv/bin/python bench/adversarial_speed.py --threads 2 --model adversarial-camus128-translate
+    .venv/bin/python bench/adversarial_speed.py --threads 2 --size 224 --steps 1 --fold 1 2 4 --guide labels
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--no-attention", action="store_true", help="no attention at any level")
     parser.add_argument("--strength", type=float, nargs="+", default=[None], help="start strengths to time")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fold", type=int, nargs="+", default=[1], help="U-Net folds to time (issue 34)")
+    parser.add_argument("--steps", type=int, help="generator steps (default: the network's 4)")
     args = parser.parse_args()
 
     import torch
@@ -77,13 +80,16 @@ def main() -> None:
     if args.channels:
         network["norm_groups"] = min(32, min(args.channels))
         network["num_head_channels"] = min(32, args.channels[-1])
-    print("| model size | guide | generator channels (attention) | steps | images per call | s per image |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for size in args.size:
+    if args.steps:
+        network["steps"] = args.steps
+    print("| size | guide | generator channels (attention) | fold | steps | images per call | s per image |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    cases = [(size, fold) for size in args.size for fold in ([1] if args.model else args.fold)]
+    for size, fold in cases:
         model = (
             AdversarialModel.load(resolve_model(args.model), args.device)
             if args.model
-            else _model(size, args.guide, args.device, network)
+            else _model(size, args.guide, args.device, network | {"fold": fold})
         )
         config = model.config
         source = {"source": simulate_bmode(labels, 1)} if config.guide == SOURCE_GUIDE else {}
@@ -100,7 +106,8 @@ def main() -> None:
                         )
                     seconds = (time.perf_counter() - began) / (args.repeats * count)
                     row = (
-                        f"{config.image_size} | {config.guide} | {shape} | {steps} | {count} | {seconds:.3f}"
+                        f"{config.image_size} | {config.guide} | {shape} | {config.fold} | {steps} | "
+                        f"{count} | {seconds:.3f}"
                     )
                     print(f"| {row} |")
 

@@ -43,6 +43,7 @@ def main() -> None:
     from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
     from EchoSynthLib.data.labels import ECHOSYNTH, ClassLayout, Structure
     from EchoSynthLib.data.planes import slice_of
+    from EchoSynthLib.data.volume import Volume
     from EchoSynthLib.evaluation.distribution import frechet_distance
     from EchoSynthLib.evaluation.feature_spaces import echo_space
     from EchoSynthLib.evaluation.image_sets import cache_set, unlabelled_image
@@ -72,7 +73,7 @@ def main() -> None:
             sides = zip((labels.size[2], labels.size[0]), args.shape[::2], strict=True)
             k0, i0 = [(n - m) // 2 for n, m in sides]
             cut = labels.array[k0 : k0 + args.shape[0], : args.shape[1], i0 : i0 + args.shape[2]]
-            labels = labels.with_array(np.ascontiguousarray(cut))
+            labels = Volume(np.ascontiguousarray(cut), labels.spacing, labels.origin, labels.direction)
         began = time.perf_counter()
         simulated = simulate_bmode(labels, v)
         simulate_s = time.perf_counter() - began

@@ -695,3 +695,11 @@ def test_a_folded_generator_runs_its_unet_on_a_smaller_grid(tiny_cache, phantom_
     assert model.config.fold == 2
     image = model.synthesize(phantom_2d.labels, seed=0)[0]
     assert image.array.shape == phantom_2d.labels.array.shape
+    # A run from the folded package takes its fold (as its other network settings); from an SDM a fold
+    # is refused (the SDM's first and last layers do not fit a folded U-Net).
+    again = RunSettings(**ADVERSARIAL_RUN | {"init": str(tmp_path / "run" / "model")})
+    assert AdversarialTrainer(tiny_cache, tmp_path / "again", TINY, "cpu", again).config.fold == 2
+    sdm = RunSettings(**ADVERSARIAL_RUN | {"init": str(_tiny_sdm(tiny_cache, tmp_path / "sdm"))})
+    with pytest.raises(InputError, match="folded generator"):
+        AdversarialTrainer(tiny_cache, tmp_path / "from-sdm", config, "cpu", sdm)
+    assert not (tmp_path / "from-sdm").exists()

@@ -195,6 +195,8 @@ OUTPUT_CASES = [
     ("translate-simulator", "translate --model simulator (it cannot keep the image's content)", ["translate", "--model", "simulator", "--images", "{w}/synthetic/x_image.nii.gz", "--segment", "--out", "{w}/out"], "cannot keep an image's content"),
     ("translate-label-map-as-image", "a label map given as the echo image", ["translate", "--model", "{w}/adversarial", "--images", "{w}/map.nii.gz", "--labels", "{w}/map.nii.gz", "--out", "{w}/out"], "a label map, not an echo image"),
     ("synthesize-slice-of-2d", "--slice with a 2D map (a 2D model)", ["synthesize", "--model", "{w}/adversarial", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--slice", "3"], "asked of a 2D map"),
+    ("synthesize-volume-of-2d", "--plane volume with a 2D map (a 2D model)", ["synthesize", "--model", "{w}/adversarial", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--plane", "volume"], "this map is 2D"),
+    ("train-shape-model-3d", "train shape-model on a 3D cache", ["train", "shape-model", "--data", "{cache3d}", "--out", "{w}/run_new"], "this cache is 3D"),
     ("evaluate-inception-empty", "--inception-weights is an empty .safetensors file", [*EVALUATE, "--inception-weights", "{w}/empty.safetensors", "--out", "{w}/report"], "not a safetensors file"),
     ("evaluate-inception-renamed-pickle", "--inception-weights is a pickle renamed .safetensors", [*EVALUATE, "--inception-weights", "{w}/pickle.safetensors", "--out", "{w}/report"], "not a safetensors file"),
     ("augment-n-huge", "augment --n 100000000000 (refused at once, before planning a name per output)", ["augment", "{w}/map.nii.gz", "--out", "{w}/out", "--n", "100000000000"], "needs about"),
@@ -347,12 +349,12 @@ def _snapshot(*folders: Path) -> dict[str, str]:
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, on the pickle case
 @pytest.mark.parametrize(("case", "what", "args", "words"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_bad_command_line_input(
-    workspace, tiny_cache, tmp_path, monkeypatch, capsys, case, what, args, words
+    workspace, tiny_cache, tiny_cache_3d, tmp_path, monkeypatch, capsys, case, what, args, words
 ):
     monkeypatch.setenv("ECHOSYNTH_CACHE_DIR", str(tmp_path / "model-cache"))
     monkeypatch.chdir(tmp_path)  # where a pickle that ran would leave its marker
     before = _snapshot(workspace, tiny_cache)
-    code = main([a.format(w=workspace, cache=tiny_cache) for a in args])
+    code = main([a.format(w=workspace, cache=tiny_cache, cache3d=tiny_cache_3d) for a in args])
     err = capsys.readouterr().err
     assert code == 2, f"{what}: exit {code}"
     assert len(err.strip().splitlines()) == 1, f"{what}: {err!r}"

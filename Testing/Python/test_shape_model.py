@@ -41,14 +41,19 @@ def test_a_map_survives_signed_distances_and_back():
     was (Dice >= 0.9), nested as a heart (the myocardium around the cavity, all inside the sector). Fails
     where the regions' order or nesting is wrong (the cavity would be drawn over by the myocardium)."""
     labels = phantom_label_map("4CH", "ED", seed=0, grid=PhantomGrid.for_view("4CH", size=96)).labels.array[0]
-    back = labels_from(signed_distances(labels, 64), labels.shape)
+    distances = signed_distances(labels, 64, band=16.0)
+    assert distances.min() == -16.0 and distances.max() == 16.0  # clipped to the band
+    back = labels_from(distances, labels.shape)
     for structure in (CAVITY, MYOCARDIUM, ATRIUM):
         assert _dice(back == structure, labels == structure) >= 0.9, structure
     assert _dice(back > 0, labels > 0) >= 0.97
-    # A distance field inside nothing draws nothing of it (the region absent, not a stray blob).
-    distances = signed_distances(labels, 64)
-    distances[2] = 64.0
-    assert not (labels_from(distances, labels.shape) == ATRIUM).any()
+    # An atrium whose distances stay positive everywhere: gone at level 0; with a minimum share it is
+    # drawn at a raised level, where its own shape was (fails where the minimum is not applied).
+    raised = distances.copy()
+    raised[2] += float(-raised[2].min()) + 0.5
+    assert not (labels_from(raised, labels.shape) == ATRIUM).any()
+    kept = labels_from(raised, labels.shape, minimum=0.01) == ATRIUM
+    assert kept.sum() >= 0.01 * labels.size * 0.9 and (labels[kept] == ATRIUM).mean() >= 0.9
 
 
 def test_the_fit_keeps_ed_and_es_together_and_draws_new_hearts(shape_model, tiny_cache):
@@ -92,14 +97,6 @@ def test_generate_writes_pairs_of_new_hearts_and_their_images(shape_model, tmp_p
         assert image.same_geometry(labels) and image.array.dtype == np.uint8
         assert {CAVITY, MYOCARDIUM} <= set(np.unique(labels.array).tolist())
         assert image.array[labels.array == Structure.BACKGROUND.label].max() == 0
-
-
-def test_a_3d_cache_is_refused_in_one_line(tiny_cache_3d, tmp_path, capsys):
-    """The shape model is 2D: a 3D cache is named in one line, exit 2, no run folder."""
-    code = main(["train", "shape-model", "--data", str(tiny_cache_3d), "--out", str(tmp_path / "run")])
-    error = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(error) == 1 and "3D" in error[0]
-    assert not (tmp_path / "run").exists()
 
 
 def test_slicer_downloads_the_image_model_a_shape_model_draws_with(

@@ -26,6 +26,7 @@ from EchoSynthLib.cache.store import CacheIndex
 from EchoSynthLib.data.labels import Structure
 from EchoSynthLib.engine.device import bf16_autocast, uses_bf16
 from EchoSynthLib.engine.settings import NO_INIT, RunSettings
+from EchoSynthLib.errors import InputError
 from EchoSynthLib.models.adversarial.config import (
     RUN_DEFAULTS,
     SIMULATOR_GUIDE,
@@ -91,6 +92,7 @@ def _model_settings(init: str, guide: str, steps: int) -> dict:
 
     settings = read_package_config(resolve_model(init), KIND)
     taken = {name: settings[name] for name in MODEL_SETTINGS if name in settings}
+    taken.setdefault("fold", 1)  # packages from before the setting: unfolded
     if image_guides_of(taken.get("guide", "labels")) == image_guides_of(guide):
         taken.pop("guide", None)
     theirs = int(taken.get("steps", steps))
@@ -155,6 +157,11 @@ class AdversarialTrainer(StepTrainer):
         config = config.with_overrides({"classes": manifest.layout})
         self.teacher = sdm_package(self.settings.init)
         if self.teacher is not None:
+            if config.fold != 1:
+                raise InputError(
+                    "a folded generator (fold above 1) starts from scratch: its first and last "
+                    "layers are not the SDM's"
+                )
             config = config.with_overrides(settings_from_sdm(self.teacher, config))
         elif self.settings.init != NO_INIT:  # continuing an adversarial package: its networks and process
             config = config.with_overrides(_model_settings(self.settings.init, config.guide, config.steps))

@@ -34,9 +34,10 @@ def _resized(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarra
     return ndimage.zoom(array, [1] * (array.ndim - 2) + factors, order=order, grid_mode=True, mode="nearest")
 
 
-def signed_distances(labels: np.ndarray, grid: int) -> np.ndarray:
-    """(regions, grid, grid) float32 signed distances, in grid pixels, of a canonical 2D map (H, W); a
-    region the map lacks is far outside everywhere."""
+def signed_distances(labels: np.ndarray, grid: int, band: float) -> np.ndarray:
+    """(regions, grid, grid) float32 signed distances, in grid pixels, of a canonical 2D map (H, W),
+    clipped to +/- ``band``: far from a boundary its distance says little about the shape but would
+    dominate the components' variance; a region the map lacks is ``band`` outside everywhere."""
     from scipy import ndimage
 
     small = _resized(np.asarray(labels).reshape(labels.shape[-2:]), (grid, grid), order=0)
@@ -44,20 +45,35 @@ def signed_distances(labels: np.ndarray, grid: int) -> np.ndarray:
     for index, (_, members) in enumerate(REGIONS):
         inside = np.isin(small, members)
         if not inside.any():
-            out[index] = grid
+            out[index] = band
             continue
         out[index] = ndimage.distance_transform_edt(~inside) - ndimage.distance_transform_edt(inside)
-    return out
+    return np.clip(out, -band, band)
 
 
-def labels_from(distances: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _at_least(distance: np.ndarray, allowed: np.ndarray, count: int) -> np.ndarray:
+    """Where ``distance`` < 0 within ``allowed``; where that is fewer than ``count`` pixels, the ``count``
+    pixels of ``allowed`` with the lowest distance (the region's own shape at a raised level)."""
+    inside = (distance < 0) & allowed
+    values = distance[allowed]
+    if inside.sum() >= count or values.size <= count:
+        return inside
+    return (distance < np.partition(values, count)[count]) & allowed
+
+
+def labels_from(distances: np.ndarray, shape: tuple[int, int], minimum: float = 0.0) -> np.ndarray:
     """The canonical uint8 map (H, W) = ``shape`` whose regions are where the signed distances (regions,
-    g, g), interpolated to ``shape``, are negative; nested as a heart and cleaned."""
+    g, g), interpolated to ``shape``, are negative; nested as a heart and cleaned. ``minimum``: the
+    smallest share of the map each heart region covers (a structure every training map has is not drawn
+    away where its distances stay positive: a region of many shapes' mean, as the atrium, may)."""
     from EchoSynthLib.models.latent.cleanup import clean_labels
 
-    inside = _resized(np.asarray(distances, np.float32), shape, order=1) < 0
-    cavity, epicardium, atrium, sector = inside
-    epicardium = epicardium | cavity
+    fields = _resized(np.asarray(distances, np.float32), shape, order=1)
+    count = int(minimum * shape[0] * shape[1])
+    sector = fields[3] < 0
+    cavity = _at_least(fields[0], sector, count)
+    epicardium = _at_least(fields[1], sector, count) | cavity
+    atrium = _at_least(fields[2], sector & ~epicardium, count)
     labels = np.full(shape, BACKGROUND, np.uint8)
     labels[sector] = SECTOR
     labels[atrium & ~epicardium] = ATRIUM

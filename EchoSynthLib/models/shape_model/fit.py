@@ -38,7 +38,7 @@ def view_and_phase(entry: dict) -> tuple[str, str | None]:
     return view, phase
 
 
-def heart_vectors(cache, split: str, grid: int) -> dict[str, np.ndarray]:
+def heart_vectors(cache, split: str, grid: int, band: float) -> dict[str, np.ndarray]:
     """view -> (hearts, 2 * regions * grid * grid): every patient's ED and ES maps of that view, as signed
     distances (patients with both phases only)."""
     maps: dict[tuple[str, str], dict[str, np.ndarray]] = {}
@@ -48,7 +48,7 @@ def heart_vectors(cache, split: str, grid: int) -> dict[str, np.ndarray]:
             continue
         _, labels = cache.load(entry)
         canonical = cache.label_map(entry, labels).array
-        maps.setdefault((entry["patient_id"], view), {})[phase] = signed_distances(canonical, grid)
+        maps.setdefault((entry["patient_id"], view), {})[phase] = signed_distances(canonical, grid, band)
     vectors: dict[str, list[np.ndarray]] = {}
     for (_, view), phases in sorted(maps.items()):
         if len(phases) == len(PHASES):
@@ -92,7 +92,7 @@ class ShapeFit:
         package = self.run / "model"
         if self.state.step:
             return package
-        vectors = heart_vectors(self.cache, "train", self.config.grid)
+        vectors = heart_vectors(self.cache, "train", self.config.grid, self.config.band)
         small = {view: len(rows) for view, rows in vectors.items() if len(rows) < MIN_HEARTS}
         if not vectors or small:
             raise InputError(

@@ -103,7 +103,7 @@ class ShapeModel:
                 view = self.config.views[int(rng.integers(len(self.config.views)))]
                 vector = self.views[view].draw(rng, self.config.truncation)
                 hearts[heart] = vector.reshape(len(PHASES), regions, grid, grid)
-            labels = labels_from(hearts[heart][k % 2], shape)
+            labels = labels_from(hearts[heart][k % 2], shape, self.config.minimum)
             maps.append(Volume(labels[np.newaxis], tuple(self.config.spacing)))
         return maps
 
