@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from test_slicer_module import module  # noqa: F401 (the module file against stand-ins)
 from test_slicer_panel import panel  # noqa: F401 (the widget on stand-ins)
+from test_slicer_scene import scene  # noqa: F401 (a scene with the sequence classes)
 
 from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
 from EchoSynthLib.cli.main import main
@@ -137,3 +138,26 @@ def test_slicer_downloads_the_image_model_a_shape_model_draws_with(
     monkeypatch.setattr(logic, "downloadModel", lambda model, **kwargs: asked.append(model))
     logic.prepareRun(str(package), ask=False)
     assert asked == [str(package), "remote-latent"]
+
+
+def test_generate_cases_works_out_of_the_box_with_the_shipped_model(scene, panel, module):  # noqa: F811
+    """Slicer's Generate cases with nothing but what ships: the panel's generate mode offers the shipped
+    shape model first, and a run through the real worker adds an ED and an ES case (echo volume +
+    segmentation with a heart) in a new study."""
+    from test_slicer_panel import Node
+
+    from EchoSynthScene import synthesis
+    from EchoSynthScene.labels import label_map_from_node
+
+    node = Node(module.MODES)
+    panel.setParameterNode(node)
+    node.mode = "generate"  # the simulator cannot generate cases: the first paired model is chosen
+    assert node.generator == "shape-camus128"
+    nodes = synthesis.generate_cases(scene, generator="shape-camus128", n=2, seed=0, device="cpu")
+    assert [n.GetName() for n in nodes] == ["case 1 echo", "case 1 labels", "case 2 echo", "case 2 labels"]
+    cavities = []
+    for volume, segmentation in (nodes[:2], nodes[2:]):
+        labels = label_map_from_node(segmentation, volume).array
+        assert {CAVITY, MYOCARDIUM} <= set(np.unique(labels).tolist())
+        cavities.append((labels == CAVITY).sum())
+    assert cavities[1] < cavities[0]  # case 1 is the heart's ED, case 2 its ES

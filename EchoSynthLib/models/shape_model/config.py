@@ -18,9 +18,9 @@ class ShapeModelConfig(SettingsMixin):
 
     grid: int = 64  # the signed distances of every region on grid x grid (the shapes are smooth)
     variance: float = 0.95  # share of the training hearts' variance kept (the number of modes follows)
-    band: float = 16.0  # signed distances clipped to +/- this many grid pixels (``distances``)
+    band: float = 0.0  # > 0: signed distances clipped to +/- this many grid pixels (``distances``)
     truncation: float = 2.5  # each mode's coefficient is drawn within +/- this many standard deviations
-    minimum: float = 0.01  # every heart region of a drawn map covers at least this share of it
+    minimum: float = 0.0  # > 0: every heart region of a drawn map covers at least this share of it
     image_model: str = "latent-camus128"  # draws the image of each map ('simulator' or a model)
     # The output grid (the training cache's): rows, columns and spacing of every map and image.
     image_shape: tuple[int, ...] = (128, 128)
@@ -32,7 +32,7 @@ class ShapeModelConfig(SettingsMixin):
     LIMITS: ClassVar[dict[str, tuple[float | None, float | None]]] = {
         "grid": (16, 512),
         "variance": (0.5, 1.0),
-        "band": (1.0, None),
+        "band": (0.0, None),
         "truncation": (0.1, 10.0),
         "minimum": (0.0, 0.2),
         "image_shape": (8, None),

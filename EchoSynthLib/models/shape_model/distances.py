@@ -34,10 +34,10 @@ def _resized(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarra
     return ndimage.zoom(array, [1] * (array.ndim - 2) + factors, order=order, grid_mode=True, mode="nearest")
 
 
-def signed_distances(labels: np.ndarray, grid: int, band: float) -> np.ndarray:
-    """(regions, grid, grid) float32 signed distances, in grid pixels, of a canonical 2D map (H, W),
-    clipped to +/- ``band``: far from a boundary its distance says little about the shape but would
-    dominate the components' variance; a region the map lacks is ``band`` outside everywhere."""
+def signed_distances(labels: np.ndarray, grid: int, band: float = 0.0) -> np.ndarray:
+    """(regions, grid, grid) float32 signed distances, in grid pixels, of a canonical 2D map (H, W); with
+    ``band`` > 0 clipped to +/- ``band`` (far from a boundary a distance says little about the shape);
+    a region the map lacks is ``band`` (else ``grid``) outside everywhere."""
     from scipy import ndimage
 
     small = _resized(np.asarray(labels).reshape(labels.shape[-2:]), (grid, grid), order=0)
@@ -45,10 +45,10 @@ def signed_distances(labels: np.ndarray, grid: int, band: float) -> np.ndarray:
     for index, (_, members) in enumerate(REGIONS):
         inside = np.isin(small, members)
         if not inside.any():
-            out[index] = band
+            out[index] = band or grid
             continue
         out[index] = ndimage.distance_transform_edt(~inside) - ndimage.distance_transform_edt(inside)
-    return np.clip(out, -band, band)
+    return np.clip(out, -band, band) if band > 0 else out
 
 
 def _at_least(distance: np.ndarray, allowed: np.ndarray, count: int) -> np.ndarray:
