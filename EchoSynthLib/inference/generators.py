@@ -287,6 +287,8 @@ def _open(settings: GeneratorSettings, warn: Warn | None) -> Generator:
     _warn_unused(settings, family.sampling, f"a '{family.kind}' model", warn)
     if settings.plane != VOLUME:
         return family.load().build_generator(folder, settings, warn)
+    if settings.slice_index is not None:
+        raise InputError("--slice picks one plane; --plane volume draws every plane (drop one of them)")
     generator = family.load().build_generator(folder, replace(settings, plane=PLANES[0]), warn)
     if getattr(generator, "spatial_dims", 2) == 3:
         if warn is not None:

@@ -64,8 +64,13 @@ def test_plane_volume_is_refused_for_a_2d_map(tiny_adversarial, tmp_path, capsys
 
 
 def test_the_simulator_and_3d_models_draw_the_whole_map_without_a_wrapper(tiny_adversarial):
-    """Only a 2D model is wrapped; the simulator already draws a 3D map whole."""
+    """Only a 2D model is wrapped; the simulator already draws a 3D map whole. ``--slice`` with ``--plane
+    volume`` is refused (it would make every plane's map a refused one, and the volume black)."""
+    from EchoSynthLib.errors import InputError
+
     wrapped = open_generator(GeneratorSettings(str(tiny_adversarial.run / "model"), plane="volume"))
     assert isinstance(wrapped, PlaneByPlaneGenerator)
+    with pytest.raises(InputError, match="--slice picks one plane"):
+        open_generator(GeneratorSettings(str(tiny_adversarial.run / "model"), plane="volume", slice_index=3))
     simulator = open_generator(GeneratorSettings("simulator", plane="volume"))
     assert not isinstance(simulator, PlaneByPlaneGenerator)
