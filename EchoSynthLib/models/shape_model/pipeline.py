@@ -1,7 +1,8 @@
 """Drawing new anatomies from a shape model, and their images (``echosynth generate``, Slicer's Generate
 cases): case 2h and 2h + 1 are the ED and ES maps of one new heart h (its view and mode coefficients
-drawn from seed + h, each coefficient a standard normal clipped to +/- ``truncation``), and each case's
-image is drawn by the package's label map -> image model with seed + k."""
+drawn from seed + 2h, the number of its ED case, so a run in batches draws the same hearts; each
+coefficient a standard normal clipped to +/- ``truncation``), and each case's image is drawn by the
+package's label map -> image model with seed + k."""
 
 from __future__ import annotations
 
@@ -92,14 +93,14 @@ class ShapeModel:
     def generate_maps(self, n: int, seed: int = 0, first: int = 0) -> list[Volume]:
         """Cases ``first .. first + n - 1``: canonical label maps on the model's output grid (its spacing,
         origin 0, probe at the top); case k is phase k % 2 (ED, ES) of heart k // 2, drawn from seed +
-        k // 2."""
+        k - k % 2."""
         shape = tuple(self.config.image_shape[-2:])
         regions, grid = len(REGIONS), self.config.grid
         maps, hearts = [], {}
         for k in range(first, first + n):
             heart = k // 2
-            if heart not in hearts:
-                rng = np.random.default_rng(seed + heart)
+            if heart not in hearts:  # seeded by its ED case's number: the same heart in any batching
+                rng = np.random.default_rng(seed + 2 * heart)
                 view = self.config.views[int(rng.integers(len(self.config.views)))]
                 vector = self.views[view].draw(rng, self.config.truncation)
                 hearts[heart] = vector.reshape(len(PHASES), regions, grid, grid)
