@@ -41,15 +41,15 @@ class ShapeModel:
     images), the paired-generation contract of ``sampling.cases``."""
 
     def __init__(
-        self, folder: Path, config: ShapeModelConfig, views: dict[str, ViewModel], device: str
+        self, folder: Path, config: ShapeModelConfig, views: dict[str, ViewModel], device: str, warn=None
     ) -> None:
         self.source = folder
         self.config = config
         self.views = views
         self.device = device
+        self.warn = warn
         self.spatial_dims = 2
         self._image_generator = None
-        self.warn = None
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "auto", warn=None) -> ShapeModel:
@@ -66,9 +66,7 @@ class ShapeModel:
             weights = read_weights(folder, f"view_{view}")
             parts = {k: v.float().numpy().astype(np.float64) for k, v in weights.items()}
             views[view] = ViewModel(parts["mean"], parts["modes"], parts["scales"])
-        model = cls(Path(folder), config, views, device)
-        model.warn = warn
-        return model
+        return cls(Path(folder), config, views, device, warn)
 
     @property
     def description(self) -> str:
@@ -90,14 +88,14 @@ class ShapeModel:
             self._image_generator = open_generator(settings, self.warn)
         return self._image_generator
 
-    def generate_maps(self, n: int, seed: int = 0, first: int = 0) -> list[Volume]:
-        """Cases ``first .. first + n - 1``: canonical label maps on the model's output grid (its spacing,
+    def generate_maps(self, n: int, seed: int = 0) -> list[Volume]:
+        """Cases ``0 .. n - 1``: canonical label maps on the model's output grid (its spacing,
         origin 0, probe at the top); case k is phase k % 2 (ED, ES) of heart k // 2, drawn from seed +
         k - k % 2."""
         shape = tuple(self.config.image_shape[-2:])
         regions, grid = len(REGIONS), self.config.grid
         maps, hearts = [], {}
-        for k in range(first, first + n):
+        for k in range(n):
             heart = k // 2
             if heart not in hearts:  # seeded by its ED case's number: the same heart in any batching
                 rng = np.random.default_rng(seed + 2 * heart)
@@ -114,7 +112,6 @@ class ShapeModel:
         steps: int | None = None,
         sampler: str | None = None,
         seed: int = 0,
-        batch_size: int = 16,
         progress: Steps | None = None,
     ) -> list[tuple[Volume, Volume]]:
         """``n`` (uint8 image, canonical label map) pairs: case k's map (``generate_maps``) and its image
