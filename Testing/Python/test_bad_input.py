@@ -125,6 +125,18 @@ def _damaged_caches(w: Path, cache: Path) -> None:
                 np.savez(first, image=image, labels=labels)
             else:
                 _truncate(first, first)
+    from EchoSynthLib.cache.store import build_cache
+    from EchoSynthLib.datasets import scan_dataset
+    from EchoSynthLib.preprocessing.prepare import PrepareSettings
+
+    (w / "val_only").mkdir()  # a dataset all of whose patients go to validation
+    for phase in ("ED", "ES"):
+        phantom = phantom_label_map("4CH", phase, seed=0, grid=PhantomGrid.for_view("4CH", size=32))
+        write_image(simulate_bmode(phantom.labels, seed=0), w / "val_only" / f"pt0_{phase}.nii.gz")
+        write_label_map(phantom.labels, w / "val_only" / f"pt0_{phase}_label.nii.gz")
+    fractions = {"train": 0.0, "val": 1.0, "test": 0.0}
+    settings = PrepareSettings(size=(16, 16), split_fractions=fractions)
+    build_cache(scan_dataset("folder", w / "val_only"), w / "cache_val_only", settings)
     (w / "camus_cut").mkdir()
     np.savez(w / "camus_cut" / "camus224_train.npz", images=np.zeros((4, 16, 16), np.uint8),
              labels=np.zeros((4, 16, 16), np.uint8), ids=np.array([f"patient000{i}_4CH_ED" for i in range(4)]))  # fmt: skip
@@ -197,6 +209,7 @@ OUTPUT_CASES = [
     ("synthesize-slice-of-2d", "--slice with a 2D map (a 2D model)", ["synthesize", "--model", "{w}/adversarial", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--slice", "3"], "asked of a 2D map"),
     ("synthesize-volume-of-2d", "--plane volume with a 2D map (a 2D model)", ["synthesize", "--model", "{w}/adversarial", "--labels", "{w}/map.nii.gz", "--out", "{w}/out", "--plane", "volume"], "this map is 2D"),
     ("train-shape-model-3d", "train shape-model on a 3D cache", ["train", "shape-model", "--data", "{cache3d}", "--out", "{w}/run_new"], "this cache is 3D"),
+    ("train-shape-model-no-train", "train shape-model on a cache whose train split is empty", ["train", "shape-model", "--data", "{w}/cache_val_only", "--out", "{w}/run_new"], "train split is empty"),
     ("evaluate-inception-empty", "--inception-weights is an empty .safetensors file", [*EVALUATE, "--inception-weights", "{w}/empty.safetensors", "--out", "{w}/report"], "not a safetensors file"),
     ("evaluate-inception-renamed-pickle", "--inception-weights is a pickle renamed .safetensors", [*EVALUATE, "--inception-weights", "{w}/pickle.safetensors", "--out", "{w}/report"], "not a safetensors file"),
     ("augment-n-huge", "augment --n 100000000000 (refused at once, before planning a name per output)", ["augment", "{w}/map.nii.gz", "--out", "{w}/out", "--n", "100000000000"], "needs about"),

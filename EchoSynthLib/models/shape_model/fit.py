@@ -70,8 +70,10 @@ class ShapeFit:
         manifest = self.cache.manifest
         if len(manifest.shape) != 2 and manifest.shape[0] != 1:
             raise InputError(f"{data}: the shape model is 2D; this cache is 3D")
-        first = self.cache.cases("train")[0]
-        grid = first["metadata"]["grid"]
+        cases = self.cache.cases("train")
+        if not cases:
+            raise InputError(f"{data}: its train split is empty; the shape model is fitted to training maps")
+        grid = cases[0]["metadata"]["grid"]
         self.config = config.with_overrides(
             {"image_shape": tuple(manifest.shape[-2:]), "spacing": tuple(grid["spacing"])}
         )
