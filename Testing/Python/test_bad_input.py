@@ -20,10 +20,13 @@ import SimpleITK as sitk
 from tiny_sdm import cli_settings
 
 from EchoSynthLib.anatomy import PhantomGrid, phantom_label_map
+from EchoSynthLib.cache.store import build_cache
 from EchoSynthLib.cli.main import main
 from EchoSynthLib.data.io import write_image, write_label_map
 from EchoSynthLib.data.volume import Volume
+from EchoSynthLib.datasets import scan_dataset
 from EchoSynthLib.errors import InputError
+from EchoSynthLib.preprocessing.prepare import PrepareSettings
 from EchoSynthLib.simulation import simulate_bmode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +94,7 @@ def workspace(tmp_path_factory, tiny_cache, tiny_paired_model, tiny_adversarial)
     _packages(w)
     _runs(w, tiny_cache)
     _damaged_caches(w, tiny_cache)
+    _val_only_cache(w)
     (w / "empty.safetensors").write_bytes(b"")
     (w / "pickle.safetensors").write_bytes(pickle.dumps({"w": [1.0, 2.0]}))
     (w / "list.json").write_text("[1, 2]")
@@ -125,11 +129,15 @@ def _damaged_caches(w: Path, cache: Path) -> None:
                 np.savez(first, image=image, labels=labels)
             else:
                 _truncate(first, first)
-    from EchoSynthLib.cache.store import build_cache
-    from EchoSynthLib.datasets import scan_dataset
-    from EchoSynthLib.preprocessing.prepare import PrepareSettings
+    (w / "camus_cut").mkdir()
+    np.savez(w / "camus_cut" / "camus224_train.npz", images=np.zeros((4, 16, 16), np.uint8),
+             labels=np.zeros((4, 16, 16), np.uint8), ids=np.array([f"patient000{i}_4CH_ED" for i in range(4)]))  # fmt: skip
+    _truncate(w / "camus_cut" / "camus224_train.npz", w / "camus_cut" / "camus224_train.npz")
 
-    (w / "val_only").mkdir()  # a dataset all of whose patients go to validation
+
+def _val_only_cache(w: Path) -> None:
+    """A cache (``cache_val_only``) of one phantom patient, ED and ES, all in the validation split."""
+    (w / "val_only").mkdir()
     for phase in ("ED", "ES"):
         phantom = phantom_label_map("4CH", phase, seed=0, grid=PhantomGrid.for_view("4CH", size=32))
         write_image(simulate_bmode(phantom.labels, seed=0), w / "val_only" / f"pt0_{phase}.nii.gz")
@@ -137,10 +145,6 @@ def _damaged_caches(w: Path, cache: Path) -> None:
     fractions = {"train": 0.0, "val": 1.0, "test": 0.0}
     settings = PrepareSettings(size=(16, 16), split_fractions=fractions)
     build_cache(scan_dataset("folder", w / "val_only"), w / "cache_val_only", settings)
-    (w / "camus_cut").mkdir()
-    np.savez(w / "camus_cut" / "camus224_train.npz", images=np.zeros((4, 16, 16), np.uint8),
-             labels=np.zeros((4, 16, 16), np.uint8), ids=np.array([f"patient000{i}_4CH_ED" for i in range(4)]))  # fmt: skip
-    _truncate(w / "camus_cut" / "camus224_train.npz", w / "camus_cut" / "camus224_train.npz")
 
 
 def _packages(w: Path) -> None:

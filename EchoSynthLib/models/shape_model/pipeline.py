@@ -41,7 +41,12 @@ class ShapeModel:
     images), the paired-generation contract of ``sampling.cases``."""
 
     def __init__(
-        self, folder: Path, config: ShapeModelConfig, views: dict[str, ViewModel], device: str, warn=None
+        self,
+        folder: Path,
+        config: ShapeModelConfig,
+        views: dict[str, ViewModel],
+        device: str,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.source = folder
         self.config = config
@@ -52,7 +57,9 @@ class ShapeModel:
         self._image_generator = None
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "auto", warn=None) -> ShapeModel:
+    def load(
+        cls, folder: str | Path, device: str = "auto", warn: Callable[[str], None] | None = None
+    ) -> ShapeModel:
         from EchoSynthLib.store.families import SHAPE_MODEL
         from EchoSynthLib.store.package import read_package_config, read_weights
         from EchoSynthLib.store.registry import resolve_model
