@@ -93,7 +93,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--synthetic", required=True, help="folder of generated images")
-    parser.add_argument("--labels", required=True, help="folder of their label maps")
+    parser.add_argument("--labels", help="folder of their label maps (default: beside the images)")
     parser.add_argument(
         "--real", default="data/camus224-128", help="prepared cache; its val split is the test"
     )
