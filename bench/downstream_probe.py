@@ -20,7 +20,6 @@ chambers for the labelled ones does).
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,21 +27,33 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from EchoSynthLib.data.labels import Structure
+from EchoSynthLib.data.outputs import scratch_folder
 from EchoSynthLib.evaluation.downstream import DownstreamSettings, _prepared, _train_and_test, paper_dice
 from EchoSynthLib.evaluation.image_sets import ImageSet, cache_set, open_set
 
-CLASSES = {1: "cavity", 2: "myocardium", 3: "atrium"}
-SECTOR = 4
+CAVITY, MYOCARDIUM, ATRIUM, SECTOR, BACKGROUND = (
+    s.label
+    for s in (
+        Structure.LV_CAVITY,
+        Structure.LV_MYOCARDIUM,
+        Structure.LEFT_ATRIUM,
+        Structure.SECTOR,
+        Structure.BACKGROUND,
+    )
+)
 
 
 def right_heart(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The image with a darkened, shifted copy of the LV cavity and LA in the sector's unlabelled tissue."""
-    heart = (label == 1) | (label == 2)
+    heart = (label == CAVITY) | (label == MYOCARDIUM)
     columns = np.nonzero(heart.any(0))[0]
     if len(columns) == 0:
         return image
     shift = round((columns[-1] - columns[0] + 1) * rng.uniform(0.85, 1.05))
-    chambers = np.roll(ndimage.binary_erosion(label == 1, iterations=2) | (label == 3), -shift, axis=1)
+    chambers = np.roll(
+        ndimage.binary_erosion(label == CAVITY, iterations=2) | (label == ATRIUM), -shift, axis=1
+    )
     region = ndimage.binary_erosion(chambers & (label == SECTOR), iterations=1)
     soft = ndimage.gaussian_filter(region.astype(float), 1.5)
     dark = image.min() + (image - image.min()) * rng.uniform(0.25, 0.45)
@@ -61,7 +72,7 @@ def transformed(
         other = reference(value)
         if other.names != images.names:
             raise SystemExit(f"{value}: not the same maps in the same order")
-        outside = np.isin(images.labels, (0, SECTOR))
+        outside = np.isin(images.labels, (BACKGROUND, SECTOR))
         return np.where(outside if kind == "background-from" else ~outside, other.images, images.images)
     if kind == "right-heart":
         return np.stack(
@@ -115,11 +126,11 @@ def main() -> None:
         images = ImageSet(
             synthetic.description, transformed(synthetic, name, other), synthetic.labels, synthetic.names
         )
-        with tempfile.TemporaryDirectory() as folder:
-            predicted = _train_and_test(_prepared(images, "train"), test, settings, args.seed, Path(folder))
+        with scratch_folder("echosynth-probe-") as folder:
+            predicted = _train_and_test(_prepared(images, "train"), test, settings, args.seed, folder)
         dice = paper_dice(predicted, test.labels)
         areas, pieces = [], []
-        for value in CLASSES:
+        for value in (CAVITY, MYOCARDIUM, ATRIUM):
             truth = (test.labels == value).sum(axis=(1, 2))
             found = (predicted == value).sum(axis=(1, 2))
             areas.append(f"{np.median(found[truth > 0] / truth[truth > 0]):.2f}")
